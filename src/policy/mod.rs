@@ -1,0 +1,95 @@
+//! The release policy: parsed from JSON (`raw`, phase one) and checked into the types below
+//! (`validate`, phase two). A policy that fails either phase is rejected whole.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{PolicyError, Problem};
+
+use crate::rules::Rule;
+use crate::scope::Scope;
+use crate::sticky::StickyCookie;
+use crate::trust::Trust;
+
+/// Default name of the request header that carries the assigned subset to the route table.
+pub const DEFAULT_SUBSET_HEADER: &str = "x-dial-subset";
+/// Default name of the request header that carries the assigned version.
+pub const DEFAULT_VERSION_HEADER: &str = "x-dial-version";
+
+/// A validated policy: every name checked, every subset reference resolved to an index.
+#[derive(Debug)]
+pub struct Policy {
+    pub headers: HeaderNames,
+    pub releases: Vec<Release>,
+    /// Request headers Dial owns: any client-sent copy is removed before Dial sets its own.
+    pub owned_request_headers: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct HeaderNames {
+    pub subset: String,
+    pub version: String,
+    /// When set, responses carry the assignment under this name (for debugging).
+    pub response: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Release {
+    pub name: String,
+    pub scope: Scope,
+    pub subsets: Vec<Subset>,
+    /// Running sums of the subset weights; the last one is the total (> 0).
+    pub cumulative: Vec<u32>,
+    pub key: Vec<KeySource>,
+    pub rules: Vec<Rule>,
+    pub when_no_key: WhenNoKey,
+    pub override_: Option<Override>,
+}
+
+#[derive(Debug)]
+pub struct Subset {
+    pub name: String,
+    pub version: String,
+    pub weight: u32,
+}
+
+/// Where a request's user key is read from; the first present source wins.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Header(String),
+    Cookie(String),
+}
+
+/// What a request without a user key gets.
+#[derive(Debug)]
+pub enum WhenNoKey {
+    /// Always this subset.
+    Subset(usize),
+    /// A random key kept in a cookie Dial sets, hashed like a user key.
+    Sticky(StickyCookie),
+}
+
+/// A trusted header that forces a subset by name (QA, support).
+#[derive(Debug)]
+pub struct Override {
+    pub header: String,
+    pub trust: Trust,
+}
+
+impl Policy {
+    /// Parses and validates a policy from the plugin configuration bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
+        let raw = raw::parse(bytes)?;
+        validate::validate(raw)
+    }
+}
+
+impl Release {
+    pub fn subset_index(&self, name: &[u8]) -> Option<usize> {
+        self.subsets.iter().position(|s| s.name.as_bytes() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Which requests a release applies to: by host and by path prefix.
+
+/// A host pattern: `shop.example.com` (exact), `*.example.com` (any subdomain), `*` (any host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    Exact(String),
+    /// Stored with its leading dot: `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Scope {
+    /// Empty: any host.
+    pub hosts: Vec<HostPattern>,
+    /// Empty: any path. Plain prefixes, as Envoy's route `prefix` matches.
+    pub path_prefixes: Vec<String>,
+}
+
+impl Scope {
+    pub fn matches(&self, host: Option<&[u8]>, path: Option<&[u8]>) -> bool {
+        self.matches_host(host) && self.matches_path(path)
+    }
+
+    fn matches_host(&self, host: Option<&[u8]>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = host.map(strip_port) else {
+            return false;
+        };
+        self.hosts.iter().any(|p| match p {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h.as_bytes()),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host
+                        .get(host.len() - s.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(s.as_bytes()))
+            }
+        })
+    }
+
+    fn matches_path(&self, path: Option<&[u8]>) -> bool {
+        if self.path_prefixes.is_empty() {
+            return true;
+        }
+        let Some(path) = path else { return false };
+        self.path_prefixes
+            .iter()
+            .any(|p| path.starts_with(p.as_bytes()))
+    }
+}
+
+/// `shop.example.com:8080` → `shop.example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &[u8]) -> &[u8] {
+    let colon = if host.starts_with(b"[") {
+        host.iter()
+            .position(|&b| b == b']')
+            .and_then(|end| (host.get(end + 1) == Some(&b':')).then_some(end + 1))
+    } else {
+        host.iter().rposition(|&b| b == b':')
+    };
+    match colon {
+        Some(i) => host.get(..i).unwrap_or(host),
+        None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(hosts: &[HostPattern], prefixes: &[&str]) -> Scope {
+        Scope {
+            hosts: hosts.to_vec(),
+            path_prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn exact_host_ignores_case_and_port() {
+        let s = scope(&[HostPattern::Exact("shop.example.com".into())], &[]);
+        assert!(s.matches(Some(b"shop.example.com"), Some(b"/")));
+        assert!(s.matches(Some(b"Shop.Example.COM:8080"), Some(b"/")));
+        assert!(!s.matches(Some(b"shop.example.com.evil"), Some(b"/")));
+        assert!(!s.matches(Some(b"www.shop.example.com"), Some(b"/")));
+        assert!(!s.matches(None, Some(b"/")));
+    }
+
+    #[test]
+    fn wildcard_host_needs_a_subdomain() {
+        let s = scope(&[HostPattern::Suffix(".example.com".into())], &[]);
+        assert!(s.matches(Some(b"a.example.com"), None));
+        assert!(s.matches(Some(b"a.b.example.com:443"), None));
+        assert!(!s.matches(Some(b"example.com"), None));
+        assert!(!s.matches(Some(b"badexample.com"), None));
+    }
+
+    #[test]
+    fn path_prefixes_match_like_envoy_prefix_routes() {
+        let s = scope(&[], &["/checkout", "/cart/"]);
+        assert!(s.matches(None, Some(b"/checkout")));
+        assert!(s.matches(None, Some(b"/checkout/pay?x=1")));
+        assert!(s.matches(None, Some(b"/checkoutx")));
+        assert!(s.matches(None, Some(b"/cart/1")));
+        assert!(!s.matches(None, Some(b"/cart")));
+        assert!(!s.matches(None, Some(b"/")));
+        assert!(!s.matches(None, None));
+    }
+
+    #[test]
+    fn empty_scope_matches_everything() {
+        assert!(scope(&[], &[]).matches(None, None));
+        assert!(scope(&[HostPattern::Any], &[]).matches(Some(b"x"), None));
+    }
+
+    #[test]
+    fn ports_are_stripped_from_ipv6_literals_too() {
+        assert_eq!(strip_port(b"[::1]:8080"), b"[::1]");
+        assert_eq!(strip_port(b"[::1]"), b"[::1]");
+        assert_eq!(strip_port(b"h:1"), b"h");
+        assert_eq!(strip_port(b""), b"");
+    }
+}

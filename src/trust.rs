@@ -1,0 +1,167 @@
+//! When an override header may be believed. Off unless the operator says who is trusted:
+//! a shared token, trusted source ranges, or (explicitly) anyone.
+//!
+//! The override header's value is `<subset>` or `<subset>; token=<secret>`.
+
+use std::net::IpAddr;
+
+#[derive(Debug, Default)]
+pub struct Trust {
+    pub token: Option<String>,
+    pub source_cidrs: Vec<Cidr>,
+    pub anyone: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// An override header value split into the subset it asks for and the token it offers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OverrideRequest<'a> {
+    pub subset: &'a [u8],
+    pub token: Option<&'a [u8]>,
+}
+
+pub fn parse_override(value: &[u8]) -> OverrideRequest<'_> {
+    let mut parts = value.splitn(2, |&b| b == b';');
+    let subset = trim(parts.next().unwrap_or_default());
+    let token = parts.next().and_then(|rest| {
+        let rest = trim(rest);
+        rest.strip_prefix(b"token=")
+    });
+    OverrideRequest { subset, token }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    s.trim_ascii()
+}
+
+impl Trust {
+    /// Whether a request offering `token` from `source` may override. `source` is asked only
+    /// when ranges are configured (it may cost a host call).
+    pub fn allows(&self, token: Option<&[u8]>, source: impl FnOnce() -> Option<IpAddr>) -> bool {
+        if self.anyone {
+            return true;
+        }
+        if let (Some(want), Some(got)) = (&self.token, token) {
+            if constant_time_eq(want.as_bytes(), got) {
+                return true;
+            }
+        }
+        if !self.source_cidrs.is_empty() {
+            if let Some(ip) = source() {
+                return self.source_cidrs.iter().any(|c| c.contains(ip));
+            }
+        }
+        false
+    }
+}
+
+/// Compares without an early exit, so response timing does not leak how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a single host).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => max,
+        };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client may reach a dual-stack listener as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_values_split_into_subset_and_token() {
+        assert_eq!(
+            parse_override(b"canary"),
+            OverrideRequest { subset: b"canary", token: None }
+        );
+        assert_eq!(
+            parse_override(b" canary ; token=s3cret "),
+            OverrideRequest { subset: b"canary", token: Some(b"s3cret") }
+        );
+        assert_eq!(parse_override(b"canary; tok=x").token, None);
+        assert_eq!(parse_override(b"").subset, b"");
+    }
+
+    #[test]
+    fn nobody_is_trusted_by_default() {
+        let t = Trust::default();
+        assert!(!t.allows(Some(b"anything"), || Some("127.0.0.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn the_token_must_match_exactly() {
+        let t = Trust { token: Some("s3cret-token".into()), ..Default::default() };
+        assert!(t.allows(Some(b"s3cret-token"), || None));
+        assert!(!t.allows(Some(b"s3cret-tokem"), || None));
+        assert!(!t.allows(Some(b"s3cret"), || None));
+        assert!(!t.allows(None, || None));
+    }
+
+    #[test]
+    fn source_ranges_admit_only_their_addresses() {
+        let t = Trust {
+            source_cidrs: vec![Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("fd00::/8").unwrap()],
+            ..Default::default()
+        };
+        assert!(t.allows(None, || Some("10.2.3.4".parse().unwrap())));
+        assert!(t.allows(None, || Some("::ffff:10.2.3.4".parse().unwrap())));
+        assert!(t.allows(None, || Some("fd12::1".parse().unwrap())));
+        assert!(!t.allows(None, || Some("11.0.0.1".parse().unwrap())));
+        assert!(!t.allows(None, || None));
+    }
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        assert_eq!(Cidr::parse("127.0.0.1").unwrap().prefix, 32);
+        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("10.0.0.0/").is_none());
+        assert!(Cidr::parse("10.0.0.0/+8").is_none());
+        assert!(Cidr::parse("10.0.0/8").is_none());
+        assert!(Cidr::parse("::/129").is_none());
+    }
+}
