@@ -55,7 +55,10 @@ mod tests {
         assert_eq!(plain(b""), 0);
         assert_eq!(plain(b"hello"), 0x248b_fa47);
         assert_eq!(plain(b"hello, world"), 0x149b_bb7f);
-        assert_eq!(plain(b"The quick brown fox jumps over the lazy dog"), 0x2e4f_f723);
+        assert_eq!(
+            plain(b"The quick brown fox jumps over the lazy dog"),
+            0x2e4f_f723
+        );
     }
 
     #[test]
@@ -64,7 +67,10 @@ mod tests {
         assert_eq!(position(b"checkout", b"alice"), joined);
         // Pinned value: the same on every platform, and on wasm32 (this suite runs there too).
         assert_eq!(position(b"checkout", b"alice"), 3_211_913_009);
-        assert_ne!(position(b"checkout", b"alice"), position(b"search", b"alice"));
+        assert_ne!(
+            position(b"checkout", b"alice"),
+            position(b"search", b"alice")
+        );
     }
 
     #[test]
@@ -127,8 +133,8 @@ mod tests {
     #[test]
     fn raising_the_last_weight_only_moves_users_into_it() {
         let ramps: [(&[u32], &[u32]); 4] = [
-            (&[90, 10], &[75, 25]),  // total unchanged
-            (&[90, 10], &[90, 25]),  // total grows
+            (&[90, 10], &[75, 25]), // total unchanged
+            (&[90, 10], &[90, 25]), // total grows
             (&[50, 30, 20], &[40, 20, 40]),
             (&[1, 0], &[1, 1]),
         ];
@@ -138,7 +144,11 @@ mod tests {
             for i in 0..20_000u32 {
                 let p = position(b"checkout", format!("u{i}").as_bytes());
                 if pick(p, &b) == Some(last) {
-                    assert_eq!(pick(p, &a), Some(last), "{before:?} -> {after:?} moved u{i} back");
+                    assert_eq!(
+                        pick(p, &a),
+                        Some(last),
+                        "{before:?} -> {after:?} moved u{i} back"
+                    );
                 }
             }
         }

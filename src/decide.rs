@@ -198,14 +198,20 @@ mod tests {
     }
 
     fn request(extra: &[(&str, &str)]) -> HeaderList {
-        let mut pairs = vec![(":authority", "shop.example.com"), (":path", "/checkout/pay")];
+        let mut pairs = vec![
+            (":authority", "shop.example.com"),
+            (":path", "/checkout/pay"),
+        ];
         pairs.extend_from_slice(extra);
         HeaderList::from_strs(&pairs)
     }
 
     fn assigned(p: &Policy, r: &HeaderList) -> (String, Reason) {
         match decide(p, r) {
-            Decision::Assign(a) => (p.releases[a.release].subsets[a.subset].name.clone(), a.reason),
+            Decision::Assign(a) => (
+                p.releases[a.release].subsets[a.subset].name.clone(),
+                a.reason,
+            ),
             Decision::Pass => panic!("passed"),
         }
     }
@@ -221,8 +227,12 @@ mod tests {
     #[test]
     fn requests_outside_every_release_pass() {
         let p = policy(json!({}));
-        for (host, path) in [("other.example.com", "/checkout"), ("shop.example.com", "/cart")] {
-            let r = HeaderList::from_strs(&[(":authority", host), (":path", path), ("x-beta", "true")]);
+        for (host, path) in [
+            ("other.example.com", "/checkout"),
+            ("shop.example.com", "/cart"),
+        ] {
+            let r =
+                HeaderList::from_strs(&[(":authority", host), (":path", path), ("x-beta", "true")]);
             assert_eq!(decide(&p, &r), Decision::Pass);
         }
     }
@@ -237,9 +247,15 @@ mod tests {
             assigned(&p, &request(&e))
         };
         assert_eq!(r(&[]), ("stable".into(), Reason::Hash));
-        assert_eq!(r(&[("x-beta", "true")]), ("canary".into(), Reason::HeaderRule));
+        assert_eq!(
+            r(&[("x-beta", "true")]),
+            ("canary".into(), Reason::HeaderRule)
+        );
         assert_eq!(r(&[("x-beta", "TRUE")]), ("stable".into(), Reason::Hash));
-        assert_eq!(r(&[("cookie", "a=b; beta=1")]), ("canary".into(), Reason::CookieRule));
+        assert_eq!(
+            r(&[("cookie", "a=b; beta=1")]),
+            ("canary".into(), Reason::CookieRule)
+        );
         assert_eq!(
             r(&[("x-beta", "true"), ("cookie", "beta=1")]),
             ("canary".into(), Reason::HeaderRule)
@@ -263,7 +279,10 @@ mod tests {
             let first = assigned(&p, &request(&[("x-user-id", &u)]));
             assert_eq!(first.1, Reason::Hash);
             // Same key from the cookie source hashes identically.
-            assert_eq!(assigned(&p, &request(&[("cookie", &format!("uid={u}"))])), first);
+            assert_eq!(
+                assigned(&p, &request(&[("cookie", &format!("uid={u}"))])),
+                first
+            );
         }
     }
 
@@ -281,7 +300,9 @@ mod tests {
         let p = policy(json!({}));
         let mut r = request(&[]);
         r.entropy = 0x0123_4567_89ab_cdef;
-        let Decision::Assign(first) = decide(&p, &r) else { panic!() };
+        let Decision::Assign(first) = decide(&p, &r) else {
+            panic!()
+        };
         assert_eq!(first.reason, Reason::StickyCookie);
         let key = first.new_sticky_key.unwrap();
         assert_eq!(&key, b"0123456789abcdef");
@@ -289,27 +310,43 @@ mod tests {
         // Back with the cookie: same subset, no new cookie, whatever the entropy.
         let mut again = request(&[("cookie", "dial-checkout=0123456789abcdef")]);
         again.entropy = 42;
-        let Decision::Assign(second) = decide(&p, &again) else { panic!() };
-        assert_eq!((second.subset, second.reason, second.new_sticky_key), (first.subset, Reason::StickyCookie, None));
+        let Decision::Assign(second) = decide(&p, &again) else {
+            panic!()
+        };
+        assert_eq!(
+            (second.subset, second.reason, second.new_sticky_key),
+            (first.subset, Reason::StickyCookie, None)
+        );
 
         // A forged value is not trusted: a fresh key is minted.
         let forged = request(&[("cookie", "dial-checkout=canary")]);
-        let Decision::Assign(third) = decide(&p, &forged) else { panic!() };
+        let Decision::Assign(third) = decide(&p, &forged) else {
+            panic!()
+        };
         assert!(third.new_sticky_key.is_some());
     }
 
     #[test]
     fn keyless_requests_can_get_a_fixed_subset() {
         let p = policy(json!({ "whenNoKey": { "subset": "canary" } }));
-        assert_eq!(assigned(&p, &request(&[])), ("canary".into(), Reason::Fallback));
+        assert_eq!(
+            assigned(&p, &request(&[])),
+            ("canary".into(), Reason::Fallback)
+        );
     }
 
     #[test]
     fn hostile_keys_fall_back() {
         let p = policy(json!({ "whenNoKey": { "subset": "stable" } }));
         let huge = "x".repeat(MAX_KEY_LEN + 1);
-        assert_eq!(assigned(&p, &request(&[("x-user-id", &huge)])), ("stable".into(), Reason::Fallback));
-        assert_eq!(assigned(&p, &request(&[("x-user-id", "")])), ("stable".into(), Reason::Fallback));
+        assert_eq!(
+            assigned(&p, &request(&[("x-user-id", &huge)])),
+            ("stable".into(), Reason::Fallback)
+        );
+        assert_eq!(
+            assigned(&p, &request(&[("x-user-id", "")])),
+            ("stable".into(), Reason::Fallback)
+        );
         let mut r = request(&[]);
         r.pairs.push(("x-user-id".into(), vec![0xff, 0xfe, 0x00]));
         assert_eq!(assigned(&p, &r).1, Reason::Hash);
@@ -320,8 +357,10 @@ mod tests {
 
     #[test]
     fn overrides_need_trust() {
-        let p = policy(json!({ "override": { "header": "x-dial-override", "token": "0123456789abcdef",
-                                             "sourceCidrs": ["10.0.0.0/8"] } }));
+        let p = policy(
+            json!({ "override": { "header": "x-dial-override", "token": "0123456789abcdef",
+                                             "sourceCidrs": ["10.0.0.0/8"] } }),
+        );
         let u = user_on(&p, "stable");
         let with = |value: &str, ip: Option<&str>| {
             let mut r = request(&[("x-user-id", &u), ("x-dial-override", value)]);
@@ -329,13 +368,31 @@ mod tests {
             assigned(&p, &r)
         };
         assert_eq!(with("canary", None), ("stable".into(), Reason::Hash));
-        assert_eq!(with("canary; token=wrong-token-value", None), ("stable".into(), Reason::Hash));
-        assert_eq!(with("canary; token=0123456789abcdef", None), ("canary".into(), Reason::Override));
-        assert_eq!(with("canary", Some("10.1.2.3")), ("canary".into(), Reason::Override));
-        assert_eq!(with("canary", Some("192.0.2.1")), ("stable".into(), Reason::Hash));
-        assert_eq!(with("nosuch", Some("10.1.2.3")), ("stable".into(), Reason::Hash));
+        assert_eq!(
+            with("canary; token=wrong-token-value", None),
+            ("stable".into(), Reason::Hash)
+        );
+        assert_eq!(
+            with("canary; token=0123456789abcdef", None),
+            ("canary".into(), Reason::Override)
+        );
+        assert_eq!(
+            with("canary", Some("10.1.2.3")),
+            ("canary".into(), Reason::Override)
+        );
+        assert_eq!(
+            with("canary", Some("192.0.2.1")),
+            ("stable".into(), Reason::Hash)
+        );
+        assert_eq!(
+            with("nosuch", Some("10.1.2.3")),
+            ("stable".into(), Reason::Hash)
+        );
         // An override beats rules too.
-        let mut r = request(&[("x-user-id", "alice"), ("x-dial-override", "stable; token=0123456789abcdef")]);
+        let mut r = request(&[
+            ("x-user-id", "alice"),
+            ("x-dial-override", "stable; token=0123456789abcdef"),
+        ]);
         r.entropy = 1;
         assert_eq!(assigned(&p, &r), ("stable".into(), Reason::Override));
     }
@@ -352,7 +409,10 @@ mod tests {
         let mut differ = 0;
         for i in 0..1000 {
             let u = format!("u{i}");
-            let on = |path: &str| match decide(&p, &HeaderList::from_strs(&[(":path", path), ("x-user-id", &u)])) {
+            let on = |path: &str| match decide(
+                &p,
+                &HeaderList::from_strs(&[(":path", path), ("x-user-id", &u)]),
+            ) {
                 Decision::Assign(a) => (a.release, a.subset),
                 Decision::Pass => panic!(),
             };

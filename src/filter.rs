@@ -186,7 +186,8 @@ impl DialHttp {
         {
             self.response.set_cookie = Some(cookie.set_cookie(&key));
         }
-        if let (Some(name), Some(subset)) = (&policy.headers.response, release.subsets.get(a.subset))
+        if let (Some(name), Some(subset)) =
+            (&policy.headers.response, release.subsets.get(a.subset))
         {
             self.response.echo = Some((
                 name.clone(),

@@ -13,8 +13,14 @@ pub struct Rule {
 
 #[derive(Debug)]
 pub enum Condition {
-    Header { name: String, matcher: Matcher },
-    Cookie { name: String, matcher: Matcher },
+    Header {
+        name: String,
+        matcher: Matcher,
+    },
+    Cookie {
+        name: String,
+        matcher: Matcher,
+    },
     /// User keys (as read from the release's key sources); a hash set, so 10,000 ids cost one
     /// lookup.
     Users(HashSet<Vec<u8>>),

@@ -93,7 +93,9 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -115,11 +117,17 @@ mod tests {
     fn override_values_split_into_subset_and_token() {
         assert_eq!(
             parse_override(b"canary"),
-            OverrideRequest { subset: b"canary", token: None }
+            OverrideRequest {
+                subset: b"canary",
+                token: None
+            }
         );
         assert_eq!(
             parse_override(b" canary ; token=s3cret "),
-            OverrideRequest { subset: b"canary", token: Some(b"s3cret") }
+            OverrideRequest {
+                subset: b"canary",
+                token: Some(b"s3cret")
+            }
         );
         assert_eq!(parse_override(b"canary; tok=x").token, None);
         assert_eq!(parse_override(b"").subset, b"");
@@ -133,7 +141,10 @@ mod tests {
 
     #[test]
     fn the_token_must_match_exactly() {
-        let t = Trust { token: Some("s3cret-token".into()), ..Default::default() };
+        let t = Trust {
+            token: Some("s3cret-token".into()),
+            ..Default::default()
+        };
         assert!(t.allows(Some(b"s3cret-token"), || None));
         assert!(!t.allows(Some(b"s3cret-tokem"), || None));
         assert!(!t.allows(Some(b"s3cret"), || None));
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn source_ranges_admit_only_their_addresses() {
         let t = Trust {
-            source_cidrs: vec![Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("fd00::/8").unwrap()],
+            source_cidrs: vec![
+                Cidr::parse("10.0.0.0/8").unwrap(),
+                Cidr::parse("fd00::/8").unwrap(),
+            ],
             ..Default::default()
         };
         assert!(t.allows(None, || Some("10.2.3.4".parse().unwrap())));
@@ -157,7 +171,9 @@ mod tests {
     fn cidrs_parse_strictly() {
         assert_eq!(Cidr::parse("127.0.0.1").unwrap().prefix, 32);
         assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("10.0.0.0/").is_none());
         assert!(Cidr::parse("10.0.0.0/+8").is_none());

@@ -35,7 +35,11 @@ impl fmt::Display for Problem {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "policy rejected ({n} problem{}): ", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "policy rejected ({n} problem{}): ",
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

@@ -117,7 +117,8 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, super::PolicyError> {
     }
     // serde would also read a struct from an array; a policy is an object, say so plainly.
     if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        if *first != b'{' && (*first == b'[' || first.is_ascii_digit() || b"\"tfn-".contains(first)) {
+        if *first != b'{' && (*first == b'[' || first.is_ascii_digit() || b"\"tfn-".contains(first))
+        {
             return Err(PolicyError::single(
                 "$",
                 "the policy must be a JSON object like {\"releases\": [...]}",

@@ -33,7 +33,10 @@ fn the_example_policy_builds() {
     );
     let r = &p.releases[0];
     assert_eq!(r.name, "checkout");
-    assert_eq!(r.scope.hosts, [HostPattern::Exact("shop.example.com".into())]);
+    assert_eq!(
+        r.scope.hosts,
+        [HostPattern::Exact("shop.example.com".into())]
+    );
     assert_eq!(r.cumulative, [90, 100]);
     assert_eq!(
         r.key,
@@ -258,5 +261,9 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn non_utf8_configuration_is_rejected_not_trapped() {
     let err = Policy::parse(b"{\"releases\": [\xff]}").unwrap_err();
-    assert!(err.to_string().starts_with("policy rejected (1 problem): $: invalid JSON"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("policy rejected (1 problem): $: invalid JSON"),
+        "{err}"
+    );
 }

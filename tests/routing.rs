@@ -1,0 +1,290 @@
+//! Envoy end to end: Dial's assignment really changes the route, rules beat the hash, client
+//! headers cannot steer, and hostile requests get a correct fallback instead of a trap.
+mod support;
+
+use support::{Backend, Client, Envoy, EnvoyConfig};
+
+const HOST: &str = "shop.example.com";
+
+fn policy() -> String {
+    r#"{
+      "headers": { "response": "x-dial-assignment" },
+      "releases": [{
+        "name": "checkout",
+        "match": { "hosts": ["shop.example.com"], "pathPrefixes": ["/checkout"] },
+        "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
+                     { "name": "canary", "version": "v2", "weight": 10 } ],
+        "key": [ { "header": "x-user-id" }, { "cookie": "uid" } ],
+        "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" },
+                   { "cookie": { "name": "beta", "equals": "1" }, "subset": "canary" },
+                   { "users": ["alice", "bob"], "subset": "canary" } ],
+        "whenNoKey": { "stickyCookie": { "name": "dial-checkout", "maxAgeSeconds": 2592000 } },
+        "override": { "header": "x-dial-override", "token": "qa-token-0123456789" }
+      }]
+    }"#
+    .to_string()
+}
+
+struct Setup {
+    stable: Backend,
+    canary: Backend,
+    envoy: Envoy,
+}
+
+fn setup() -> Setup {
+    let stable = Backend::start("stable");
+    let canary = Backend::start("canary");
+    let config = EnvoyConfig::new(
+        &policy(),
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
+    let envoy = Envoy::start(&config);
+    Setup {
+        stable,
+        canary,
+        envoy,
+    }
+}
+
+/// Users the 90/10 split sends to each side, found through Envoy itself.
+fn users_by_backend(client: &mut Client, n: usize) -> (Vec<String>, Vec<String>) {
+    let (mut stable, mut canary) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let u = format!("user-{i}");
+        match client
+            .get(HOST, "/checkout", &[("x-user-id", &u)])
+            .backend()
+        {
+            "stable" => stable.push(u),
+            "canary" => canary.push(u),
+            other => panic!("unexpected backend {other}"),
+        }
+    }
+    (stable, canary)
+}
+
+#[test]
+fn the_subset_header_changes_the_route_and_reaches_the_upstream() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let (stable_users, canary_users) = users_by_backend(&mut c, 300);
+    assert!(!stable_users.is_empty() && !canary_users.is_empty());
+
+    let r = c.get(HOST, "/checkout", &[("x-user-id", &canary_users[0])]);
+    assert_eq!((r.status, r.backend()), (200, "canary"));
+    assert_eq!(
+        r.header("x-dial-assignment"),
+        Some("release=checkout; subset=canary; version=v2; reason=hash")
+    );
+    let seen = s.canary.seen().pop().unwrap();
+    assert_eq!(seen.header("x-dial-subset").as_deref(), Some("canary"));
+    assert_eq!(seen.header("x-dial-version").as_deref(), Some("v2"));
+
+    let r = c.get(HOST, "/checkout", &[("x-user-id", &stable_users[0])]);
+    assert_eq!(r.backend(), "stable");
+    assert_eq!(
+        s.stable
+            .seen()
+            .pop()
+            .unwrap()
+            .header("x-dial-version")
+            .as_deref(),
+        Some("v1")
+    );
+    assert!(
+        s.envoy.vm_failures().is_empty(),
+        "{:?}",
+        s.envoy.vm_failures()
+    );
+}
+
+#[test]
+fn rules_beat_the_hash() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let u = stable_users[0].as_str();
+
+    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+        (&[("x-user-id", u)], "stable", "hash"),
+        (
+            &[("x-user-id", u), ("x-beta", "true")],
+            "canary",
+            "header_rule",
+        ),
+        (&[("x-user-id", u), ("x-beta", "yes")], "stable", "hash"),
+        (
+            &[("x-user-id", u), ("cookie", "a=1; beta=1")],
+            "canary",
+            "cookie_rule",
+        ),
+        (&[("x-user-id", "alice")], "canary", "allowlist"),
+        (
+            &[("cookie", "theme=dark"), ("cookie", "uid=bob")],
+            "canary",
+            "allowlist",
+        ),
+    ];
+    for (headers, backend, reason) in cases {
+        let r = c.get(HOST, "/checkout/pay", headers);
+        assert_eq!(r.backend(), backend, "{headers:?}");
+        let echo = r.header("x-dial-assignment").unwrap();
+        assert!(
+            echo.ends_with(&format!("reason={reason}")),
+            "{headers:?}: {echo}"
+        );
+    }
+}
+
+#[test]
+fn client_sent_dial_headers_never_steer() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let u = stable_users[0].as_str();
+
+    // Inside the release: Dial's value replaces the client's, even when sent twice.
+    let r = c.get(
+        HOST,
+        "/checkout",
+        &[
+            ("x-user-id", u),
+            ("x-dial-subset", "canary"),
+            ("x-dial-subset", "canary"),
+            ("x-dial-version", "v9"),
+        ],
+    );
+    assert_eq!(r.backend(), "stable");
+    let seen = s.stable.seen().pop().unwrap();
+    assert_eq!(seen.headers_named("x-dial-subset"), ["stable"]);
+    assert_eq!(seen.headers_named("x-dial-version"), ["v1"]);
+
+    // Outside every release: the client's copies are removed, so the route's default applies.
+    let r = c.get(
+        "other.example.com",
+        "/checkout",
+        &[("x-dial-subset", "canary"), ("x-dial-version", "v2")],
+    );
+    assert_eq!(r.backend(), "stable");
+    let seen = s.stable.seen().pop().unwrap();
+    assert!(seen.headers_named("x-dial-subset").is_empty(), "{seen:?}");
+    assert!(seen.headers_named("x-dial-version").is_empty(), "{seen:?}");
+    assert_eq!(r.header("x-dial-assignment"), None);
+}
+
+#[test]
+fn overrides_need_the_token_and_never_reach_the_upstream() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let u = stable_users[0].as_str();
+
+    let r = c.get(
+        HOST,
+        "/checkout",
+        &[("x-user-id", u), ("x-dial-override", "canary")],
+    );
+    assert_eq!(
+        r.backend(),
+        "stable",
+        "an anonymous override must not pick the canary"
+    );
+    let r = c.get(
+        HOST,
+        "/checkout",
+        &[("x-user-id", u), ("x-dial-override", "canary; token=guess")],
+    );
+    assert_eq!(r.backend(), "stable");
+    let r = c.get(
+        HOST,
+        "/checkout",
+        &[
+            ("x-user-id", u),
+            ("x-dial-override", "canary; token=qa-token-0123456789"),
+        ],
+    );
+    assert_eq!(r.backend(), "canary");
+    assert!(r
+        .header("x-dial-assignment")
+        .unwrap()
+        .ends_with("reason=override"));
+    let seen = s.canary.seen().pop().unwrap();
+    assert!(
+        seen.headers_named("x-dial-override").is_empty(),
+        "the token leaked upstream: {seen:?}"
+    );
+}
+
+#[test]
+fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let mut seen_backends = std::collections::HashSet::new();
+    for _ in 0..60 {
+        let first = c.get(HOST, "/checkout", &[]);
+        let set_cookie = first
+            .header("set-cookie")
+            .expect("a sticky cookie")
+            .to_string();
+        assert!(
+            set_cookie.starts_with("dial-checkout=")
+                && set_cookie.ends_with("; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax"),
+            "{set_cookie}"
+        );
+        let pair = set_cookie.split(';').next().unwrap().to_string();
+        seen_backends.insert(first.backend().to_string());
+        for _ in 0..3 {
+            let again = c.get(HOST, "/checkout", &[("cookie", &pair)]);
+            assert_eq!(again.backend(), first.backend(), "{pair}");
+            assert_eq!(again.header("set-cookie"), None, "the cookie is set once");
+            assert!(again
+                .header("x-dial-assignment")
+                .unwrap()
+                .ends_with("reason=sticky_cookie"));
+        }
+    }
+    assert!(seen_backends.contains("stable"));
+}
+
+#[test]
+fn hostile_requests_get_a_fallback_not_a_trap() {
+    let s = setup();
+    let mut c = Client::new(s.envoy.port);
+    let huge_cookie = format!("uid={}; beta=0", "x".repeat(50_000));
+    let long_key = "k".repeat(5_000);
+    let hostile: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![("cookie", huge_cookie.as_bytes())],
+        vec![("x-user-id", b"\xff\xfe\x80 caf\xc3")],
+        vec![("cookie", b"uid=\xff\xff; beta=\x80")],
+        vec![("x-user-id", b"")],
+        vec![("x-user-id", long_key.as_bytes())],
+        vec![
+            ("x-user-id", b"a"),
+            ("x-user-id", b"b"),
+            ("x-user-id", b"c"),
+        ],
+        vec![("cookie", b";;;==;=;"), ("cookie", b"\"\"")],
+        vec![("x-dial-override", b"\xff; token=\xfe")],
+        vec![("x-beta", b"true\xff")],
+    ];
+    for headers in &hostile {
+        let r = c.send("GET", HOST, "/checkout", headers.iter().copied(), b"");
+        assert_eq!(r.status, 200, "{headers:?}");
+        assert!(["stable", "canary"].contains(&r.backend()));
+        assert!(
+            r.header("x-dial-assignment").is_some(),
+            "not assigned: {headers:?}"
+        );
+    }
+    // Still serving normally, and no VM trapped.
+    assert_eq!(
+        c.get(HOST, "/checkout", &[("x-user-id", "alice")])
+            .backend(),
+        "canary"
+    );
+    assert!(
+        s.envoy.vm_failures().is_empty(),
+        "{:?}",
+        s.envoy.vm_failures()
+    );
+}

@@ -1,0 +1,194 @@
+//! Builds Envoy bootstrap YAML for a test: Dial in front of the router, routes that match the
+//! subset header, one static cluster per backend. The shape follows `envoy-config/envoy.yaml`.
+
+use std::fmt::Write;
+
+/// A route: requests whose `header` equals `value` go to `cluster`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub header: String,
+    pub value: String,
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    pub policy: String,
+    /// Listener port; 0 lets the kernel choose (read back from the admin API).
+    pub port: u16,
+    pub routes: Vec<Route>,
+    pub default_cluster: String,
+    /// Cluster name → backend port on 127.0.0.1.
+    pub clusters: Vec<(String, u16)>,
+    /// Plugin `name`, `root_id`, `vm_id` as Envoy gets them.
+    pub plugin_name: String,
+    pub root_id: String,
+    pub vm_id: String,
+    /// `fail_open` (Istio's failStrategy FAIL_OPEN).
+    pub fail_open: bool,
+}
+
+impl EnvoyConfig {
+    /// Dial with `policy`, routing `x-dial-subset: <name>` to the backend of that name.
+    pub fn new(policy: &str, subsets: &[(&str, u16)]) -> EnvoyConfig {
+        EnvoyConfig {
+            policy: policy.to_string(),
+            port: 0,
+            routes: subsets
+                .iter()
+                .map(|(name, _)| Route {
+                    header: "x-dial-subset".into(),
+                    value: name.to_string(),
+                    cluster: name.to_string(),
+                })
+                .collect(),
+            default_cluster: subsets
+                .first()
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default(),
+            clusters: subsets.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
+            plugin_name: "dial".into(),
+            root_id: "dial".into(),
+            vm_id: "dial".into(),
+            fail_open: false,
+        }
+    }
+
+    /// The listener resource (used inline, or as an LDS file for reload tests).
+    pub fn listener_yaml(&self, indent: usize) -> String {
+        let mut routes = String::new();
+        for r in &self.routes {
+            write!(
+                routes,
+                "
+              - match:
+                  prefix: /
+                  headers:
+                  - name: {}
+                    string_match: {{ exact: {} }}
+                route: {{ cluster: {} }}",
+                r.header, r.value, r.cluster
+            )
+            .unwrap();
+        }
+        let policy = serde_json::to_string(&self.policy).unwrap();
+        let module = super::module_path();
+        let yaml = format!(
+            "name: main
+address:
+  socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ingress
+      route_config:
+        name: local
+        virtual_hosts:
+        - name: all
+          domains: [\"*\"]
+          routes:{routes}
+              - match: {{ prefix: / }}
+                route: {{ cluster: {default} }}
+      http_filters:
+      - name: envoy.filters.http.wasm
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            name: {name}
+            root_id: {root_id}
+            fail_open: {fail_open}
+            configuration:
+              \"@type\": type.googleapis.com/google.protobuf.StringValue
+              value: {policy}
+            vm_config:
+              vm_id: \"{vm_id}\"
+              runtime: envoy.wasm.runtime.v8
+              code: {{ local: {{ filename: {module} }} }}
+      - name: envoy.filters.http.router
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+",
+            port = self.port,
+            default = self.default_cluster,
+            name = self.plugin_name,
+            root_id = self.root_id,
+            vm_id = self.vm_id,
+            fail_open = self.fail_open,
+            module = module.display(),
+        );
+        let pad = " ".repeat(indent);
+        yaml.lines()
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{pad}{l}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn clusters_yaml(&self) -> String {
+        let mut out = String::new();
+        for (name, port) in &self.clusters {
+            write!(
+                out,
+                "
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    /// A bootstrap with the listener inline.
+    pub fn bootstrap_static(&self) -> String {
+        format!(
+            "static_resources:
+  listeners:
+  - {}
+  clusters:{}
+",
+            self.listener_yaml(4).trim_start(),
+            self.clusters_yaml()
+        )
+    }
+
+    /// A bootstrap whose listener comes from `lds_path` (rewritten by reload tests).
+    pub fn bootstrap_lds(&self, lds_path: &std::path::Path) -> String {
+        format!(
+            "node: {{ id: dial-test, cluster: dial-test }}
+dynamic_resources:
+  lds_config:
+    resource_api_version: V3
+    path_config_source:
+      path: {}
+static_resources:
+  clusters:{}
+",
+            lds_path.display(),
+            self.clusters_yaml()
+        )
+    }
+
+    /// The LDS file content: one listener resource.
+    pub fn lds_file(&self) -> String {
+        format!(
+            "resources:
+- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener
+  {}
+",
+            self.listener_yaml(2).trim_start()
+        )
+    }
+}

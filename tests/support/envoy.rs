@@ -1,0 +1,248 @@
+//! Starts and stops a real Envoy for one test, and reads its admin API and log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::config::EnvoyConfig;
+use super::{envoy_binary, scratch_dir};
+
+pub struct Envoy {
+    child: Child,
+    pub dir: PathBuf,
+    pub admin_port: u16,
+    /// The listener's port.
+    pub port: u16,
+    pub log_path: PathBuf,
+}
+
+fn spawn(dir: &Path, bootstrap: &str) -> (Child, PathBuf, PathBuf) {
+    let config_path = dir.join("envoy.yaml");
+    std::fs::write(&config_path, bootstrap).unwrap();
+    let log_path = dir.join("envoy.log");
+    let admin_path = dir.join("admin-address");
+    let child = Command::new(envoy_binary())
+        .arg("-c")
+        .arg(&config_path)
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--drain-time-s",
+            "1",
+        ])
+        .args([
+            "--log-level",
+            "warning",
+            "--component-log-level",
+            "wasm:info",
+        ])
+        .arg("--log-path")
+        .arg(&log_path)
+        .arg("--admin-address-path")
+        .arg(&admin_path)
+        // Admin on an ephemeral port; its address is written to admin_path.
+        .args([
+            "--config-yaml",
+            "admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start Envoy: {e}"));
+    (child, log_path, admin_path)
+}
+
+impl Envoy {
+    /// Starts Envoy with a static bootstrap and waits until the listener accepts.
+    pub fn start(config: &EnvoyConfig) -> Envoy {
+        let dir = scratch_dir("envoy");
+        Self::start_bootstrap(dir, &config.bootstrap_static())
+    }
+
+    /// Starts Envoy whose listener is read from an LDS file in its directory; returns the path
+    /// to rewrite for reloads. `config.port` must be fixed (not 0) so reloads keep the port.
+    pub fn start_lds(config: &EnvoyConfig) -> (Envoy, PathBuf) {
+        assert_ne!(config.port, 0, "LDS reloads need a fixed port");
+        let dir = scratch_dir("envoy-lds");
+        let lds = dir.join("lds.yaml");
+        std::fs::write(&lds, config.lds_file()).unwrap();
+        let envoy = Self::start_bootstrap(dir, &config.bootstrap_lds(&lds));
+        (envoy, lds)
+    }
+
+    fn start_bootstrap(dir: PathBuf, bootstrap: &str) -> Envoy {
+        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin_port = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "Envoy exited during start ({status}); its log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            if let Some(port) = std::fs::read_to_string(&admin_path)
+                .ok()
+                .and_then(|a| a.trim().rsplit(':').next()?.parse::<u16>().ok())
+            {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not write its admin address"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin_port,
+            port: 0,
+            log_path,
+        };
+        envoy.port = envoy.wait_for_listener(deadline);
+        envoy
+    }
+
+    /// Polls the admin API until the listener is bound, and returns its port.
+    fn wait_for_listener(&mut self, deadline: Instant) -> u16 {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("Envoy exited ({status}); its log:\n{}", self.log());
+            }
+            if let Some(body) = self.admin_get("/listeners?format=json") {
+                let port = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+                            .as_u64()
+                    });
+                if let Some(port) = port.filter(|p| *p > 0) {
+                    if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+                        return port as u16;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy's listener did not come up; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs Envoy with a bootstrap that must be refused; returns its exit status and log.
+    pub fn start_expecting_failure(config: &EnvoyConfig) -> (ExitStatus, String) {
+        let dir = scratch_dir("envoy-refused");
+        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let _ = std::fs::remove_dir_all(&dir);
+                return (status, log);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "Envoy kept running with a policy it should refuse; its log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A GET on the admin API; None if it is not answering yet.
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut reader = std::io::BufReader::new(s);
+        let (status, headers) = super::http::read_head(&mut reader).ok()??;
+        let body = super::http::read_body(&mut reader, &headers).ok()?;
+        status
+            .starts_with("HTTP/1.1 200")
+            .then(|| String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The value of a counter or gauge from `/stats` (0 if absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let body = self
+            .admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `stat` reaches `at_least`.
+    pub fn wait_for_stat(&self, name: &str, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.stat(name) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{name} stayed below {at_least}; Envoy's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Replaces the LDS file atomically (Envoy watches for the move) and waits until Envoy
+    /// has accepted (`accepted = true`) or rejected the new listener.
+    pub fn reload_lds(&self, lds_path: &Path, content: &str, accepted: bool) {
+        let stat = if accepted {
+            "listener_manager.lds.update_success"
+        } else {
+            "listener_manager.lds.update_rejected"
+        };
+        let before = self.stat(stat);
+        let tmp = lds_path.with_extension("tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, lds_path).unwrap();
+        self.wait_for_stat(stat, before + 1);
+        if accepted {
+            // The new listener replaces the old one once its workers are warmed.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.stat("listener_manager.total_listeners_warming") > 0 {
+                assert!(Instant::now() < deadline, "listener stayed warming");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Log lines that show a trapped or crashed VM: must never appear.
+    pub fn vm_failures(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("panicked") || l.contains("trap") || l.contains("wasm vm failed")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
