@@ -30,8 +30,8 @@ build: toolchain
 	cargo build --release --target $(TARGET)
 	@ls -l $(MODULE) | awk '{ print "built $(MODULE): " $$5 " bytes" }'
 
-# Unit tests natively, the same core tests on wasm32 (Node's WASI), then Envoy end to end.
-test: unit-test wasm-test e2e-test
+# Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), then Envoy end to end.
+test: lint unit-test wasm-test e2e-test
 
 unit-test:
 	cargo test --lib

@@ -1,5 +1,11 @@
 //! Envoy end to end: Dial's assignment really changes the route, rules beat the hash, client
 //! headers cannot steer, and hostile requests get a correct fallback instead of a trap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod support;
 
 use support::{Backend, Client, Envoy, EnvoyConfig};
@@ -105,7 +111,9 @@ fn rules_beat_the_hash() {
     let (stable_users, _) = users_by_backend(&mut c, 50);
     let u = stable_users[0].as_str();
 
-    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+    // (request headers, backend that must answer, reason Dial must report)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 6] = [
         (&[("x-user-id", u)], "stable", "hash"),
         (
             &[("x-user-id", u), ("x-beta", "true")],

@@ -2,7 +2,7 @@
 //! reached the upstream, with keep-alive so thousands of requests take seconds.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,10 +43,11 @@ impl Response {
     }
 }
 
+/// Header pairs as read off the wire: lower-case name, raw value.
+pub type RawHeaders = Vec<(String, Vec<u8>)>;
+
 /// Reads one HTTP/1.1 message head: the start line and the header pairs.
-pub fn read_head(
-    reader: &mut impl BufRead,
-) -> std::io::Result<Option<(String, Vec<(String, Vec<u8>)>)>> {
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, RawHeaders)>> {
     let mut line = Vec::new();
     if reader.read_until(b'\n', &mut line)? == 0 {
         return Ok(None);
@@ -320,6 +321,7 @@ fn serve(
     status: &AtomicU16,
     delay: &AtomicU64,
 ) {
+    let _ = stream.set_nodelay(true);
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -351,8 +353,8 @@ fn serve(
             "HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body.as_bytes()).is_err()
-        {
+        // One write: a head and body in two segments would meet Nagle and delayed ACKs.
+        if writer.write_all((head + &body).as_bytes()).is_err() {
             return;
         }
     }

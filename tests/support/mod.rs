@@ -1,7 +1,7 @@
 //! End-to-end harness: a real Envoy with the built module, small HTTP backends and an HTTP/1.1
 //! client, all on loopback. Nothing here is a mock of Envoy: tests assert on what a real proxy
 //! did. Missing Envoy or module is a loud failure, never a skip.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
 
 pub mod config;
 pub mod envoy;
@@ -9,9 +9,9 @@ pub mod http;
 
 use std::path::PathBuf;
 
-pub use config::{EnvoyConfig, Route};
+pub use config::EnvoyConfig;
 pub use envoy::Envoy;
-pub use http::{Backend, Client, Response};
+pub use http::{Backend, Client};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
