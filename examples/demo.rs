@@ -93,8 +93,8 @@ fn print_table(
 ) {
     println!("\n{title}");
     println!(
-        "  {:<9} {:<8} {:>6} {:>7} {:>7}  {:<13} {}",
-        "subset", "version", "weight", "users", "share", "answered by", "same subset on 2nd visit"
+        "  {:<9} {:<8} {:>6} {:>7} {:>7}  {:<13} same subset on 2nd visit",
+        "subset", "version", "weight", "users", "share", "answered by"
     );
     for (subset, version, weight) in weights {
         let row = rows.get(*subset);
