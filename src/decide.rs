@@ -29,6 +29,8 @@ pub struct Assignment {
     pub reason: Reason,
     /// A sticky key minted for this request: the response must set the release's cookie to it.
     pub new_sticky_key: Option<[u8; KEY_LEN]>,
+    /// Sampled for shadow traffic: mark the request for a copy to the release's mirror version.
+    pub mirror: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,64 +77,117 @@ pub fn decide(policy: &Policy, request: &impl RequestView) -> Decision {
         .position(|r| r.scope.matches(host, path))
         .and_then(|i| {
             let r = policy.releases.get(i)?;
-            Some(Decision::Assign(assign(i, r, request)))
+            let (mut assignment, sampling_key) = assign(i, r, request);
+            assignment.mirror = sample_mirror(r, request, sampling_key.as_deref());
+            Some(Decision::Assign(assignment))
         })
         .unwrap_or(Decision::Pass)
 }
 
-fn assign(index: usize, release: &Release, request: &impl RequestView) -> Assignment {
+/// The subset assignment, and the key (user or sticky) that mirror sampling should follow.
+fn assign<'r>(
+    index: usize,
+    release: &Release,
+    request: &'r impl RequestView,
+) -> (Assignment, Option<SamplingKey<'r>>) {
     let done = |subset, reason| Assignment {
         release: index,
         subset,
         reason,
         new_sticky_key: None,
+        mirror: false,
     };
 
+    let key = user_key(release, request);
     if let Some(subset) = trusted_override(release, request) {
-        return done(subset, Reason::Override);
+        return (
+            done(subset, Reason::Override),
+            key.map(SamplingKey::Borrowed),
+        );
     }
 
-    let key = user_key(release, request);
     if let Some(rule) = release.rules.iter().find(|r| r.matches(request, key)) {
         let reason = match rule.kind() {
             RuleKind::Header => Reason::HeaderRule,
             RuleKind::Cookie => Reason::CookieRule,
             RuleKind::Allowlist => Reason::Allowlist,
         };
-        return done(rule.subset, reason);
+        return (done(rule.subset, reason), key.map(SamplingKey::Borrowed));
     }
 
     if let Some(key) = key {
-        return match split(release, key) {
+        let assignment = match split(release, key) {
             Some(s) => done(s, Reason::Hash),
             None => fallback(index, release),
         };
+        return (assignment, Some(SamplingKey::Borrowed(key)));
     }
 
     match &release.when_no_key {
-        WhenNoKey::Subset(s) => done(*s, Reason::Fallback),
+        WhenNoKey::Subset(s) => (done(*s, Reason::Fallback), None),
         WhenNoKey::Sticky(cookie) => {
             let existing = request
                 .cookie(&cookie.name)
                 .filter(|v| sticky::is_valid_key(v));
-            let (subset, new_sticky_key) = match existing {
-                Some(v) => (split(release, v), None),
+            let (subset, new_sticky_key, sampling) = match existing {
+                Some(v) => (split(release, v), None, SamplingKey::Borrowed(v)),
                 None => {
                     let fresh = sticky::mint_key(request.entropy());
-                    (split(release, &fresh), Some(fresh))
+                    (
+                        split(release, &fresh),
+                        Some(fresh),
+                        SamplingKey::Minted(fresh),
+                    )
                 }
             };
-            match subset {
+            let assignment = match subset {
                 Some(subset) => Assignment {
                     release: index,
                     subset,
                     reason: Reason::StickyCookie,
                     new_sticky_key,
+                    mirror: false,
                 },
                 None => fallback(index, release),
-            }
+            };
+            (assignment, Some(sampling))
         }
     }
+}
+
+/// The key mirror sampling follows: a user key or sticky cookie from the request, or a sticky
+/// key minted for it.
+enum SamplingKey<'r> {
+    Borrowed(&'r [u8]),
+    Minted([u8; KEY_LEN]),
+}
+
+impl std::ops::Deref for SamplingKey<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SamplingKey::Borrowed(k) => k,
+            SamplingKey::Minted(k) => k,
+        }
+    }
+}
+
+/// Whether the request is sampled for shadow traffic. With a key the choice is consistent
+/// (the same user is always or never mirrored at a given percentage) and independent of the
+/// subset hash (another salt); without one it is random.
+fn sample_mirror(release: &Release, request: &impl RequestView, key: Option<&[u8]>) -> bool {
+    let Some(mirror) = &release.mirror else {
+        return false;
+    };
+    let method = request.header(":method").unwrap_or_default();
+    if !mirror.methods.iter().any(|m| m.as_bytes() == method) {
+        return false;
+    }
+    let position = match key {
+        Some(k) => bucket::position(mirror.salt.as_bytes(), k),
+        None => request.entropy() as u32,
+    };
+    u64::from(position) < mirror.threshold
 }
 
 fn fallback(index: usize, release: &Release) -> Assignment {
@@ -145,6 +200,7 @@ fn fallback(index: usize, release: &Release) -> Assignment {
         subset,
         reason: Reason::Fallback,
         new_sticky_key: None,
+        mirror: false,
     }
 }
 
@@ -423,5 +479,92 @@ mod tests {
         }
         // Independent 50/50 splits disagree for about half the users.
         assert!((400..600).contains(&differ), "{differ}");
+    }
+
+    fn mirrored(p: &Policy, r: &HeaderList) -> bool {
+        match decide(p, r) {
+            Decision::Assign(a) => a.mirror,
+            Decision::Pass => panic!("passed"),
+        }
+    }
+
+    #[test]
+    fn mirror_sampling_is_consistent_per_user_and_near_the_percentage() {
+        let p = policy(json!({ "mirror": { "version": "v3", "percent": 12.5 } }));
+        let mut sampled = 0;
+        let mut sampled_canary = 0;
+        let mut canary = 0;
+        for i in 0..40_000 {
+            let u = format!("u{i}");
+            let r = request(&[(":method", "GET"), ("x-user-id", &u)]);
+            let m = mirrored(&p, &r);
+            assert_eq!(
+                m,
+                mirrored(&p, &r),
+                "sampling must not change between requests"
+            );
+            let on_canary = assigned(&p, &r).0 == "canary";
+            sampled += usize::from(m);
+            canary += usize::from(on_canary);
+            sampled_canary += usize::from(m && on_canary);
+        }
+        let share = sampled as f64 / 40_000.0 * 100.0;
+        assert!((share - 12.5).abs() < 0.5, "{share}");
+        // Independent of the subset split: canary users are sampled at the same rate.
+        let canary_share = sampled_canary as f64 / canary as f64 * 100.0;
+        assert!((canary_share - 12.5).abs() < 1.5, "{canary_share}");
+    }
+
+    #[test]
+    fn only_safe_methods_are_mirrored_by_default() {
+        let p = policy(json!({ "mirror": { "version": "v3", "percent": 100 } }));
+        for method in ["GET", "HEAD", "OPTIONS"] {
+            assert!(
+                mirrored(&p, &request(&[(":method", method), ("x-user-id", "u")])),
+                "{method}"
+            );
+        }
+        for method in ["POST", "PUT", "DELETE", "PATCH", "get", ""] {
+            assert!(
+                !mirrored(&p, &request(&[(":method", method), ("x-user-id", "u")])),
+                "{method}"
+            );
+        }
+        let writes =
+            policy(json!({ "mirror": { "version": "v3", "percent": 100, "methods": ["POST"] } }));
+        assert!(mirrored(
+            &writes,
+            &request(&[(":method", "POST"), ("x-user-id", "u")])
+        ));
+        assert!(!mirrored(
+            &writes,
+            &request(&[(":method", "GET"), ("x-user-id", "u")])
+        ));
+    }
+
+    #[test]
+    fn zero_and_hundred_percent_are_exact() {
+        let none = policy(json!({ "mirror": { "version": "v3", "percent": 0 } }));
+        let all = policy(json!({ "mirror": { "version": "v3", "percent": 100 } }));
+        for i in 0..2_000 {
+            let mut r = request(&[(":method", "GET"), ("x-user-id", &format!("u{i}"))]);
+            assert!(!mirrored(&none, &r));
+            assert!(mirrored(&all, &r));
+            r.pairs.retain(|(n, _)| n != "x-user-id");
+            r.entropy = u64::MAX - i;
+            assert!(!mirrored(&none, &r));
+            assert!(mirrored(&all, &r));
+        }
+    }
+
+    #[test]
+    fn keyless_requests_are_sampled_at_random() {
+        let p = policy(json!({ "mirror": { "version": "v3", "percent": 50 },
+                                "whenNoKey": { "subset": "stable" } }));
+        let mut r = request(&[(":method", "GET")]);
+        r.entropy = 0;
+        assert!(mirrored(&p, &r));
+        r.entropy = u64::from(u32::MAX);
+        assert!(!mirrored(&p, &r));
     }
 }

@@ -11,11 +11,12 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::decide::{decide, Assignment, Decision};
 use crate::policy::Policy;
 use crate::request::{HeaderList, RequestView};
+use crate::stats::{self, Catalog, Kind, Metric};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
@@ -27,7 +28,38 @@ proxy_wasm::main! {{
 
 #[derive(Default)]
 struct DialRoot {
-    policy: Option<Rc<Policy>>,
+    loaded: Option<Rc<Loaded>>,
+}
+
+/// A policy in force, with its metrics defined in the host.
+struct Loaded {
+    policy: Policy,
+    catalog: Catalog,
+    /// Host metric ids, parallel to `catalog.metrics`.
+    metric_ids: Vec<u32>,
+}
+
+impl Loaded {
+    fn metric(&self, index: Option<usize>) -> Option<u32> {
+        self.metric_ids.get(index?).copied()
+    }
+}
+
+fn define(metric: &Metric) -> Result<u32, String> {
+    let kind = match metric.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Histogram => MetricType::Histogram,
+    };
+    hostcalls::define_metric(kind, &metric.name)
+        .map_err(|status| format!("cannot define metric {}: {status:?}", metric.name))
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        if let Err(status) = hostcalls::increment_metric(id, 1) {
+            log::warn!("dial: cannot increment metric {id}: {status:?}");
+        }
+    }
 }
 
 impl Context for DialRoot {}
@@ -51,19 +83,43 @@ impl RootContext for DialRoot {
                 return false;
             }
         };
-        match Policy::parse(&bytes) {
-            Ok(policy) => {
-                let releases: Vec<&str> = policy.releases.iter().map(|r| r.name.as_str()).collect();
+        let [loads, rejections] = stats::policy_counters().map(|m| define(&m).ok());
+        let loaded = Policy::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|policy| {
+                let catalog = Catalog::for_policy(&policy);
+                let metric_ids = catalog
+                    .metrics
+                    .iter()
+                    .map(define)
+                    .collect::<Result<Vec<u32>, String>>()?;
+                Ok(Loaded {
+                    policy,
+                    catalog,
+                    metric_ids,
+                })
+            });
+        match loaded {
+            Ok(loaded) => {
+                let releases: Vec<&str> = loaded
+                    .policy
+                    .releases
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect();
                 log::info!(
-                    "dial: policy loaded: {} release(s): {}",
+                    "dial: policy loaded: {} release(s): {}; {} metrics defined",
                     releases.len(),
-                    releases.join(", ")
+                    releases.join(", "),
+                    loaded.metric_ids.len()
                 );
-                self.policy = Some(Rc::new(policy));
+                increment(loads);
+                self.loaded = Some(Rc::new(loaded));
                 true
             }
             Err(e) => {
                 log::error!("dial: {e}");
+                increment(rejections);
                 false
             }
         }
@@ -71,8 +127,9 @@ impl RootContext for DialRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(DialHttp {
-            policy: self.policy.clone(),
+            loaded: self.loaded.clone(),
             response: ResponseChanges::default(),
+            assigned: None,
         }))
     }
 
@@ -89,15 +146,17 @@ struct ResponseChanges {
 }
 
 struct DialHttp {
-    policy: Option<Rc<Policy>>,
+    loaded: Option<Rc<Loaded>>,
     response: ResponseChanges,
+    /// (release, subset) of this request, for the response metrics.
+    assigned: Option<(usize, usize)>,
 }
 
 impl Context for DialHttp {}
 
 impl HttpContext for DialHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(policy) = self.policy.clone() else {
+        let Some(loaded) = self.loaded.clone() else {
             return Action::Continue;
         };
         // One host call for the whole map. The byte variant: header values may be any bytes,
@@ -112,8 +171,8 @@ impl HttpContext for DialHttp {
         let request = HostRequest {
             headers: HeaderList::new(headers),
         };
-        let decision = decide(&policy, &request);
-        self.apply(&policy, &request.headers, decision);
+        let decision = decide(&loaded.policy, &request);
+        self.apply(&loaded, &request.headers, decision);
         Action::Continue
     }
 
@@ -134,25 +193,62 @@ impl HttpContext for DialHttp {
         }
         Action::Continue
     }
+
+    /// The exchange is over: count the response's status class and record its duration.
+    fn on_log(&mut self) {
+        let (Some(loaded), Some((release, subset))) = (&self.loaded, self.assigned) else {
+            return;
+        };
+        if let Some(code) = int_property(&["response", "code"]) {
+            let class = u32::try_from(code)
+                .ok()
+                .and_then(|code| loaded.catalog.responses(release, subset, code));
+            increment(loaded.metric(class));
+        }
+        if let (Some(nanos), Some(id)) = (
+            int_property(&["request", "duration"]),
+            loaded.metric(loaded.catalog.duration(release, subset)),
+        ) {
+            let millis = u64::try_from(nanos).unwrap_or(0) / 1_000_000;
+            if let Err(status) = hostcalls::record_metric(id, millis) {
+                log::warn!("dial: cannot record the request duration: {status:?}");
+            }
+        }
+    }
+}
+
+/// An integer attribute (Envoy serializes them as 8 little-endian bytes).
+fn int_property(path: &[&str]) -> Option<i64> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
+    Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 impl DialHttp {
     /// Steers the request. Setting a request header makes Envoy re-run route matching, so the
     /// route table sees Dial's subset header. Client-sent copies of Dial's headers never reach
     /// the upstream: set replaces them, and the rest are removed.
-    fn apply(&mut self, policy: &Policy, sent: &HeaderList, decision: Decision) {
+    fn apply(&mut self, loaded: &Loaded, sent: &HeaderList, decision: Decision) {
+        let policy = &loaded.policy;
         let assignment = match decision {
             Decision::Assign(a) => Some(a),
             Decision::Pass => None,
         };
         let steered = assignment.and_then(|a| {
             let release = policy.releases.get(a.release)?;
-            Some((a, release.subsets.get(a.subset)?))
+            let mirror_version = release
+                .mirror
+                .as_ref()
+                .filter(|_| a.mirror)
+                .map(|m| m.version.as_str());
+            Some((a, release.subsets.get(a.subset)?, mirror_version))
         });
 
         for name in &policy.owned_request_headers {
-            let will_set = steered.is_some()
-                && (*name == policy.headers.subset || *name == policy.headers.version);
+            let will_set = steered.is_some_and(|(_, _, mirror)| {
+                *name == policy.headers.subset
+                    || *name == policy.headers.version
+                    || (*name == policy.headers.mirror && mirror.is_some())
+            });
             if !will_set && sent.contains(name) {
                 if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
                 {
@@ -161,19 +257,26 @@ impl DialHttp {
             }
         }
 
-        let Some((a, subset)) = steered else {
+        let Some((a, subset, mirror)) = steered else {
             return;
         };
-        for (name, value) in [
-            (&policy.headers.subset, &subset.name),
-            (&policy.headers.version, &subset.version),
-        ] {
+        let headers = [
+            Some((&policy.headers.subset, subset.name.as_str())),
+            Some((&policy.headers.version, subset.version.as_str())),
+            mirror.map(|version| (&policy.headers.mirror, version)),
+        ];
+        for (name, value) in headers.into_iter().flatten() {
             if let Err(status) =
                 hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
             {
                 log::warn!("dial: cannot set {name}: {status:?}");
             }
         }
+        increment(loaded.metric(loaded.catalog.requests(a.release, a.subset, a.reason)));
+        if mirror.is_some() {
+            increment(loaded.metric(loaded.catalog.mirrored(a.release)));
+        }
+        self.assigned = Some((a.release, a.subset));
         self.remember_for_response(policy, a);
     }
 

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod request;
 pub mod rules;
 pub mod scope;
+pub mod stats;
 pub mod sticky;
 pub mod trust;
 

@@ -16,6 +16,9 @@ use crate::trust::Trust;
 pub const DEFAULT_SUBSET_HEADER: &str = "x-dial-subset";
 /// Default name of the request header that carries the assigned version.
 pub const DEFAULT_VERSION_HEADER: &str = "x-dial-version";
+/// Default name of the request header that marks a request for mirroring (its value: the
+/// shadow's version).
+pub const DEFAULT_MIRROR_HEADER: &str = "x-dial-mirror";
 
 /// A validated policy: every name checked, every subset reference resolved to an index.
 #[derive(Debug)]
@@ -30,6 +33,7 @@ pub struct Policy {
 pub struct HeaderNames {
     pub subset: String,
     pub version: String,
+    pub mirror: String,
     /// When set, responses carry the assignment under this name (for debugging).
     pub response: Option<String>,
 }
@@ -45,6 +49,7 @@ pub struct Release {
     pub rules: Vec<Rule>,
     pub when_no_key: WhenNoKey,
     pub override_: Option<Override>,
+    pub mirror: Option<Mirror>,
 }
 
 #[derive(Debug)]
@@ -69,6 +74,21 @@ pub enum WhenNoKey {
     /// A random key kept in a cookie Dial sets, hashed like a user key.
     Sticky(StickyCookie),
 }
+
+/// Shadow traffic: a sample of the release's requests is marked for a copy to `version`.
+#[derive(Debug)]
+pub struct Mirror {
+    pub version: String,
+    /// `<release>#mirror`: sampling hashes the key apart from the subset split.
+    pub salt: String,
+    /// A request is sampled when its sampling position is below this (out of 2^32).
+    pub threshold: u64,
+    /// Upper-case HTTP methods eligible for mirroring.
+    pub methods: Vec<String>,
+}
+
+/// Mirrored writes would hit shared datastores twice: only safe methods by default.
+pub const DEFAULT_MIRROR_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 
 /// A trusted header that forces a subset by name (QA, support).
 #[derive(Debug)]

@@ -16,6 +16,7 @@ pub struct RawPolicy {
 pub struct RawHeaders {
     pub subset: Option<String>,
     pub version: Option<String>,
+    pub mirror: Option<String>,
     pub response: Option<String>,
 }
 
@@ -33,6 +34,7 @@ pub struct RawRelease {
     pub when_no_key: Option<RawWhenNoKey>,
     #[serde(rename = "override")]
     pub override_: Option<RawOverride>,
+    pub mirror: Option<RawMirror>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +106,14 @@ pub struct RawOverride {
     pub source_cidrs: Vec<String>,
     #[serde(default)]
     pub allow_anyone: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Mirror")]
+pub struct RawMirror {
+    pub version: String,
+    pub percent: f64,
+    pub methods: Option<Vec<String>>,
 }
 
 /// Phase one: bytes to `RawPolicy`, or a problem located by JSON path.

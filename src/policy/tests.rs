@@ -29,7 +29,12 @@ fn the_example_policy_builds() {
     assert_eq!(p.headers.response, None);
     assert_eq!(
         p.owned_request_headers,
-        ["x-dial-subset", "x-dial-version", "x-dial-override"]
+        [
+            "x-dial-subset",
+            "x-dial-version",
+            "x-dial-mirror",
+            "x-dial-override"
+        ]
     );
     let r = &p.releases[0];
     assert_eq!(r.name, "checkout");

@@ -120,6 +120,10 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         Some(h) => c.header_name("$.headers.version", h, true),
         None => Some(DEFAULT_VERSION_HEADER.to_string()),
     };
+    let mirror_header = match &raw.headers.mirror {
+        Some(h) => c.header_name("$.headers.mirror", h, true),
+        None => Some(DEFAULT_MIRROR_HEADER.to_string()),
+    };
     let response_header = raw
         .headers
         .response
@@ -168,7 +172,18 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         }
     }
 
-    let mut owned_request_headers: Vec<String> = [&subset_header, &version_header]
+    if let Some(m) = &mirror_header {
+        if Some(m) == subset_header.as_ref() || Some(m) == version_header.as_ref() {
+            c.fail(
+                "$.headers.mirror",
+                format!(
+                    "{} is already a routing header; the three must differ",
+                    quote(m)
+                ),
+            );
+        }
+    }
+    let mut owned_request_headers: Vec<String> = [&subset_header, &version_header, &mirror_header]
         .into_iter()
         .flatten()
         .cloned()
@@ -181,11 +196,17 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         }
     }
 
-    match (subset_header, version_header, c.problems.is_empty()) {
-        (Some(subset), Some(version), true) => Ok(Policy {
+    match (
+        subset_header,
+        version_header,
+        mirror_header,
+        c.problems.is_empty(),
+    ) {
+        (Some(subset), Some(version), Some(mirror), true) => Ok(Policy {
             headers: HeaderNames {
                 subset,
                 version,
+                mirror,
                 response: response_header,
             },
             releases,
@@ -372,6 +393,10 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
         .override_
         .and_then(|o| override_(c, &format!("{path}.override"), o));
 
+    let mirror = r
+        .mirror
+        .and_then(|m| mirror(c, &format!("{path}.mirror"), &r.name, m));
+
     let when_no_key = when_no_key?;
     (c.problems.len() == before).then_some(Release {
         name: r.name,
@@ -382,6 +407,59 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
         rules,
         when_no_key,
         override_,
+        mirror,
+    })
+}
+
+fn mirror(c: &mut Checker, path: &str, release: &str, m: RawMirror) -> Option<Mirror> {
+    let before = c.problems.len();
+    if !is_name(&m.version, true) {
+        c.fail(
+            format!("{path}.version"),
+            format!("{} is not a valid version: use 1-63 of a-z A-Z 0-9 '.' '_' '-', starting with a letter or digit", quote(&m.version)),
+        );
+    }
+    if !(0.0..=100.0).contains(&m.percent) {
+        c.fail(
+            format!("{path}.percent"),
+            format!("must be between 0 and 100, got {}", m.percent),
+        );
+    }
+    let methods = match m.methods {
+        None => DEFAULT_MIRROR_METHODS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(methods) => {
+            if methods.is_empty() {
+                c.fail(format!("{path}.methods"), "at least one method is required (or leave \"methods\" out for GET, HEAD, OPTIONS)");
+            }
+            for (i, method) in methods.iter().enumerate() {
+                if method.is_empty()
+                    || method.len() > 32
+                    || !method
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+                {
+                    c.fail(
+                        format!("{path}.methods[{i}]"),
+                        format!(
+                            "{} is not an HTTP method (write it in upper case, like \"GET\")",
+                            quote(method)
+                        ),
+                    );
+                }
+            }
+            methods
+        }
+    };
+    // percent% of the 2^32 position space; 100% covers all of it.
+    let threshold = (m.percent.clamp(0.0, 100.0) / 100.0 * 4_294_967_296.0).round() as u64;
+    (c.problems.len() == before).then_some(Mirror {
+        version: m.version,
+        salt: format!("{release}#mirror"),
+        threshold,
+        methods,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct EnvoyConfig {
     pub vm_id: String,
     /// `fail_open` (Istio's failStrategy FAIL_OPEN).
     pub fail_open: bool,
+    /// Shadow cluster: requests Dial marks with `x-dial-mirror` are mirrored there.
+    pub mirror_cluster: Option<String>,
 }
 
 impl EnvoyConfig {
@@ -51,23 +53,59 @@ impl EnvoyConfig {
             root_id: "dial".into(),
             vm_id: "dial".into(),
             fail_open: false,
+            mirror_cluster: None,
         }
     }
 
     /// The listener resource (used inline, or as an LDS file for reload tests).
     pub fn listener_yaml(&self, indent: usize) -> String {
+        // Each route comes in two: with Dial's mirror mark (mirrored to the shadow, which is
+        // told it is a shadow and of which version) and without.
         let mut routes = String::new();
-        for r in &self.routes {
+        let subset_routes = self.routes.iter().map(|r| {
+            (
+                format!(
+                    "
+                  - name: {}
+                    string_match: {{ exact: {} }}",
+                    r.header, r.value
+                ),
+                r.cluster.as_str(),
+            )
+        });
+        let default_route = std::iter::once((String::new(), self.default_cluster.as_str()));
+        for (headers, cluster) in subset_routes.chain(default_route) {
+            if let Some(shadow) = &self.mirror_cluster {
+                write!(
+                    routes,
+                    "
+              - match:
+                  prefix: /
+                  headers:{headers}
+                  - name: x-dial-mirror
+                    present_match: true
+                route:
+                  cluster: {cluster}
+                  request_mirror_policies:
+                  - cluster: {shadow}
+                    request_headers_mutations:
+                    - append:
+                        header: {{ key: x-dial-shadow-of, value: \"%REQ(x-dial-version)%\" }}
+                        append_action: OVERWRITE_IF_EXISTS_OR_ADD"
+                )
+                .unwrap();
+            }
+            let headers = if headers.is_empty() {
+                String::new()
+            } else {
+                format!("\n                  headers:{headers}")
+            };
             write!(
                 routes,
                 "
               - match:
-                  prefix: /
-                  headers:
-                  - name: {}
-                    string_match: {{ exact: {} }}
-                route: {{ cluster: {} }}",
-                r.header, r.value, r.cluster
+                  prefix: /{headers}
+                route: {{ cluster: {cluster} }}"
             )
             .unwrap();
         }
@@ -89,8 +127,6 @@ filter_chains:
         - name: all
           domains: [\"*\"]
           routes:{routes}
-              - match: {{ prefix: / }}
-                route: {{ cluster: {default} }}
       http_filters:
       - name: envoy.filters.http.wasm
         typed_config:
@@ -111,7 +147,6 @@ filter_chains:
           \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 ",
             port = self.port,
-            default = self.default_cluster,
             name = self.plugin_name,
             root_id = self.root_id,
             vm_id = self.vm_id,
@@ -154,11 +189,12 @@ filter_chains:
     /// A bootstrap with the listener inline.
     pub fn bootstrap_static(&self) -> String {
         format!(
-            "static_resources:
+            "{}static_resources:
   listeners:
   - {}
   clusters:{}
 ",
+            stats_config(),
             self.listener_yaml(4).trim_start(),
             self.clusters_yaml()
         )
@@ -167,7 +203,7 @@ filter_chains:
     /// A bootstrap whose listener comes from `lds_path` (rewritten by reload tests).
     pub fn bootstrap_lds(&self, lds_path: &std::path::Path) -> String {
         format!(
-            "node: {{ id: dial-test, cluster: dial-test }}
+            "{}node: {{ id: dial-test, cluster: dial-test }}
 dynamic_resources:
   lds_config:
     resource_api_version: V3
@@ -176,6 +212,7 @@ dynamic_resources:
 static_resources:
   clusters:{}
 ",
+            stats_config(),
             lds_path.display(),
             self.clusters_yaml()
         )
@@ -191,4 +228,17 @@ static_resources:
             self.listener_yaml(2).trim_start()
         )
     }
+}
+
+/// Turns Dial's `tag=.=value;.;` metric names into Prometheus labels, as `envoy-config/` does.
+pub fn stats_config() -> String {
+    let mut out = String::from("stats_config:\n  stats_tags:\n");
+    for tag in dial::stats::TAGS {
+        writeln!(
+            out,
+            "  - tag_name: {tag}\n    regex: \"({tag}=\\\\.=(.*?);\\\\.;)\""
+        )
+        .unwrap();
+    }
+    out
 }

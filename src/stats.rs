@@ -1,0 +1,225 @@
+//! Every metric Dial emits, named in one place and derived from the policy at configure time.
+//! Cardinality is bounded by the policy: labels are release, subset, version, reason and status
+//! class, never user ids or paths.
+//!
+//! Labels travel inside the metric name the way Istio encodes them, `tag=.=value;.;`, for
+//! example `release=.=checkout;.;subset=.=canary;.;version=.=v2;.;reason=.=hash;.;dial_requests_total`.
+//! Envoy's `stats_config.stats_tags` (one regex per tag, shipped in `envoy-config/`) or Istio's
+//! `extraStatTags` turn them into Prometheus labels, leaving the name `dial_requests_total`.
+
+use crate::decide::Reason;
+use crate::policy::Policy;
+
+/// Label names, in the order they appear in metric names.
+pub const TAGS: [&str; 5] = ["release", "subset", "version", "reason", "status_class"];
+
+/// The response status classes counted per subset.
+pub const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+pub const REQUESTS: &str = "dial_requests_total";
+pub const RESPONSES: &str = "dial_responses_total";
+pub const DURATION: &str = "dial_request_duration_milliseconds";
+pub const MIRRORED: &str = "dial_mirrored_requests_total";
+pub const POLICY_LOADS: &str = "dial_policy_loads_total";
+pub const POLICY_REJECTIONS: &str = "dial_policy_rejections_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// A metric name carrying its labels, in the `tag=.=value;.;` encoding.
+pub fn tagged(labels: &[(&str, &str)], metric: &str) -> String {
+    let mut name = String::new();
+    for (tag, value) in labels {
+        name.push_str(tag);
+        name.push_str("=.=");
+        name.push_str(value);
+        name.push_str(";.;");
+    }
+    name.push_str(metric);
+    name
+}
+
+/// Positions in `Catalog::metrics` for one subset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubsetMetrics {
+    /// Indexed like `Reason::ALL`.
+    pub requests: [usize; Reason::ALL.len()],
+    /// Indexed like `STATUS_CLASSES`.
+    pub responses: [usize; STATUS_CLASSES.len()],
+    pub duration: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseMetrics {
+    pub subsets: Vec<SubsetMetrics>,
+    pub mirrored: Option<usize>,
+}
+
+/// The metrics of one policy: the list to define, and where each one sits in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    pub metrics: Vec<Metric>,
+    pub releases: Vec<ReleaseMetrics>,
+}
+
+impl Catalog {
+    pub fn for_policy(policy: &Policy) -> Catalog {
+        let mut metrics = Vec::new();
+        let mut add = |kind, name| {
+            metrics.push(Metric { kind, name });
+            metrics.len() - 1
+        };
+        let releases = policy
+            .releases
+            .iter()
+            .map(|r| ReleaseMetrics {
+                subsets: r
+                    .subsets
+                    .iter()
+                    .map(|s| {
+                        let base = [
+                            ("release", r.name.as_str()),
+                            ("subset", &s.name),
+                            ("version", &s.version),
+                        ];
+                        SubsetMetrics {
+                            requests: Reason::ALL.map(|reason| {
+                                let mut labels = base.to_vec();
+                                labels.push(("reason", reason.as_str()));
+                                add(Kind::Counter, tagged(&labels, REQUESTS))
+                            }),
+                            responses: STATUS_CLASSES.map(|class| {
+                                let mut labels = base.to_vec();
+                                labels.push(("status_class", class));
+                                add(Kind::Counter, tagged(&labels, RESPONSES))
+                            }),
+                            duration: add(Kind::Histogram, tagged(&base, DURATION)),
+                        }
+                    })
+                    .collect(),
+                mirrored: r.mirror.as_ref().map(|m| {
+                    add(
+                        Kind::Counter,
+                        tagged(&[("release", &r.name), ("version", &m.version)], MIRRORED),
+                    )
+                }),
+            })
+            .collect();
+        Catalog { metrics, releases }
+    }
+
+    pub fn requests(&self, release: usize, subset: usize, reason: Reason) -> Option<usize> {
+        let i = Reason::ALL.iter().position(|r| *r == reason)?;
+        self.subset(release, subset)?.requests.get(i).copied()
+    }
+
+    pub fn responses(&self, release: usize, subset: usize, status: u32) -> Option<usize> {
+        let class = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            500..=599 => 3,
+            _ => return None,
+        };
+        self.subset(release, subset)?.responses.get(class).copied()
+    }
+
+    pub fn duration(&self, release: usize, subset: usize) -> Option<usize> {
+        Some(self.subset(release, subset)?.duration)
+    }
+
+    pub fn mirrored(&self, release: usize) -> Option<usize> {
+        self.releases.get(release)?.mirrored
+    }
+
+    fn subset(&self, release: usize, subset: usize) -> Option<&SubsetMetrics> {
+        self.releases.get(release)?.subsets.get(subset)
+    }
+}
+
+/// Policy-level counters, defined whatever the policy (so rejections can be counted).
+pub fn policy_counters() -> [Metric; 2] {
+    [POLICY_LOADS, POLICY_REJECTIONS].map(|name| Metric {
+        kind: Kind::Counter,
+        name: name.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::parse(
+            br#"{ "releases": [
+              { "name": "checkout", "key": [{ "header": "x-user-id" }],
+                "subsets": [{ "name": "stable", "version": "v1", "weight": 90 },
+                            { "name": "canary", "version": "v2.1", "weight": 10 }],
+                "mirror": { "version": "v3", "percent": 1 } },
+              { "name": "search", "key": [{ "header": "x-user-id" }],
+                "subsets": [{ "name": "a", "version": "r1", "weight": 1 }] } ] }"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_carry_labels_in_the_istio_encoding() {
+        let c = Catalog::for_policy(&policy());
+        let at = |i: Option<usize>| c.metrics[i.unwrap()].name.clone();
+        assert_eq!(
+            at(c.requests(0, 1, Reason::Hash)),
+            "release=.=checkout;.;subset=.=canary;.;version=.=v2.1;.;reason=.=hash;.;dial_requests_total"
+        );
+        assert_eq!(
+            at(c.responses(0, 0, 503)),
+            "release=.=checkout;.;subset=.=stable;.;version=.=v1;.;status_class=.=5xx;.;dial_responses_total"
+        );
+        assert_eq!(
+            at(c.duration(1, 0)),
+            "release=.=search;.;subset=.=a;.;version=.=r1;.;dial_request_duration_milliseconds"
+        );
+        assert_eq!(
+            at(c.mirrored(0)),
+            "release=.=checkout;.;version=.=v3;.;dial_mirrored_requests_total"
+        );
+        assert_eq!(c.mirrored(1), None);
+        assert_eq!(c.metrics[c.duration(0, 0).unwrap()].kind, Kind::Histogram);
+    }
+
+    #[test]
+    fn cardinality_is_bounded_by_the_policy() {
+        let c = Catalog::for_policy(&policy());
+        // 3 subsets x (7 reasons + 4 classes + 1 histogram) + 1 mirror counter.
+        assert_eq!(c.metrics.len(), 3 * 12 + 1);
+        let mut names: Vec<&str> = c.metrics.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            c.metrics.len(),
+            "every metric has its own name"
+        );
+    }
+
+    #[test]
+    fn status_codes_map_to_classes() {
+        let c = Catalog::for_policy(&policy());
+        let class = |code| c.responses(0, 0, code).map(|i| c.metrics[i].name.clone());
+        assert!(class(200).unwrap().contains("status_class=.=2xx;"));
+        assert!(class(399).unwrap().contains("status_class=.=3xx;"));
+        assert!(class(404).unwrap().contains("status_class=.=4xx;"));
+        assert!(class(599).unwrap().contains("status_class=.=5xx;"));
+        assert_eq!(class(101), None);
+        assert_eq!(class(0), None);
+        assert_eq!(c.responses(9, 0, 200), None);
+    }
+}
