@@ -54,6 +54,29 @@ fn define(metric: &Metric) -> Result<u32, String> {
         .map_err(|status| format!("cannot define metric {}: {status:?}", metric.name))
 }
 
+/// Whether this VM is the first to apply (or refuse) this exact configuration. Envoy configures
+/// the plugin in several VMs (the base one, the main thread's, each worker's); the policy
+/// counters count configurations, not VMs. Shared data is keyed by vm_id, which Istio leaves
+/// empty, so the key carries Dial's name and the plugin's.
+fn first_to_apply(outcome: &str, configuration: &[u8]) -> bool {
+    let plugin = hostcalls::get_property(vec!["plugin_name"])
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let key = format!("dial.{plugin}.{outcome}");
+    let mut fingerprint = crate::bucket::position(b"dial-policy", configuration)
+        .to_le_bytes()
+        .to_vec();
+    fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
+    match hostcalls::get_shared_data(&key) {
+        Ok((Some(seen), _)) if seen == fingerprint => false,
+        // A CAS mismatch means another VM recorded it first.
+        Ok((_, cas)) => hostcalls::set_shared_data(&key, Some(&fingerprint), cas).is_ok(),
+        Err(_) => true,
+    }
+}
+
 fn increment(id: Option<u32>) {
     if let Some(id) = id {
         if let Err(status) = hostcalls::increment_metric(id, 1) {
@@ -113,13 +136,17 @@ impl RootContext for DialRoot {
                     releases.join(", "),
                     loaded.metric_ids.len()
                 );
-                increment(loads);
+                if first_to_apply("loaded", &bytes) {
+                    increment(loads);
+                }
                 self.loaded = Some(Rc::new(loaded));
                 true
             }
             Err(e) => {
                 log::error!("dial: {e}");
-                increment(rejections);
+                if first_to_apply("rejected", &bytes) {
+                    increment(rejections);
+                }
                 false
             }
         }

@@ -58,6 +58,9 @@ fn raising_the_canary_weight_moves_only_stable_users() {
         envoy.log()
     );
 
+    let loads = support::prometheus::value(&envoy.prometheus(), "dial_policy_loads_total", &[]);
+    assert_eq!(loads, Some(2.0));
+
     let after = backends_of_all_users(envoy.port);
     assert!(
         (share("canary", &after) - 25.0).abs() <= 1.0,

@@ -231,8 +231,9 @@ static_resources:
 }
 
 /// Turns Dial's `tag=.=value;.;` metric names into Prometheus labels, as `envoy-config/` does.
+/// Histograms reach the admin API at each stats flush: every second here (default 5 s).
 pub fn stats_config() -> String {
-    let mut out = String::from("stats_config:\n  stats_tags:\n");
+    let mut out = String::from("stats_flush_interval: 1s\nstats_config:\n  stats_tags:\n");
     for tag in dial::stats::TAGS {
         writeln!(
             out,

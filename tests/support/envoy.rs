@@ -178,6 +178,14 @@ impl Envoy {
             .then(|| String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// Envoy's Prometheus exposition, parsed.
+    pub fn prometheus(&self) -> Vec<super::prometheus::Sample> {
+        let text = self
+            .admin_get("/stats/prometheus")
+            .expect("/stats/prometheus answers");
+        super::prometheus::parse(&text)
+    }
+
     /// The value of a counter or gauge from `/stats` (0 if absent).
     pub fn stat(&self, name: &str) -> u64 {
         let body = self

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod envoy;
 pub mod http;
+pub mod prometheus;
 
 use std::path::PathBuf;
 

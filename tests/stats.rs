@@ -1,0 +1,162 @@
+//! Envoy end to end: Dial's metrics reach `/stats/prometheus` as real labelled series, with
+//! exact values, and a canary's 5xx answers land in the canary's series only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod support;
+
+use dial::decide::{decide, Decision};
+use dial::policy::Policy;
+use dial::request::HeaderList;
+use support::prometheus::value;
+use support::{Backend, Client, Envoy, EnvoyConfig};
+
+const POLICY: &str = r#"{
+  "releases": [{
+    "name": "checkout",
+    "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
+                 { "name": "canary", "version": "v2", "weight": 10 } ],
+    "key": [ { "header": "x-user-id" } ],
+    "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" } ],
+    "whenNoKey": { "subset": "stable" }
+  }]
+}"#;
+
+/// The first `n` user ids that Dial's core assigns to `subset` (the same code the filter runs:
+/// this also checks that native and in-Envoy assignments agree).
+fn users_on(subset: &str, n: usize) -> Vec<String> {
+    let policy = Policy::parse(POLICY.as_bytes()).unwrap();
+    (0..)
+        .map(|i| format!("user-{i}"))
+        .filter(|u| {
+            let request = HeaderList::from_strs(&[(":path", "/"), ("x-user-id", u)]);
+            matches!(decide(&policy, &request),
+                Decision::Assign(a) if policy.releases[0].subsets[a.subset].name == subset)
+        })
+        .take(n)
+        .collect()
+}
+
+fn labels<'a>(
+    subset: &'a str,
+    version: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut l = vec![
+        ("release", "checkout"),
+        ("subset", subset),
+        ("version", version),
+    ];
+    l.extend_from_slice(extra);
+    l
+}
+
+#[test]
+fn exact_counts_per_subset_reason_and_status_class() {
+    let stable = Backend::start("stable");
+    let canary = Backend::start("canary");
+    let envoy = Envoy::start(&EnvoyConfig::new(
+        POLICY,
+        &[("stable", stable.port), ("canary", canary.port)],
+    ));
+    let mut client = Client::new(envoy.port);
+
+    for u in users_on("canary", 1000) {
+        assert_eq!(
+            client.get("h", "/", &[("x-user-id", &u)]).backend(),
+            "canary"
+        );
+    }
+    for u in users_on("stable", 300) {
+        assert_eq!(
+            client.get("h", "/", &[("x-user-id", &u)]).backend(),
+            "stable"
+        );
+    }
+    for _ in 0..25 {
+        client.get("h", "/", &[("x-beta", "true")]);
+    }
+    for _ in 0..7 {
+        client.get("h", "/", &[]);
+    }
+    // The canary starts failing: its 5xx must show up in its own series only.
+    canary.set_status(503);
+    let failing = users_on("canary", 1040);
+    for u in &failing[1000..] {
+        assert_eq!(client.get("h", "/", &[("x-user-id", u)]).status, 503);
+    }
+
+    let m = envoy.prometheus();
+    let requests = |s, v, reason| {
+        value(
+            &m,
+            "dial_requests_total",
+            &labels(s, v, &[("reason", reason)]),
+        )
+    };
+    assert_eq!(requests("canary", "v2", "hash"), Some(1040.0));
+    assert_eq!(requests("stable", "v1", "hash"), Some(300.0));
+    assert_eq!(requests("canary", "v2", "header_rule"), Some(25.0));
+    assert_eq!(requests("stable", "v1", "fallback"), Some(7.0));
+    // Defined at configure time: a reason nobody hit is there, at 0.
+    assert_eq!(requests("canary", "v2", "override"), Some(0.0));
+
+    let responses = |s, v, class| {
+        value(
+            &m,
+            "dial_responses_total",
+            &labels(s, v, &[("status_class", class)]),
+        )
+    };
+    assert_eq!(responses("canary", "v2", "2xx"), Some(1025.0));
+    assert_eq!(responses("canary", "v2", "5xx"), Some(40.0));
+    assert_eq!(responses("stable", "v1", "2xx"), Some(307.0));
+    assert_eq!(responses("stable", "v1", "5xx"), Some(0.0));
+
+    // Histograms are merged at each stats flush (every second in tests): wait for it.
+    let count = |m: &[support::prometheus::Sample], s, v| {
+        value(
+            m,
+            "dial_request_duration_milliseconds_count",
+            &labels(s, v, &[]),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut h = envoy.prometheus();
+    while count(&h, "canary", "v2") != Some(1065.0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        h = envoy.prometheus();
+    }
+    assert_eq!(count(&h, "canary", "v2"), Some(1065.0));
+    assert_eq!(count(&h, "stable", "v1"), Some(307.0));
+    // Loopback answers take well under 25 ms: every one falls in the first buckets.
+    let le25 = value(
+        &h,
+        "dial_request_duration_milliseconds_bucket",
+        &labels("canary", "v2", &[("le", "25")]),
+    );
+    assert!(le25.unwrap_or(0.0) >= 1000.0, "{le25:?}");
+
+    assert_eq!(value(&m, "dial_policy_loads_total", &[]), Some(1.0));
+    // No user id, path or other unbounded value became a label.
+    for s in m.iter().filter(|s| s.name.starts_with("dial_")) {
+        for k in s.labels.keys() {
+            assert!(
+                [
+                    "release",
+                    "subset",
+                    "version",
+                    "reason",
+                    "status_class",
+                    "le"
+                ]
+                .contains(&k.as_str()),
+                "unexpected label {k} on {}",
+                s.name
+            );
+        }
+    }
+}
