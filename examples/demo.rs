@@ -199,6 +199,33 @@ fn showcase() {
     }
 }
 
+/// What the shadow received, and Dial's metrics as Prometheus scrapes them.
+fn shadow_and_metrics(shadow: &Backend) {
+    // Mirrors are sent asynchronously; give the last ones a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = shadow.seen();
+    let gets = seen.iter().filter(|s| s.method == "GET").count();
+    println!(
+        "\nShadow traffic: checkout mirrors 5% of safe requests (by user) to v3. The shadow received {} copies ({} GET), each marked x-dial-mirror: {} and x-dial-shadow-of: {}",
+        seen.len(),
+        gets,
+        seen.first().and_then(|s| s.header("x-dial-mirror")).unwrap_or_default(),
+        seen.first().and_then(|s| s.header("x-dial-shadow-of")).unwrap_or_default(),
+    );
+
+    let text = support::envoy::admin_get(9901, "/stats/prometheus").unwrap_or_default();
+    println!("\nDial's metrics from http://127.0.0.1:9901/stats/prometheus (non-zero series):");
+    for line in text.lines().filter(|l| {
+        (l.starts_with("dial_requests_total")
+            || l.starts_with("dial_responses_total")
+            || l.starts_with("dial_mirrored_requests_total")
+            || l.starts_with("dial_policy"))
+            && !l.ends_with(" 0")
+    }) {
+        println!("  {line}");
+    }
+}
+
 fn main() {
     let keep_running = std::env::args().any(|a| a == "--keep-running");
     let module = module_path();
@@ -207,6 +234,7 @@ fn main() {
         ("checkout-v2", 18002),
         ("search-a", 18003),
         ("search-b", 18004),
+        ("checkout-v3-shadow", 18005),
     ]
     .iter()
     .map(|(name, port)| Backend::start_on(name, *port))
@@ -242,7 +270,9 @@ fn main() {
         SEARCHERS,
     );
     showcase();
+    shadow_and_metrics(&_backends[4]);
     let requests = 2 * (SIGNED_IN + ANONYMOUS + SEARCHERS) + 7;
+    // (The table above counts client requests; the shadow copies are extra.)
     println!(
         "\n{requests} requests through Envoy in {:.1}s. Envoy's log: target/demo/envoy.log",
         started.elapsed().as_secs_f64()

@@ -162,20 +162,7 @@ impl Envoy {
 
     /// A GET on the admin API; None if it is not answering yet.
     pub fn admin_get(&self, path: &str) -> Option<String> {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut reader = std::io::BufReader::new(s);
-        let (status, headers) = super::http::read_head(&mut reader).ok()??;
-        let body = super::http::read_body(&mut reader, &headers).ok()?;
-        status
-            .starts_with("HTTP/1.1 200")
-            .then(|| String::from_utf8_lossy(&body).into_owned())
+        admin_get(self.admin_port, path)
     }
 
     /// Envoy's Prometheus exposition, parsed.
@@ -262,4 +249,22 @@ impl Drop for Envoy {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A GET on the admin API at `port`; None if it is not answering (yet), or not with 200.
+pub fn admin_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reader = std::io::BufReader::new(s);
+    let (status, headers) = super::http::read_head(&mut reader).ok()??;
+    let body = super::http::read_body(&mut reader, &headers).ok()?;
+    status
+        .starts_with("HTTP/1.1 200")
+        .then(|| String::from_utf8_lossy(&body).into_owned())
 }
