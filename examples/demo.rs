@@ -10,7 +10,6 @@
 
 // The end-to-end harness's backends and client, shared rather than written twice.
 #[path = "../tests/support/mod.rs"]
-#[allow(unused_imports)]
 mod support;
 
 use std::collections::HashMap;

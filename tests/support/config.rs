@@ -24,8 +24,13 @@ pub struct EnvoyConfig {
     pub plugin_name: String,
     pub root_id: String,
     pub vm_id: String,
-    /// `fail_open` (Istio's failStrategy FAIL_OPEN).
-    pub fail_open: bool,
+    /// Envoy's `failure_policy` (`FAIL_CLOSED`, `FAIL_OPEN`, `FAIL_RELOAD`), as istiod derives
+    /// it from failStrategy.
+    pub failure_policy: String,
+    /// No `configuration` at all: what Istio sends for an empty pluginConfig.
+    pub omit_configuration: bool,
+    /// `vm_config.environment_variables.key_values`, as istiod sets them.
+    pub vm_env: Vec<(String, String)>,
     /// Shadow cluster: requests Dial marks with `x-dial-mirror` are mirrored there.
     pub mirror_cluster: Option<String>,
 }
@@ -52,7 +57,9 @@ impl EnvoyConfig {
             plugin_name: "dial".into(),
             root_id: "dial".into(),
             vm_id: "dial".into(),
-            fail_open: false,
+            failure_policy: "FAIL_CLOSED".into(),
+            omit_configuration: false,
+            vm_env: Vec::new(),
             mirror_cluster: None,
         }
     }
@@ -134,12 +141,9 @@ filter_chains:
           config:
             name: {name}
             root_id: {root_id}
-            fail_open: {fail_open}
-            configuration:
-              \"@type\": type.googleapis.com/google.protobuf.StringValue
-              value: {policy}
+            failure_policy: {failure_policy}{configuration}
             vm_config:
-              vm_id: \"{vm_id}\"
+              vm_id: \"{vm_id}\"{vm_env}
               runtime: envoy.wasm.runtime.v8
               code: {{ local: {{ filename: {module} }} }}
       - name: envoy.filters.http.router
@@ -150,7 +154,28 @@ filter_chains:
             name = self.plugin_name,
             root_id = self.root_id,
             vm_id = self.vm_id,
-            fail_open = self.fail_open,
+            failure_policy = self.failure_policy,
+            configuration = if self.omit_configuration {
+                String::new()
+            } else {
+                format!(
+                    "
+            configuration:
+              \"@type\": type.googleapis.com/google.protobuf.StringValue
+              value: {policy}"
+                )
+            },
+            vm_env = if self.vm_env.is_empty() {
+                String::new()
+            } else {
+                let pairs: Vec<String> =
+                    self.vm_env.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
+                format!(
+                    "
+              environment_variables: {{ key_values: {{ {} }} }}",
+                    pairs.join(", ")
+                )
+            },
             module = module.display(),
         );
         let pad = " ".repeat(indent);

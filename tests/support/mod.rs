@@ -10,8 +10,12 @@ pub mod prometheus;
 
 use std::path::PathBuf;
 
+// Not every test binary uses every part of the harness.
+#[allow(unused_imports)]
 pub use config::EnvoyConfig;
+#[allow(unused_imports)]
 pub use envoy::Envoy;
+#[allow(unused_imports)]
 pub use http::{Backend, Client};
 
 pub fn repo_root() -> PathBuf {
