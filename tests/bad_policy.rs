@@ -8,36 +8,8 @@
 )]
 mod support;
 
+use support::bad_policies;
 use support::{free_port, Backend, Client, Envoy, EnvoyConfig};
-
-const TABLE: &str = include_str!("data/bad-policies.json");
-
-fn table() -> serde_json::Value {
-    serde_json::from_str(TABLE).unwrap()
-}
-
-/// A case's configuration text: its `raw` text, or the base with one JSON pointer `set`.
-fn case_policy(case: &serde_json::Value) -> String {
-    if let Some(raw) = case["raw"].as_str() {
-        return raw.to_string();
-    }
-    let mut doc = table()["base"].clone();
-    let path = case["set"].as_str().unwrap();
-    let (parent, last) = path.rsplit_once('/').unwrap();
-    let value = case["value"].clone();
-    match doc.pointer_mut(parent).unwrap() {
-        serde_json::Value::Array(items) => {
-            let i: usize = last.parse().unwrap();
-            if i == items.len() {
-                items.push(value);
-            } else {
-                items[i] = value;
-            }
-        }
-        parent => parent[last] = value,
-    }
-    doc.to_string()
-}
 
 #[test]
 fn envoy_refuses_to_start_with_a_bad_policy() {
@@ -61,35 +33,24 @@ fn envoy_refuses_to_start_with_a_bad_policy() {
 fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays() {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let good = table()["base"].to_string();
+    let good = bad_policies::base().to_string();
     let mut config = EnvoyConfig::new(&good, &[("stable", stable.port), ("canary", canary.port)]);
     config.port = free_port();
     let (envoy, lds) = Envoy::start_lds(&config);
-
-    let mut client = Client::new(envoy.port);
-    let before: Vec<String> = (0..200)
-        .map(|i| {
-            client
-                .get("h", "/", &[("x-user-id", &format!("u{i}"))])
-                .backend()
-                .to_string()
-        })
-        .collect();
+    let before = Client::new(envoy.port).backends_of_users("h", "/", 200);
     assert!(before.iter().any(|b| b == "canary"));
 
-    let cases = table()["cases"].as_array().unwrap().clone();
+    let cases = bad_policies::cases();
     assert!(cases.len() >= 20);
-    for case in &cases {
+    for (name, policy, error) in &cases {
         let mut bad = config.clone();
-        bad.policy = case_policy(case);
+        bad.policy = policy.clone();
         envoy.reload_lds(&lds, &bad.lds_file(), false);
-        let want = "dial: policy rejected";
         let log = envoy.log();
-        let error = case["error"].as_str().unwrap();
         assert!(
-            log.lines().any(|l| l.contains(want) && l.contains(error)),
-            "{}: no log line with {error:?}; log tail:\n{}",
-            case["name"],
+            log.lines()
+                .any(|l| l.contains("dial: policy rejected") && l.contains(error.as_str())),
+            "{name}: no log line with {error:?}; log tail:\n{}",
             log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
         );
     }
@@ -97,17 +58,17 @@ fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays() {
         envoy.stat("listener_manager.lds.update_rejected"),
         cases.len() as u64
     );
+    // Counted once per refused configuration, not once per VM.
+    let metrics = envoy.prometheus();
+    let counter = |name| support::prometheus::value(&metrics, name, &[]);
+    assert_eq!(
+        counter("dial_policy_rejections_total"),
+        Some(cases.len() as f64)
+    );
+    assert_eq!(counter("dial_policy_loads_total"), Some(1.0));
 
     // The running policy kept serving, unchanged, on new connections too.
-    let mut client = Client::new(envoy.port);
-    let after: Vec<String> = (0..200)
-        .map(|i| {
-            client
-                .get("h", "/", &[("x-user-id", &format!("u{i}"))])
-                .backend()
-                .to_string()
-        })
-        .collect();
+    let after = Client::new(envoy.port).backends_of_users("h", "/", 200);
     assert_eq!(before, after);
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
 }

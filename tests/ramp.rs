@@ -20,18 +20,6 @@ fn policy(stable: u32, canary: u32) -> String {
     )
 }
 
-fn backends_of_all_users(port: u16) -> Vec<String> {
-    let mut client = Client::new(port);
-    (0..USERS)
-        .map(|i| {
-            client
-                .get("h", "/", &[("x-user-id", &format!("user-{i}"))])
-                .backend()
-                .to_string()
-        })
-        .collect()
-}
-
 fn share(of: &str, backends: &[String]) -> f64 {
     backends.iter().filter(|b| *b == of).count() as f64 * 100.0 / backends.len() as f64
 }
@@ -47,7 +35,7 @@ fn raising_the_canary_weight_moves_only_stable_users() {
     config.port = free_port();
     let (envoy, lds) = Envoy::start_lds(&config);
 
-    let before = backends_of_all_users(envoy.port);
+    let before = Client::new(envoy.port).backends_of_users("h", "/", USERS);
     assert!((share("canary", &before) - 10.0).abs() <= 1.0);
 
     config.policy = policy(75, 25);
@@ -61,7 +49,7 @@ fn raising_the_canary_weight_moves_only_stable_users() {
     let loads = support::prometheus::value(&envoy.prometheus(), "dial_policy_loads_total", &[]);
     assert_eq!(loads, Some(2.0));
 
-    let after = backends_of_all_users(envoy.port);
+    let after = Client::new(envoy.port).backends_of_users("h", "/", USERS);
     assert!(
         (share("canary", &after) - 25.0).abs() <= 1.0,
         "{}",

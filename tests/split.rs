@@ -29,22 +29,6 @@ fn policy(subsets: &[(&str, u32)]) -> String {
     )
 }
 
-/// Sends one request per user; returns each user's backend.
-fn assign_all(port: u16, users: usize) -> Vec<String> {
-    let mut client = Client::new(port);
-    (0..users)
-        .map(|i| {
-            let r = client.get(
-                "shop.example.com",
-                "/",
-                &[("x-user-id", &format!("user-{i}"))],
-            );
-            assert_eq!(r.status, 200);
-            r.backend().to_string()
-        })
-        .collect()
-}
-
 fn check_split(weights: &[u32]) {
     let names: Vec<String> = (0..weights.len()).map(|i| format!("s{i}")).collect();
     let backends: Vec<Backend> = names.iter().map(|n| Backend::start(n)).collect();
@@ -60,7 +44,7 @@ fn check_split(weights: &[u32]) {
         .collect();
     let envoy = Envoy::start(&EnvoyConfig::new(&policy(&subsets), &routes));
 
-    let first = assign_all(envoy.port, USERS);
+    let first = Client::new(envoy.port).backends_of_users("shop.example.com", "/", USERS);
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for b in &first {
         *counts.entry(b.as_str()).or_default() += 1;
@@ -83,7 +67,7 @@ fn check_split(weights: &[u32]) {
     }
 
     // Every user, asked again (a new connection), lands on the same subset.
-    let second = assign_all(envoy.port, USERS);
+    let second = Client::new(envoy.port).backends_of_users("shop.example.com", "/", USERS);
     let moved = first.iter().zip(&second).filter(|(a, b)| a != b).count();
     assert_eq!(
         moved, 0,

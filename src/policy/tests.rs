@@ -100,49 +100,21 @@ fn an_allowlist_of_ten_thousand_ids_is_a_set() {
     assert!(matches!(&p.releases[0].rules[0].condition, Condition::Users(u) if u.len() == 10_000));
 }
 
-/// The shared table of bad policies (also run through Envoy by tests/bad_policy.rs).
-const BAD_POLICIES: &str = include_str!("../../tests/data/bad-policies.json");
+#[path = "../../tests/support/bad_policies.rs"]
+mod bad_policies;
 
-fn base() -> serde_json::Value {
-    serde_json::from_str::<serde_json::Value>(BAD_POLICIES).unwrap()["base"].clone()
-}
-
-/// A case's configuration text: its `raw` text, or the base with one JSON pointer `set`.
-fn case_policy(case: &serde_json::Value) -> String {
-    if let Some(raw) = case["raw"].as_str() {
-        return raw.to_string();
-    }
-    let mut doc = base();
-    let path = case["set"].as_str().unwrap();
-    let (parent, last) = path.rsplit_once('/').unwrap();
-    let value = case["value"].clone();
-    match doc.pointer_mut(parent).unwrap() {
-        serde_json::Value::Array(items) => {
-            let i: usize = last.parse().unwrap();
-            if i == items.len() {
-                items.push(value);
-            } else {
-                items[i] = value;
-            }
-        }
-        parent => parent[last] = value,
-    }
-    doc.to_string()
-}
+use bad_policies::base;
 
 #[test]
 fn bad_policies_are_rejected_with_path_and_value() {
-    let table: serde_json::Value = serde_json::from_str(BAD_POLICIES).unwrap();
-    let cases = table["cases"].as_array().unwrap();
+    let cases = bad_policies::cases();
     assert!(cases.len() >= 40);
     let mut mismatches = Vec::new();
-    for case in cases {
-        let policy = case_policy(case);
-        let want = case["error"].as_str().unwrap();
+    for (name, policy, want) in cases {
         match Policy::parse(policy.as_bytes()) {
-            Ok(_) => mismatches.push(format!("{}: accepted", case["name"])),
-            Err(e) if !e.to_string().contains(want) => {
-                mismatches.push(format!("{}:\n  want …{want}…\n  got  {e}", case["name"]))
+            Ok(_) => mismatches.push(format!("{name}: accepted")),
+            Err(e) if !e.to_string().contains(&want) => {
+                mismatches.push(format!("{name}:\n  want …{want}…\n  got  {e}"))
             }
             Err(_) => {}
         }

@@ -119,6 +119,17 @@ impl Client {
         Client { port, conn: None }
     }
 
+    /// One GET per user (`x-user-id: user-<i>` for i in 0..n); the backend that answered each.
+    pub fn backends_of_users(&mut self, host: &str, path: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let r = self.get(host, path, &[("x-user-id", &format!("user-{i}"))]);
+                assert_eq!(r.status, 200, "user-{i}: {}", r.text());
+                r.backend().to_string()
+            })
+            .collect()
+    }
+
     pub fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
         self.send(
             "GET",

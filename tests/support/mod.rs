@@ -3,6 +3,7 @@
 //! did. Missing Envoy or module is a loud failure, never a skip.
 #![allow(dead_code)]
 
+pub mod bad_policies;
 pub mod config;
 pub mod envoy;
 pub mod http;
