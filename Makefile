@@ -15,7 +15,7 @@ export DIAL_WASM  := $(abspath $(MODULE))
 TEST_TOOLS    := $(VENV)/.test-tools
 OCI_DIR       := target/oci
 
-.PHONY: all build toolchain envoy test unit-test wasm-test istio-test oci-test e2e-test lint fmt demo up oci clean
+.PHONY: all build toolchain envoy test unit-test wasm-test istio-test oci-test e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools
 
 all: build
 
@@ -40,7 +40,7 @@ build: toolchain
 
 # Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
 # against Istio's CRD schemas, the OCI image, then Envoy end to end.
-test: lint unit-test wasm-test istio-test oci-test e2e-test
+test: lint unit-test wasm-test istio-test oci-test e2e-test bench-smoke
 
 unit-test:
 	cargo test --lib
@@ -79,6 +79,21 @@ demo: build envoy
 # The same, left running for curl (Ctrl-C stops it).
 up: build envoy
 	cargo run --quiet --release --example demo -- --keep-running
+
+# Load generator for the proxy benchmark, from Debian's packages.
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+bench-build: build
+	cargo build --release --target $(TARGET) -p dial-bench-floor
+
+# Dial natively and in Envoy against its floors and the alternatives; writes BENCHMARKS.md.
+bench: bench-build envoy bench-tools
+	cargo bench --bench dial
+
+# A seconds-long run of every part of the benchmark (in make test, so it cannot rot).
+bench-smoke: bench-build envoy bench-tools
+	cargo bench --bench dial -- --smoke
 
 clean:
 	cargo clean

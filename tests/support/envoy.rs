@@ -72,6 +72,11 @@ impl Envoy {
         (envoy, lds)
     }
 
+    /// Starts Envoy with any bootstrap whose first listener is on port 0 (benchmarks).
+    pub fn start_yaml(label: &str, bootstrap: &str) -> Envoy {
+        Self::start_bootstrap(scratch_dir(label), bootstrap)
+    }
+
     fn start_bootstrap(dir: PathBuf, bootstrap: &str) -> Envoy {
         let (mut child, log_path, admin_path) = spawn(&dir, bootstrap);
         let deadline = Instant::now() + Duration::from_secs(30);
