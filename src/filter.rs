@@ -11,11 +11,11 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::decide::{decide, Assignment, Decision};
 use crate::policy::Policy;
-use crate::request::{HeaderList, RequestView};
+use crate::request::{RequestView, SerializedHeaders};
 use crate::stats::{self, Catalog, Kind, Metric};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -186,18 +186,17 @@ impl HttpContext for DialHttp {
         let Some(loaded) = self.loaded.clone() else {
             return Action::Continue;
         };
-        // One host call for the whole map. The byte variant: header values may be any bytes,
-        // and the string variant panics on non-UTF-8.
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(h) => h,
-            Err(status) => {
-                log::warn!("dial: cannot read request headers: {status:?}");
-                return Action::Continue;
-            }
+        // One host call for the whole map, read in place (no copy per header). The SDK's
+        // string variant would panic on non-UTF-8 values; its byte variant copies every header.
+        let Some(buffer) = request_header_map() else {
+            log::warn!("dial: cannot read request headers");
+            return Action::Continue;
         };
-        let request = HostRequest {
-            headers: HeaderList::new(headers),
+        let Some(headers) = SerializedHeaders::new(&buffer) else {
+            log::warn!("dial: malformed request header map");
+            return Action::Continue;
         };
+        let request = HostRequest { headers };
         let decision = decide(&loaded.policy, &request);
         self.apply(&loaded, &request.headers, decision);
         Action::Continue
@@ -254,7 +253,7 @@ impl DialHttp {
     /// Steers the request. Setting a request header makes Envoy re-run route matching, so the
     /// route table sees Dial's subset header. Client-sent copies of Dial's headers never reach
     /// the upstream: set replaces them, and the rest are removed.
-    fn apply(&mut self, loaded: &Loaded, sent: &HeaderList, decision: Decision) {
+    fn apply(&mut self, loaded: &Loaded, sent: &SerializedHeaders, decision: Decision) {
         let policy = &loaded.policy;
         let assignment = match decision {
             Decision::Assign(a) => Some(a),
@@ -333,12 +332,37 @@ impl DialHttp {
     }
 }
 
-/// The request as Envoy holds it. Source address and randomness are fetched only if asked for.
-struct HostRequest {
-    headers: HeaderList,
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
 }
 
-impl RequestView for HostRequest {
+/// The request header map as the host serializes it, in one buffer.
+fn request_header_map() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on Ok the host hands over a buffer of `size` bytes that it allocated through the
+    // SDK's proxy_on_memory_allocate (a boxed slice of exactly that length), so a Vec of that
+    // length and capacity owns it; this is what the SDK's get_map_bytes does, minus its panic.
+    unsafe {
+        match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+            Status::Ok if data.is_null() => Some(Vec::new()),
+            Status::Ok => Some(Vec::from_raw_parts(data, size, size)),
+            _ => None,
+        }
+    }
+}
+
+/// The request as Envoy holds it. Source address and randomness are fetched only if asked for.
+struct HostRequest<'a> {
+    headers: SerializedHeaders<'a>,
+}
+
+impl RequestView for HostRequest<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers.header(name)
     }
