@@ -37,6 +37,28 @@ struct Loaded {
     catalog: Catalog,
     /// Host metric ids, parallel to `catalog.metrics`.
     metric_ids: Vec<u32>,
+    vm_memory: Option<u32>,
+}
+
+/// Every this many requests a VM reports its linear memory size.
+const MEMORY_SAMPLE_EVERY: u64 = 1024;
+
+/// Records the VM's linear memory (wasm pages of 64 KiB) now and then.
+fn sample_memory(gauge: Option<u32>) {
+    thread_local! {
+        static REQUESTS: Cell<u64> = const { Cell::new(0) };
+    }
+    let n = REQUESTS.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n
+    });
+    if let (Some(id), 0) = (gauge, n % MEMORY_SAMPLE_EVERY) {
+        let bytes = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+        if let Err(status) = hostcalls::record_metric(id, bytes) {
+            log::warn!("dial: cannot record the VM memory: {status:?}");
+        }
+    }
 }
 
 impl Loaded {
@@ -48,6 +70,7 @@ impl Loaded {
 fn define(metric: &Metric) -> Result<u32, String> {
     let kind = match metric.kind {
         Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
         Kind::Histogram => MetricType::Histogram,
     };
     hostcalls::define_metric(kind, &metric.name)
@@ -120,6 +143,7 @@ impl RootContext for DialRoot {
                     policy,
                     catalog,
                     metric_ids,
+                    vm_memory: define(&stats::vm_memory_gauge()).ok(),
                 })
             });
         match loaded {
@@ -222,6 +246,9 @@ impl HttpContext for DialHttp {
 
     /// The exchange is over: count the response's status class and record its duration.
     fn on_log(&mut self) {
+        if let Some(loaded) = &self.loaded {
+            sample_memory(loaded.vm_memory);
+        }
         let (Some(loaded), Some((release, subset))) = (&self.loaded, self.assigned) else {
             return;
         };

@@ -22,10 +22,12 @@ pub const DURATION: &str = "dial_request_duration_milliseconds";
 pub const MIRRORED: &str = "dial_mirrored_requests_total";
 pub const POLICY_LOADS: &str = "dial_policy_loads_total";
 pub const POLICY_REJECTIONS: &str = "dial_policy_rejections_total";
+pub const VM_MEMORY: &str = "dial_vm_memory_bytes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
+    Gauge,
     Histogram,
 }
 
@@ -152,6 +154,14 @@ pub fn policy_counters() -> [Metric; 2] {
         kind: Kind::Counter,
         name: name.to_string(),
     })
+}
+
+/// The linear memory of the Wasm VM serving requests, in bytes (sampled by the filter).
+pub fn vm_memory_gauge() -> Metric {
+    Metric {
+        kind: Kind::Gauge,
+        name: VM_MEMORY.to_string(),
+    }
 }
 
 #[cfg(test)]

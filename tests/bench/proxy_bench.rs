@@ -77,7 +77,7 @@ fn native_routes() -> String {
 
 fn bootstrap(filters: &str, routes: &str, clusters: &str) -> String {
     format!(
-        r#"static_resources:
+        r#"{stats}static_resources:
   listeners:
   - name: main
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -96,7 +96,8 @@ fn bootstrap(filters: &str, routes: &str, clusters: &str) -> String {
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:{clusters}
-"#
+"#,
+        stats = crate::support::config::stats_config()
     )
 }
 
@@ -308,6 +309,21 @@ pub fn run(smoke: bool) -> String {
         );
     }
 
+    // Dial's own view: requests it assigned, and its VM's linear memory after them.
+    let metrics = variants
+        .iter()
+        .find(|v| v.key == "dial")
+        .unwrap()
+        .envoy
+        .prometheus();
+    let assigned: f64 = metrics
+        .iter()
+        .filter(|m| m.name == "dial_requests_total")
+        .map(|m| m.value)
+        .sum();
+    let memory = crate::support::prometheus::value(&metrics, "dial_vm_memory_bytes", &[])
+        .unwrap_or(f64::NAN);
+
     let get = |key: &str| variants.iter().find(|v| v.key == key).unwrap();
     let (dial_v, floor_v, lua_v) = (get("dial"), get("set1"), get("lua"));
     let mut out = format!(
@@ -337,13 +353,17 @@ pub fn run(smoke: bool) -> String {
          | Dial ≥ 0.90× the steering floor (2b) throughput | {through:.2}× | {} |\n\
          | p99 added over the steering floor ≤ 30 µs | {added_p99:.0} µs | {} |\n\
          | Dial at least as fast as the Lua filter | {vs_lua:.2}× | {} |\n\
-         | Module ≤ 200 KB | {:.0} KB (the floor filter alone: {:.0} KB) | {} |\n",
+         | Module ≤ 200 KB | {:.0} KB (the floor filter alone: {:.0} KB) | {} |\n\
+         | Linear memory ≤ 2 MB per worker | {:.2} MB after {:.0} requests | {} |\n",
         mark(through >= 0.90),
         mark(added_p99 <= 30.0),
         mark(vs_lua >= 1.0),
         module_size as f64 / 1024.0,
         floor_size as f64 / 1024.0,
         mark(module_size <= 200 * 1024),
+        memory / 1_048_576.0,
+        assigned,
+        mark(memory <= 2.0 * 1_048_576.0),
     ));
     out
 }
