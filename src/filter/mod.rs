@@ -1,7 +1,10 @@
 //! The glue room: the only code that talks to Envoy. It reads what `decide` needs, applies the
-//! `Decision` to the request and response, and logs. Every host call goes through `hostcalls`,
-//! whose errors are handled here: the SDK's convenience wrappers panic on an unexpected status,
-//! and a panic traps the worker's VM (its share of traffic becomes 503s).
+//! `Decision` to the request and response, and records stats. A panic would trap the worker's
+//! VM (its share of traffic becomes 503s), and the SDK's `hostcalls` panic on any status they do
+//! not expect; so every call made while serving requests goes through `host`, which returns
+//! errors instead, and the SDK's are used only at configure time.
+
+mod host;
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
@@ -11,7 +14,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::decide::{decide, Assignment, Decision};
 use crate::policy::Policy;
@@ -55,7 +58,7 @@ fn sample_memory(gauge: Option<u32>) {
     });
     if let (Some(id), 0) = (gauge, n % MEMORY_SAMPLE_EVERY) {
         let bytes = core::arch::wasm32::memory_size(0) as u64 * 65_536;
-        if let Err(status) = hostcalls::record_metric(id, bytes) {
+        if let Err(status) = host::record(id, bytes) {
             log::warn!("dial: cannot record the VM memory: {status:?}");
         }
     }
@@ -102,7 +105,7 @@ fn first_to_apply(outcome: &str, configuration: &[u8]) -> bool {
 
 fn increment(id: Option<u32>) {
     if let Some(id) = id {
-        if let Err(status) = hostcalls::increment_metric(id, 1) {
+        if let Err(status) = host::increment(id) {
             log::warn!("dial: cannot increment metric {id}: {status:?}");
         }
     }
@@ -212,9 +215,12 @@ impl HttpContext for DialHttp {
         };
         // One host call for the whole map, read in place (no copy per header). The SDK's
         // string variant would panic on non-UTF-8 values; its byte variant copies every header.
-        let Some(buffer) = request_header_map() else {
-            log::warn!("dial: cannot read request headers");
-            return Action::Continue;
+        let buffer = match host::header_map(MapType::HttpRequestHeaders) {
+            Ok(buffer) => buffer,
+            Err(status) => {
+                log::warn!("dial: cannot read request headers: {status:?}");
+                return Action::Continue;
+            }
         };
         let Some(headers) = SerializedHeaders::new(&buffer) else {
             log::warn!("dial: malformed request header map");
@@ -229,15 +235,13 @@ impl HttpContext for DialHttp {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(cookie) = self.response.set_cookie.take() {
             if let Err(status) =
-                hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie)
+                host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie)
             {
                 log::warn!("dial: cannot set the sticky cookie: {status:?}");
             }
         }
         if let Some((name, value)) = self.response.echo.take() {
-            if let Err(status) =
-                hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value))
-            {
+            if let Err(status) = host::replace_header(MapType::HttpResponseHeaders, &name, &value) {
                 log::warn!("dial: cannot set {name}: {status:?}");
             }
         }
@@ -252,28 +256,22 @@ impl HttpContext for DialHttp {
         let (Some(loaded), Some((release, subset))) = (&self.loaded, self.assigned) else {
             return;
         };
-        if let Some(code) = int_property(&["response", "code"]) {
+        if let Some(code) = host::int_property(b"response\0code") {
             let class = u32::try_from(code)
                 .ok()
                 .and_then(|code| loaded.catalog.responses(release, subset, code));
             increment(loaded.metric(class));
         }
         if let (Some(nanos), Some(id)) = (
-            int_property(&["request", "duration"]),
+            host::int_property(b"request\0duration"),
             loaded.metric(loaded.catalog.duration(release, subset)),
         ) {
             let millis = u64::try_from(nanos).unwrap_or(0) / 1_000_000;
-            if let Err(status) = hostcalls::record_metric(id, millis) {
+            if let Err(status) = host::record(id, millis) {
                 log::warn!("dial: cannot record the request duration: {status:?}");
             }
         }
     }
-}
-
-/// An integer attribute (Envoy serializes them as 8 little-endian bytes).
-fn int_property(path: &[&str]) -> Option<i64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
-    Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 impl DialHttp {
@@ -303,8 +301,7 @@ impl DialHttp {
                     || (*name == policy.headers.mirror && mirror.is_some())
             });
             if !will_set && sent.contains(name) {
-                if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                {
+                if let Err(status) = host::remove_header(MapType::HttpRequestHeaders, name) {
                     log::warn!("dial: cannot remove client-sent {name}: {status:?}");
                 }
             }
@@ -319,9 +316,7 @@ impl DialHttp {
             mirror.map(|version| (&policy.headers.mirror, version)),
         ];
         for (name, value) in headers.into_iter().flatten() {
-            if let Err(status) =
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-            {
+            if let Err(status) = host::replace_header(MapType::HttpRequestHeaders, name, value) {
                 log::warn!("dial: cannot set {name}: {status:?}");
             }
         }
@@ -359,31 +354,6 @@ impl DialHttp {
     }
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// The request header map as the host serializes it, in one buffer.
-fn request_header_map() -> Option<Vec<u8>> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: on Ok the host hands over a buffer of `size` bytes that it allocated through the
-    // SDK's proxy_on_memory_allocate (a boxed slice of exactly that length), so a Vec of that
-    // length and capacity owns it; this is what the SDK's get_map_bytes does, minus its panic.
-    unsafe {
-        match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
-            Status::Ok if data.is_null() => Some(Vec::new()),
-            Status::Ok => Some(Vec::from_raw_parts(data, size, size)),
-            _ => None,
-        }
-    }
-}
-
 /// The request as Envoy holds it. Source address and randomness are fetched only if asked for.
 struct HostRequest<'a> {
     headers: SerializedHeaders<'a>,
@@ -399,7 +369,7 @@ impl RequestView for HostRequest<'_> {
     }
 
     fn source_ip(&self) -> Option<IpAddr> {
-        let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let raw = host::property(b"source\0address").ok()??;
         let text = std::str::from_utf8(&raw).ok()?;
         text.parse::<SocketAddr>()
             .map(|s| s.ip())

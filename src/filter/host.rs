@@ -1,0 +1,121 @@
+//! The host calls Dial makes while serving requests, made raw. The SDK's `hostcalls` wrappers
+//! panic on any status they do not expect (`set_map_value` on anything but Ok, for one), and a
+//! panic traps the worker's VM; here every status comes back as an error to handle.
+
+use proxy_wasm::types::{MapType, Status};
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+}
+
+fn ok(status: Status) -> Result<(), Status> {
+    match status {
+        Status::Ok => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Takes ownership of a buffer the host returned. The host allocates it through the SDK's
+/// proxy_on_memory_allocate (a boxed slice of exactly `size` bytes).
+///
+/// # Safety
+/// `data` must be null or such a buffer of `size` bytes, not owned by anything else.
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+}
+
+/// A whole header map, serialized by the host, in one buffer.
+pub fn header_map(map: MapType) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the host writes `data`/`size` only on Ok, with a buffer we then own.
+    unsafe {
+        ok(proxy_get_header_map_pairs(map, &mut data, &mut size))?;
+        Ok(take(data, size))
+    }
+}
+
+/// Sets a header, replacing every value it had.
+pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths of live slices, only read by the host.
+    ok(unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
+    // SAFETY: as above.
+    ok(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
+}
+
+pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: as above.
+    ok(unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// A property by its serialized path (segments joined by NUL, e.g. `b"response\0code"`).
+pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the path is a live slice; on Ok the host hands over a buffer we then own.
+    unsafe {
+        match proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) {
+            Status::Ok => Ok(Some(take(data, size))),
+            Status::NotFound => Ok(None),
+            other => Err(other),
+        }
+    }
+}
+
+/// An integer property (Envoy serializes them as 8 little-endian bytes).
+pub fn int_property(path: &[u8]) -> Option<i64> {
+    let bytes = property(path).ok()??;
+    Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+pub fn increment(metric: u32) -> Result<(), Status> {
+    // SAFETY: plain integers.
+    ok(unsafe { proxy_increment_metric(metric, 1) })
+}
+
+pub fn record(metric: u32, value: u64) -> Result<(), Status> {
+    // SAFETY: plain integers.
+    ok(unsafe { proxy_record_metric(metric, value) })
+}
