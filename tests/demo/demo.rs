@@ -9,7 +9,7 @@
 )]
 
 // The end-to-end harness's backends and client, shared rather than written twice.
-#[path = "../tests/support/mod.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
