@@ -33,6 +33,18 @@ pub struct Assignment {
     pub mirror: bool,
 }
 
+impl Assignment {
+    fn new(release: usize, subset: usize, reason: Reason) -> Assignment {
+        Assignment {
+            release,
+            subset,
+            reason,
+            new_sticky_key: None,
+            mirror: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     HeaderRule,
@@ -90,13 +102,7 @@ fn assign<'r>(
     release: &Release,
     request: &'r impl RequestView,
 ) -> (Assignment, Option<SamplingKey<'r>>) {
-    let done = |subset, reason| Assignment {
-        release: index,
-        subset,
-        reason,
-        new_sticky_key: None,
-        mirror: false,
-    };
+    let done = |subset, reason| Assignment::new(index, subset, reason);
 
     let key = user_key(release, request);
     if let Some(subset) = trusted_override(release, request) {
@@ -142,11 +148,8 @@ fn assign<'r>(
             };
             let assignment = match subset {
                 Some(subset) => Assignment {
-                    release: index,
-                    subset,
-                    reason: Reason::StickyCookie,
                     new_sticky_key,
-                    mirror: false,
+                    ..Assignment::new(index, subset, Reason::StickyCookie)
                 },
                 None => fallback(index, release),
             };
@@ -195,13 +198,7 @@ fn fallback(index: usize, release: &Release) -> Assignment {
         WhenNoKey::Subset(s) => s,
         WhenNoKey::Sticky(_) => 0,
     };
-    Assignment {
-        release: index,
-        subset,
-        reason: Reason::Fallback,
-        new_sticky_key: None,
-        mirror: false,
-    }
+    Assignment::new(index, subset, Reason::Fallback)
 }
 
 fn split(release: &Release, key: &[u8]) -> Option<usize> {

@@ -16,8 +16,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::decide::{decide, Assignment, Decision};
-use crate::policy::Policy;
+use crate::decide::{decide, Decision};
+use crate::policy::{Policy, WhenNoKey};
 use crate::request::{RequestView, SerializedHeaders};
 use crate::stats::{self, Catalog, Kind, Metric};
 
@@ -196,7 +196,8 @@ impl RootContext for DialRoot {
 #[derive(Default)]
 struct ResponseChanges {
     set_cookie: Option<String>,
-    echo: Option<(String, String)>,
+    /// The value of the policy's debug response header.
+    echo: Option<String>,
 }
 
 struct DialHttp {
@@ -240,8 +241,12 @@ impl HttpContext for DialHttp {
                 log::warn!("dial: cannot set the sticky cookie: {status:?}");
             }
         }
-        if let Some((name, value)) = self.response.echo.take() {
-            if let Err(status) = host::replace_header(MapType::HttpResponseHeaders, &name, &value) {
+        let name = self
+            .loaded
+            .as_ref()
+            .and_then(|l| l.policy.headers.response.as_deref());
+        if let (Some(name), Some(value)) = (name, self.response.echo.take()) {
+            if let Err(status) = host::replace_header(MapType::HttpResponseHeaders, name, &value) {
                 log::warn!("dial: cannot set {name}: {status:?}");
             }
         }
@@ -291,11 +296,11 @@ impl DialHttp {
                 .as_ref()
                 .filter(|_| a.mirror)
                 .map(|m| m.version.as_str());
-            Some((a, release.subsets.get(a.subset)?, mirror_version))
+            Some((a, release, release.subsets.get(a.subset)?, mirror_version))
         });
 
         for name in &policy.owned_request_headers {
-            let will_set = steered.is_some_and(|(_, _, mirror)| {
+            let will_set = steered.is_some_and(|(_, _, _, mirror)| {
                 *name == policy.headers.subset
                     || *name == policy.headers.version
                     || (*name == policy.headers.mirror && mirror.is_some())
@@ -307,7 +312,7 @@ impl DialHttp {
             }
         }
 
-        let Some((a, subset, mirror)) = steered else {
+        let Some((a, release, subset, mirror)) = steered else {
             return;
         };
         let headers = [
@@ -325,30 +330,18 @@ impl DialHttp {
             increment(loaded.metric(loaded.catalog.mirrored(a.release)));
         }
         self.assigned = Some((a.release, a.subset));
-        self.remember_for_response(policy, a);
-    }
 
-    fn remember_for_response(&mut self, policy: &Policy, a: Assignment) {
-        let Some(release) = policy.releases.get(a.release) else {
-            return;
-        };
-        if let (Some(key), crate::policy::WhenNoKey::Sticky(cookie)) =
-            (a.new_sticky_key, &release.when_no_key)
-        {
+        // What the response will carry: a freshly minted sticky key, the debug echo.
+        if let (Some(key), WhenNoKey::Sticky(cookie)) = (a.new_sticky_key, &release.when_no_key) {
             self.response.set_cookie = Some(cookie.set_cookie(&key));
         }
-        if let (Some(name), Some(subset)) =
-            (&policy.headers.response, release.subsets.get(a.subset))
-        {
-            self.response.echo = Some((
-                name.clone(),
-                format!(
-                    "release={}; subset={}; version={}; reason={}",
-                    release.name,
-                    subset.name,
-                    subset.version,
-                    a.reason.as_str()
-                ),
+        if policy.headers.response.is_some() {
+            self.response.echo = Some(format!(
+                "release={}; subset={}; version={}; reason={}",
+                release.name,
+                subset.name,
+                subset.version,
+                a.reason.as_str()
             ));
         }
     }
