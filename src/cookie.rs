@@ -4,34 +4,76 @@
 //! wrapped in double quotes, which are not part of it. Pairs without `=` are skipped. Nothing is
 //! allocated: the parser hands out slices of the header.
 
-/// The pairs of one `Cookie` header, in order.
-pub fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|part| {
-        let eq = part.iter().position(|&b| b == b'=')?;
-        let name = trim(part.get(..eq)?);
-        let value = unquote(trim(part.get(eq + 1..)?));
-        if name.is_empty() {
-            None
-        } else {
-            Some((name, value))
-        }
-    })
-}
+use crate::request::same;
 
 /// The value of the first cookie called `name` across several `Cookie` headers.
 pub fn find<'a, I>(headers: I, name: &str) -> Option<&'a [u8]>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    headers
-        .into_iter()
-        .flat_map(pairs)
-        .find(|(n, _)| *n == name.as_bytes())
-        .map(|(_, v)| v)
+    let name = name.as_bytes();
+    if name.is_empty() {
+        return None;
+    }
+    headers.into_iter().find_map(|h| find_in(h, name))
+}
+
+/// One pass over one header. A pair is only taken apart when it starts with `name`; the
+/// others cost a search for the next `;`, eight bytes at a time.
+fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let first = *name.first()?;
+    let mut rest = header;
+    loop {
+        let start = rest.iter().position(|b| !is_ws(b)).unwrap_or(rest.len());
+        rest = rest.get(start..)?;
+        // Most pairs are ruled out by their first byte, before anything else is looked at.
+        if rest.first() == Some(&first) {
+            if let Some(value) = rest
+                .get(name.len()..)
+                .filter(|_| rest.get(..name.len()).is_some_and(|n| same(n, name)))
+                // The name ends where optional whitespace and `=` follow; "betax=" is not "beta".
+                .and_then(|after| trim_start(after).strip_prefix(b"="))
+            {
+                return Some(unquote(trim(value.get(..semicolon(value))?)));
+            }
+        }
+        rest = rest.get(semicolon(rest) + 1..)?;
+    }
+}
+
+/// The index of the first `;` in `s`, or `s.len()`. Word at a time: `x - 0x01..01 & !x &
+/// 0x80..80` flags the zero bytes of `x` (the lowest flag is always exact), and a `;` byte is
+/// a zero byte of `word ^ ";;;;;;;;"`.
+fn semicolon(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const SEMIS: u64 = ONES * b';' as u64;
+    let mut blocks = s.chunks_exact(8);
+    let mut base = 0;
+    for block in &mut blocks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(block);
+        let x = u64::from_le_bytes(bytes) ^ SEMIS;
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return base + (found.trailing_zeros() / 8) as usize;
+        }
+        base += 8;
+    }
+    let tail = blocks.remainder();
+    base + tail.iter().position(|&b| b == b';').unwrap_or(tail.len())
+}
+
+fn is_ws(b: &u8) -> bool {
+    *b == b' ' || *b == b'\t'
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !is_ws(b)).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
     let start = s.iter().position(|b| !is_ws(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|b| !is_ws(b)).map_or(start, |i| i + 1);
     s.get(start..end).unwrap_or_default()
@@ -86,6 +128,26 @@ mod tests {
     fn skips_pairs_without_equals() {
         assert_eq!(one("beta; uid=7", "uid").as_deref(), Some("7"));
         assert_eq!(one("beta; uid=7", "beta"), None);
+    }
+
+    #[test]
+    fn semicolons_are_found_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut s = vec![b'a'; len];
+                // Bytes either side of ';' (0x3b) that a sloppy word trick could confuse.
+                for (i, b) in s.iter_mut().enumerate() {
+                    *b = [b':', b'<', b'a', 0xbb, 0x3a][i % 5];
+                }
+                if at < len {
+                    s[at] = b';';
+                    if at + 1 < len {
+                        s[at + 1] = b';';
+                    }
+                }
+                assert_eq!(semicolon(&s), at, "len {len}, ';' at {at}");
+            }
+        }
     }
 
     #[test]

@@ -82,7 +82,19 @@ impl Reason {
 }
 
 pub fn decide(policy: &Policy, request: &impl RequestView) -> Decision {
-    let (host, path) = (request.host(), request.path());
+    // Read only what some release's scope looks at.
+    let host = policy
+        .releases
+        .iter()
+        .any(|r| !r.scope.hosts.is_empty())
+        .then(|| request.host())
+        .flatten();
+    let path = policy
+        .releases
+        .iter()
+        .any(|r| !r.scope.path_prefixes.is_empty())
+        .then(|| request.path())
+        .flatten();
     policy
         .releases
         .iter()
@@ -187,7 +199,7 @@ fn sample_mirror(release: &Release, request: &impl RequestView, key: Option<&[u8
         return false;
     }
     let position = match key {
-        Some(k) => bucket::position(mirror.salt.as_bytes(), k),
+        Some(k) => mirror.sample_hash.position(k),
         None => request.entropy() as u32,
     };
     u64::from(position) < mirror.threshold
@@ -202,7 +214,7 @@ fn fallback(index: usize, release: &Release) -> Assignment {
 }
 
 fn split(release: &Release, key: &[u8]) -> Option<usize> {
-    let position = bucket::position(release.name.as_bytes(), key);
+    let position = release.split_hash.position(key);
     bucket::pick(position, &release.cumulative)
 }
 

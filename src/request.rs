@@ -8,8 +8,12 @@ use crate::cookie;
 pub trait RequestView {
     /// The first value of a request header (names are lower-case, as Envoy stores them).
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Every `Cookie` header's value, in order.
+    fn cookie_headers(&self) -> impl Iterator<Item = &[u8]>;
     /// The first cookie of that name across all `Cookie` headers.
-    fn cookie(&self, name: &str) -> Option<&[u8]>;
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        cookie::find(self.cookie_headers(), name)
+    }
     /// The downstream peer's address, when the host knows it.
     fn source_ip(&self) -> Option<IpAddr>;
     /// 64 fresh random bits, to mint a sticky key for an anonymous user.
@@ -61,17 +65,15 @@ impl RequestView for HeaderList {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.pairs
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| same(n.as_bytes(), name.as_bytes()))
             .map(|(_, v)| v.as_slice())
     }
 
-    fn cookie(&self, name: &str) -> Option<&[u8]> {
-        let headers = self
-            .pairs
+    fn cookie_headers(&self) -> impl Iterator<Item = &[u8]> {
+        self.pairs
             .iter()
-            .filter(|(n, _)| n == "cookie")
-            .map(|(_, v)| v.as_slice());
-        cookie::find(headers, name)
+            .filter(|(n, _)| same(n.as_bytes(), b"cookie"))
+            .map(|(_, v)| v.as_slice())
     }
 
     fn source_ip(&self) -> Option<IpAddr> {
@@ -90,6 +92,24 @@ impl RequestView for HeaderList {
 pub struct SerializedHeaders<'a> {
     buf: &'a [u8],
     count: usize,
+}
+
+/// One header's place in the buffer: its name at `at`, its value after the name's NUL.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    at: usize,
+    name_len: usize,
+    value_len: usize,
+}
+
+impl Span {
+    fn read(self, buf: &[u8]) -> Option<(&[u8], &[u8])> {
+        let value_at = self.at + self.name_len + 1;
+        Some((
+            buf.get(self.at..self.at + self.name_len)?,
+            buf.get(value_at..value_at + self.value_len)?,
+        ))
+    }
 }
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
@@ -113,53 +133,95 @@ impl<'a> SerializedHeaders<'a> {
 
     /// (name, value) pairs in order, repeated names kept.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.entries().map(|(name, value, _)| (name, value))
+    }
+
+    /// (name, value, name length) per header. The lengths come from the table at the front, so
+    /// a lookup can skip a header of the wrong length without touching its bytes.
+    fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8], usize)> + 'a {
         let buf = self.buf;
+        self.spans().filter_map(move |span| {
+            let (name, value) = span.read(buf)?;
+            Some((name, value, span.name_len))
+        })
+    }
+
+    /// Where each header's name and value sit, from the size table alone.
+    fn spans(&self) -> impl Iterator<Item = Span> + 'a {
+        let sizes = self.buf.get(4..4 + 8 * self.count).unwrap_or_default();
         let mut at = 4 + 8 * self.count;
-        (0..self.count).map_while(move |i| {
-            let name_len = u32_at(buf, 4 + 8 * i)?;
-            let value_len = u32_at(buf, 8 + 8 * i)?;
-            let name = buf.get(at..at + name_len)?;
-            let value_at = at + name_len + 1;
-            let value = buf.get(value_at..value_at + value_len)?;
-            at = value_at + value_len + 1;
-            Some((name, value))
+        sizes.chunks_exact(8).map(move |pair| {
+            // Always 8 bytes (chunks_exact), which lets the compiler drop the checks.
+            let [n0, n1, n2, n3, v0, v1, v2, v3] = <[u8; 8]>::try_from(pair).unwrap_or([0; 8]);
+            let name_len = u32::from_le_bytes([n0, n1, n2, n3]) as usize;
+            let value_len = u32::from_le_bytes([v0, v1, v2, v3]) as usize;
+            let span = Span {
+                at,
+                name_len,
+                value_len,
+            };
+            at += name_len + value_len + 2;
+            span
         })
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.iter().any(|(n, _)| n == name.as_bytes())
+        self.header(name).is_some()
     }
 
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.iter()
-            .find(|(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| v)
+        self.values(name.as_bytes()).next()
+    }
+
+    /// The values of every header called `name`, in order.
+    fn values<'n>(&self, want: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        let buf = self.buf;
+        self.spans()
+            .filter(move |span| span.name_len == want.len())
+            .filter_map(move |span| span.read(buf))
+            .filter(move |(name, _)| same(name, want))
+            .map(|(_, value)| value)
+    }
+
+    pub fn cookie_headers(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.values(b"cookie")
     }
 
     pub fn cookie(&self, name: &str) -> Option<&'a [u8]> {
-        let headers = self.iter().filter(|(n, _)| *n == b"cookie").map(|(_, v)| v);
-        cookie::find(headers, name)
+        cookie::find(self.cookie_headers(), name)
     }
+}
+
+/// Serializes header pairs the way the host does (for tests, benchmarks and tools).
+pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
+    let count = pairs.clone().into_iter().count();
+    let mut out = (count as u32).to_le_bytes().to_vec();
+    for (n, v) in pairs.clone() {
+        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in pairs {
+        out.extend_from_slice(n);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+/// Byte strings compared inline. Header and cookie names are short, and a call to `memcmp`
+/// costs more than comparing them; the first byte rules most candidates out.
+#[inline]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.first() == b.first() && a == b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Serializes like the host does.
     fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend_from_slice(n.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+        super::serialize(pairs.iter().map(|(n, v)| (n.as_bytes(), *v)))
     }
 
     #[test]

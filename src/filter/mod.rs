@@ -357,8 +357,8 @@ impl RequestView for HostRequest<'_> {
         self.headers.header(name)
     }
 
-    fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.headers.cookie(name)
+    fn cookie_headers(&self) -> impl Iterator<Item = &[u8]> {
+        self.headers.cookie_headers()
     }
 
     fn source_ip(&self) -> Option<IpAddr> {

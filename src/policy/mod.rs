@@ -7,6 +7,7 @@ mod validate;
 
 pub use error::{PolicyError, Problem};
 
+use crate::bucket::Salted;
 use crate::rules::Rule;
 use crate::scope::Scope;
 use crate::sticky::StickyCookie;
@@ -45,6 +46,8 @@ pub struct Release {
     pub subsets: Vec<Subset>,
     /// Running sums of the subset weights; the last one is the total (> 0).
     pub cumulative: Vec<u32>,
+    /// Hashes user keys for the split, salted with the release name.
+    pub split_hash: Salted,
     pub key: Vec<KeySource>,
     pub rules: Vec<Rule>,
     pub when_no_key: WhenNoKey,
@@ -79,8 +82,8 @@ pub enum WhenNoKey {
 #[derive(Debug)]
 pub struct Mirror {
     pub version: String,
-    /// `<release>#mirror`: sampling hashes the key apart from the subset split.
-    pub salt: String,
+    /// Salted with `<release>#mirror`: sampling hashes the key apart from the subset split.
+    pub sample_hash: Salted,
     /// A request is sampled when its sampling position is below this (out of 2^32).
     pub threshold: u64,
     /// Upper-case HTTP methods eligible for mirroring.

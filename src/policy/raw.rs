@@ -1,18 +1,23 @@
-//! Phase one: the policy exactly as written, deserialized by serde. Types are loose where a
+//! Phase one: the policy exactly as written. serde_json parses the bytes into a JSON tree, and
+//! the tree is read field by field into the `Raw*` structs below, each problem (an unknown
+//! field, a missing one, a wrong type) recorded with its JSON path. Types are loose where a
 //! better message can be given in phase two (a negative weight is read, then rejected there).
+//!
+//! Reading the tree by hand instead of deriving `Deserialize` keeps the module small (the
+//! derived visitors and the path-tracking wrapper were a third of it) and reports every
+//! problem at once rather than the first.
 
-use serde::Deserialize;
+use serde_json::{Map, Number, Value};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Policy")]
+use super::error::{quote, PolicyError, Problem};
+
+#[derive(Debug, Default)]
 pub struct RawPolicy {
-    #[serde(default)]
     pub headers: RawHeaders,
     pub releases: Vec<RawRelease>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Headers")]
+#[derive(Debug, Default)]
 pub struct RawHeaders {
     pub subset: Option<String>,
     pub version: Option<String>,
@@ -20,49 +25,38 @@ pub struct RawHeaders {
     pub response: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Release")]
+#[derive(Debug)]
 pub struct RawRelease {
     pub name: String,
-    #[serde(rename = "match", default)]
     pub scope: RawMatch,
     pub subsets: Vec<RawSubset>,
-    #[serde(default)]
     pub key: Vec<RawKeySource>,
-    #[serde(default)]
     pub rules: Vec<RawRule>,
     pub when_no_key: Option<RawWhenNoKey>,
-    #[serde(rename = "override")]
     pub override_: Option<RawOverride>,
     pub mirror: Option<RawMirror>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Match")]
+#[derive(Debug, Default)]
 pub struct RawMatch {
-    #[serde(default)]
     pub hosts: Vec<String>,
-    #[serde(default)]
     pub path_prefixes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Subset")]
+#[derive(Debug)]
 pub struct RawSubset {
     pub name: String,
     pub version: String,
     pub weight: i64,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "KeySource")]
+#[derive(Debug)]
 pub struct RawKeySource {
     pub header: Option<String>,
     pub cookie: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Rule")]
+#[derive(Debug)]
 pub struct RawRule {
     pub header: Option<RawMatcher>,
     pub cookie: Option<RawMatcher>,
@@ -70,8 +64,7 @@ pub struct RawRule {
     pub subset: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Matcher")]
+#[derive(Debug)]
 pub struct RawMatcher {
     pub name: String,
     pub equals: Option<String>,
@@ -80,81 +73,356 @@ pub struct RawMatcher {
     pub one_of: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "WhenNoKey")]
+#[derive(Debug)]
 pub struct RawWhenNoKey {
     pub subset: Option<String>,
     pub sticky_cookie: Option<RawStickyCookie>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "StickyCookie")]
+#[derive(Debug)]
 pub struct RawStickyCookie {
     pub name: String,
     pub max_age_seconds: Option<i64>,
     pub path: Option<String>,
-    #[serde(default)]
     pub secure: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Override")]
+#[derive(Debug)]
 pub struct RawOverride {
     pub header: String,
     pub token: Option<String>,
-    #[serde(default)]
     pub source_cidrs: Vec<String>,
-    #[serde(default)]
     pub allow_anyone: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Mirror")]
+#[derive(Debug)]
 pub struct RawMirror {
     pub version: String,
-    pub percent: f64,
+    /// As written, so a message can quote it exactly ("150", "-0.5").
+    pub percent: Number,
     pub methods: Option<Vec<String>>,
 }
 
-/// Phase one: bytes to `RawPolicy`, or a problem located by JSON path.
-pub fn parse(bytes: &[u8]) -> Result<RawPolicy, super::PolicyError> {
-    use super::PolicyError;
+/// Phase one: bytes to `RawPolicy`, or every problem found, each located by JSON path.
+pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PolicyError::single(
             "$",
             "the configuration is empty: Dial needs a policy with at least one release",
         ));
     }
-    // serde would also read a struct from an array; a policy is an object, say so plainly.
-    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        if *first != b'{' && (*first == b'[' || first.is_ascii_digit() || b"\"tfn-".contains(first))
-        {
-            return Err(PolicyError::single(
-                "$",
-                "the policy must be a JSON object like {\"releases\": [...]}",
-            ));
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw: RawPolicy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = json_path(&e.path().to_string());
-        let inner = e.into_inner();
-        if inner.is_data() {
-            PolicyError::single(path, inner.to_string())
-        } else {
-            PolicyError::single("$", format!("invalid JSON: {inner}"))
-        }
-    })?;
-    de.end()
+    let tree: Value = serde_json::from_slice(bytes)
         .map_err(|e| PolicyError::single("$", format!("invalid JSON: {e}")))?;
-    Ok(raw)
+    if !tree.is_object() {
+        return Err(PolicyError::single(
+            "$",
+            "the policy must be a JSON object like {\"releases\": [...]}",
+        ));
+    }
+    let mut r = Reader {
+        problems: Vec::new(),
+    };
+    let policy = policy(&mut r, &tree, "$");
+    match policy {
+        Some(policy) if r.problems.is_empty() => Ok(policy),
+        _ => Err(PolicyError {
+            problems: r.problems,
+        }),
+    }
 }
 
-/// `releases[0].weight` → `$.releases[0].weight`; the root (`.`) → `$`.
-fn json_path(serde_path: &str) -> String {
-    match serde_path {
-        "" | "." => "$".to_string(),
-        p if p.starts_with('[') => format!("${p}"),
-        p => format!("$.{p}"),
+fn policy(r: &mut Reader, v: &Value, path: &str) -> Option<RawPolicy> {
+    let o = r.object(v, path, &["headers", "releases"])?;
+    Some(RawPolicy {
+        headers: r.optional(&o, "headers", headers).unwrap_or_default(),
+        releases: r.required(&o, "releases", |r, v, p| r.list(v, p, release))?,
+    })
+}
+
+fn headers(r: &mut Reader, v: &Value, path: &str) -> Option<RawHeaders> {
+    let o = r.object(v, path, &["subset", "version", "mirror", "response"])?;
+    Some(RawHeaders {
+        subset: r.optional(&o, "subset", string),
+        version: r.optional(&o, "version", string),
+        mirror: r.optional(&o, "mirror", string),
+        response: r.optional(&o, "response", string),
+    })
+}
+
+fn release(r: &mut Reader, v: &Value, path: &str) -> Option<RawRelease> {
+    let o = r.object(
+        v,
+        path,
+        &[
+            "name",
+            "match",
+            "subsets",
+            "key",
+            "rules",
+            "whenNoKey",
+            "override",
+            "mirror",
+        ],
+    )?;
+    let name = r.required(&o, "name", string);
+    let scope = r.optional(&o, "match", scope).unwrap_or_default();
+    let subsets = r.required(&o, "subsets", |r, v, p| r.list(v, p, subset));
+    let key = r.optional(&o, "key", |r, v, p| r.list(v, p, key_source));
+    let rules = r.optional(&o, "rules", |r, v, p| r.list(v, p, rule));
+    Some(RawRelease {
+        when_no_key: r.optional(&o, "whenNoKey", when_no_key),
+        override_: r.optional(&o, "override", override_),
+        mirror: r.optional(&o, "mirror", mirror),
+        name: name?,
+        scope,
+        subsets: subsets?,
+        key: key.unwrap_or_default(),
+        rules: rules.unwrap_or_default(),
+    })
+}
+
+fn scope(r: &mut Reader, v: &Value, path: &str) -> Option<RawMatch> {
+    let o = r.object(v, path, &["hosts", "pathPrefixes"])?;
+    Some(RawMatch {
+        hosts: r.optional(&o, "hosts", strings).unwrap_or_default(),
+        path_prefixes: r.optional(&o, "pathPrefixes", strings).unwrap_or_default(),
+    })
+}
+
+fn subset(r: &mut Reader, v: &Value, path: &str) -> Option<RawSubset> {
+    let o = r.object(v, path, &["name", "version", "weight"])?;
+    let name = r.required(&o, "name", string);
+    let version = r.required(&o, "version", string);
+    let weight = r.required(&o, "weight", integer);
+    Some(RawSubset {
+        name: name?,
+        version: version?,
+        weight: weight?,
+    })
+}
+
+fn key_source(r: &mut Reader, v: &Value, path: &str) -> Option<RawKeySource> {
+    let o = r.object(v, path, &["header", "cookie"])?;
+    Some(RawKeySource {
+        header: r.optional(&o, "header", string),
+        cookie: r.optional(&o, "cookie", string),
+    })
+}
+
+fn rule(r: &mut Reader, v: &Value, path: &str) -> Option<RawRule> {
+    let o = r.object(v, path, &["header", "cookie", "users", "subset"])?;
+    let header = r.optional(&o, "header", matcher);
+    let cookie = r.optional(&o, "cookie", matcher);
+    let users = r.optional(&o, "users", strings);
+    Some(RawRule {
+        subset: r.required(&o, "subset", string)?,
+        header,
+        cookie,
+        users,
+    })
+}
+
+fn matcher(r: &mut Reader, v: &Value, path: &str) -> Option<RawMatcher> {
+    let o = r.object(v, path, &["name", "equals", "prefix", "present", "oneOf"])?;
+    let name = r.required(&o, "name", string);
+    Some(RawMatcher {
+        equals: r.optional(&o, "equals", string),
+        prefix: r.optional(&o, "prefix", string),
+        present: r.optional(&o, "present", boolean),
+        one_of: r.optional(&o, "oneOf", strings),
+        name: name?,
+    })
+}
+
+fn when_no_key(r: &mut Reader, v: &Value, path: &str) -> Option<RawWhenNoKey> {
+    let o = r.object(v, path, &["subset", "stickyCookie"])?;
+    Some(RawWhenNoKey {
+        subset: r.optional(&o, "subset", string),
+        sticky_cookie: r.optional(&o, "stickyCookie", sticky_cookie),
+    })
+}
+
+fn sticky_cookie(r: &mut Reader, v: &Value, path: &str) -> Option<RawStickyCookie> {
+    let o = r.object(v, path, &["name", "maxAgeSeconds", "path", "secure"])?;
+    let name = r.required(&o, "name", string);
+    Some(RawStickyCookie {
+        max_age_seconds: r.optional(&o, "maxAgeSeconds", integer),
+        path: r.optional(&o, "path", string),
+        secure: r.optional(&o, "secure", boolean).unwrap_or(false),
+        name: name?,
+    })
+}
+
+fn override_(r: &mut Reader, v: &Value, path: &str) -> Option<RawOverride> {
+    let o = r.object(v, path, &["header", "token", "sourceCidrs", "allowAnyone"])?;
+    let header = r.required(&o, "header", string);
+    Some(RawOverride {
+        token: r.optional(&o, "token", string),
+        source_cidrs: r.optional(&o, "sourceCidrs", strings).unwrap_or_default(),
+        allow_anyone: r.optional(&o, "allowAnyone", boolean).unwrap_or(false),
+        header: header?,
+    })
+}
+
+fn mirror(r: &mut Reader, v: &Value, path: &str) -> Option<RawMirror> {
+    let o = r.object(v, path, &["version", "percent", "methods"])?;
+    let version = r.required(&o, "version", string);
+    let percent = r.required(&o, "percent", number);
+    Some(RawMirror {
+        methods: r.optional(&o, "methods", strings),
+        version: version?,
+        percent: percent?,
+    })
+}
+
+/// Collects problems while the tree is read. A reader function returns `None` after recording
+/// why; the caller goes on with the siblings so that one reload shows every problem.
+struct Reader {
+    problems: Vec<Problem>,
+}
+
+/// An object already checked for unknown fields, and where it sits.
+struct Object<'v> {
+    fields: &'v Map<String, Value>,
+    path: &'v str,
+}
+
+impl Reader {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn wrong_type<T>(&mut self, v: &Value, path: &str, expected: &str) -> Option<T> {
+        let found = match v {
+            Value::Null => "null".to_string(),
+            Value::Bool(b) => format!("boolean `{b}`"),
+            Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+            Value::Number(n) => format!("integer `{n}`"),
+            Value::String(s) => format!("string {}", quote(s)),
+            Value::Array(_) => "a list".to_string(),
+            Value::Object(_) => "an object".to_string(),
+        };
+        self.fail(path, format!("invalid type: {found}, expected {expected}"));
+        None
+    }
+
+    /// An object whose fields are all among `known` (a typo is an error, not a silent default).
+    fn object<'v>(&mut self, v: &'v Value, path: &'v str, known: &[&str]) -> Option<Object<'v>> {
+        let Value::Object(fields) = v else {
+            return self.wrong_type(v, path, "an object");
+        };
+        let before = self.problems.len();
+        for name in fields.keys() {
+            if !known.contains(&name.as_str()) {
+                self.fail(
+                    field_path(path, name),
+                    format!("unknown field `{name}`, expected {}", one_of(known)),
+                );
+            }
+        }
+        (self.problems.len() == before).then_some(Object { fields, path })
+    }
+
+    fn required<T>(
+        &mut self,
+        o: &Object,
+        name: &str,
+        read: impl FnOnce(&mut Reader, &Value, &str) -> Option<T>,
+    ) -> Option<T> {
+        match o.fields.get(name) {
+            Some(v) => read(self, v, &field_path(o.path, name)),
+            None => {
+                self.fail(o.path, format!("missing field `{name}`"));
+                None
+            }
+        }
+    }
+
+    /// A field that may be left out (or written as null).
+    fn optional<T>(
+        &mut self,
+        o: &Object,
+        name: &str,
+        read: impl FnOnce(&mut Reader, &Value, &str) -> Option<T>,
+    ) -> Option<T> {
+        match o.fields.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => read(self, v, &field_path(o.path, name)),
+        }
+    }
+
+    fn list<T>(
+        &mut self,
+        v: &Value,
+        path: &str,
+        read: impl Fn(&mut Reader, &Value, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let Value::Array(items) = v else {
+            return self.wrong_type(v, path, "a list");
+        };
+        let before = self.problems.len();
+        let out: Vec<T> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| read(self, item, &format!("{path}[{i}]")))
+            .collect();
+        (self.problems.len() == before).then_some(out)
+    }
+}
+
+fn string(r: &mut Reader, v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        _ => r.wrong_type(v, path, "a string"),
+    }
+}
+
+fn strings(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<String>> {
+    r.list(v, path, string)
+}
+
+fn integer(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
+    match v {
+        Value::Number(n) if n.is_f64() => r.wrong_type(v, path, "an integer"),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(i),
+            None => {
+                r.fail(path, format!("{n} is too large"));
+                None
+            }
+        },
+        _ => r.wrong_type(v, path, "an integer"),
+    }
+}
+
+fn number(r: &mut Reader, v: &Value, path: &str) -> Option<Number> {
+    match v {
+        Value::Number(n) => Some(n.clone()),
+        _ => r.wrong_type(v, path, "a number"),
+    }
+}
+
+fn boolean(r: &mut Reader, v: &Value, path: &str) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        _ => r.wrong_type(v, path, "true or false"),
+    }
+}
+
+/// `$` + `releases` → `$.releases`.
+fn field_path(path: &str, name: &str) -> String {
+    format!("{path}.{name}")
+}
+
+/// "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [one] => one.clone(),
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", quoted.join(", ")),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::error::{quote, PolicyError, Problem};
 use super::raw::*;
 use super::*;
-use crate::rules::{Condition, Matcher, Rule};
+use crate::rules::{Allowlist, Condition, Matcher, Rule};
 use crate::scope::HostPattern;
 use crate::sticky::StickyCookie;
 use crate::trust::{Cidr, Trust};
@@ -399,6 +399,7 @@ fn release(c: &mut Checker, path: &str, r: RawRelease) -> Option<Release> {
 
     let when_no_key = when_no_key?;
     (c.problems.len() == before).then_some(Release {
+        split_hash: Salted::new(r.name.as_bytes()),
         name: r.name,
         scope: scope?,
         subsets,
@@ -419,7 +420,9 @@ fn mirror(c: &mut Checker, path: &str, release: &str, m: RawMirror) -> Option<Mi
             format!("{} is not a valid version: use 1-63 of a-z A-Z 0-9 '.' '_' '-', starting with a letter or digit", quote(&m.version)),
         );
     }
-    if !(0.0..=100.0).contains(&m.percent) {
+    // JSON numbers are finite, so NaN means "not representable" and fails the range check.
+    let percent = m.percent.as_f64().unwrap_or(f64::NAN);
+    if !(0.0..=100.0).contains(&percent) {
         c.fail(
             format!("{path}.percent"),
             format!("must be between 0 and 100, got {}", m.percent),
@@ -454,10 +457,10 @@ fn mirror(c: &mut Checker, path: &str, release: &str, m: RawMirror) -> Option<Mi
         }
     };
     // percent% of the 2^32 position space; 100% covers all of it.
-    let threshold = (m.percent.clamp(0.0, 100.0) / 100.0 * 4_294_967_296.0).round() as u64;
+    let threshold = (percent.clamp(0.0, 100.0) / 100.0 * 4_294_967_296.0).round() as u64;
     (c.problems.len() == before).then_some(Mirror {
         version: m.version,
-        salt: format!("{release}#mirror"),
+        sample_hash: Salted::new(format!("{release}#mirror").as_bytes()),
         threshold,
         methods,
     })
@@ -567,7 +570,7 @@ fn users_condition(
         return None;
     }
     let before = c.problems.len();
-    let mut set = HashSet::with_capacity(users.len());
+    let mut set = Allowlist::with_capacity_and_hasher(users.len(), Default::default());
     for (i, u) in users.into_iter().enumerate() {
         if u.is_empty() || u.len() > MAX_USER_KEY_LEN {
             c.fail(
