@@ -36,6 +36,14 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> Status;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
     fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
 }
@@ -71,6 +79,27 @@ pub fn header_map(map: MapType) -> Result<Vec<u8>, Status> {
     }
 }
 
+/// One header's value (the first, if repeated).
+pub fn header_value(map: MapType, name: &str) -> Result<Option<Vec<u8>>, Status> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the name is a live slice; on Ok the host hands over a buffer we then own.
+    unsafe {
+        match proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) {
+            Status::Ok => Ok(Some(take(data, size))),
+            Status::NotFound => Ok(None),
+            other => Err(other),
+        }
+    }
+}
+
+/// The host's clock, in nanoseconds since the epoch. Unlike a property, it costs no buffer.
+pub fn now_nanos() -> Result<u64, Status> {
+    let mut nanos = 0u64;
+    // SAFETY: the host writes one u64 to a live local.
+    ok(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    Ok(nanos)
+}
+
 /// Sets a header, replacing every value it had.
 pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
     // SAFETY: pointers and lengths of live slices, only read by the host.
@@ -91,7 +120,8 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
     })
 }
 
-/// A property by its serialized path (segments joined by NUL, e.g. `b"response\0code"`).
+/// A property by its serialized path (segments joined by NUL, e.g. `b"source\0address"`).
+/// Costly (the host builds an expression context for it): kept off the common path.
 pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
     // SAFETY: the path is a live slice; on Ok the host hands over a buffer we then own.
@@ -102,12 +132,6 @@ pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
             other => Err(other),
         }
     }
-}
-
-/// An integer property (Envoy serializes them as 8 little-endian bytes).
-pub fn int_property(path: &[u8]) -> Option<i64> {
-    let bytes = property(path).ok()??;
-    Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 pub fn increment(metric: u32) -> Result<(), Status> {

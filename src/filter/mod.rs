@@ -183,7 +183,7 @@ impl RootContext for DialRoot {
         Some(Box::new(DialHttp {
             loaded: self.loaded.clone(),
             response: ResponseChanges::default(),
-            assigned: None,
+            exchange: None,
         }))
     }
 
@@ -203,8 +203,17 @@ struct ResponseChanges {
 struct DialHttp {
     loaded: Option<Rc<Loaded>>,
     response: ResponseChanges,
-    /// (release, subset) of this request, for the response metrics.
-    assigned: Option<(usize, usize)>,
+    /// Set when Dial assigned the request: what the response metrics need.
+    exchange: Option<Exchange>,
+}
+
+struct Exchange {
+    /// (release, subset) of this request.
+    assigned: (usize, usize),
+    /// The host clock when the request headers arrived, in nanoseconds.
+    started: Option<u64>,
+    /// The response's status code, once its headers pass.
+    status: Option<u32>,
 }
 
 impl Context for DialHttp {}
@@ -234,6 +243,15 @@ impl HttpContext for DialHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(exchange) = &mut self.exchange {
+            exchange.status = match host::header_value(MapType::HttpResponseHeaders, ":status") {
+                Ok(value) => value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()),
+                Err(status) => {
+                    log::warn!("dial: cannot read the response status: {status:?}");
+                    None
+                }
+            };
+        }
         if let Some(cookie) = self.response.set_cookie.take() {
             if let Err(status) =
                 host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie)
@@ -254,24 +272,26 @@ impl HttpContext for DialHttp {
     }
 
     /// The exchange is over: count the response's status class and record its duration.
+    /// Both come from what Dial saw itself (the response's `:status`, the host clock at either
+    /// end): fetching `response.code` and `request.duration` as properties cost ten times more,
+    /// the host builds an expression context for each.
     fn on_log(&mut self) {
         if let Some(loaded) = &self.loaded {
             sample_memory(loaded.vm_memory);
         }
-        let (Some(loaded), Some((release, subset))) = (&self.loaded, self.assigned) else {
+        let (Some(loaded), Some(exchange)) = (&self.loaded, &self.exchange) else {
             return;
         };
-        if let Some(code) = host::int_property(b"response\0code") {
-            let class = u32::try_from(code)
-                .ok()
-                .and_then(|code| loaded.catalog.responses(release, subset, code));
-            increment(loaded.metric(class));
+        let (release, subset) = exchange.assigned;
+        if let Some(status) = exchange.status {
+            increment(loaded.metric(loaded.catalog.responses(release, subset, status)));
         }
-        if let (Some(nanos), Some(id)) = (
-            host::int_property(b"request\0duration"),
+        if let (Some(started), Ok(now), Some(id)) = (
+            exchange.started,
+            host::now_nanos(),
             loaded.metric(loaded.catalog.duration(release, subset)),
         ) {
-            let millis = u64::try_from(nanos).unwrap_or(0) / 1_000_000;
+            let millis = now.saturating_sub(started) / 1_000_000;
             if let Err(status) = host::record(id, millis) {
                 log::warn!("dial: cannot record the request duration: {status:?}");
             }
@@ -329,7 +349,11 @@ impl DialHttp {
         if mirror.is_some() {
             increment(loaded.metric(loaded.catalog.mirrored(a.release)));
         }
-        self.assigned = Some((a.release, a.subset));
+        self.exchange = Some(Exchange {
+            assigned: (a.release, a.subset),
+            started: host::now_nanos().ok(),
+            status: None,
+        });
 
         // What the response will carry: a freshly minted sticky key, the debug echo.
         if let (Some(key), WhenNoKey::Sticky(cookie)) = (a.new_sticky_key, &release.when_no_key) {
