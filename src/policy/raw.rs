@@ -111,7 +111,7 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
             "the configuration is empty: Dial needs a policy with at least one release",
         ));
     }
-    let tree: Value = serde_json::from_slice(bytes)
+    let mut tree: Value = serde_json::from_slice(bytes)
         .map_err(|e| PolicyError::single("$", format!("invalid JSON: {e}")))?;
     if !tree.is_object() {
         return Err(PolicyError::single(
@@ -122,7 +122,7 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     let mut r = Reader {
         problems: Vec::new(),
     };
-    let policy = policy(&mut r, &tree, "$");
+    let policy = policy(&mut r, &mut tree, "$");
     match policy {
         Some(policy) if r.problems.is_empty() => Ok(policy),
         _ => Err(PolicyError {
@@ -131,26 +131,26 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     }
 }
 
-fn policy(r: &mut Reader, v: &Value, path: &str) -> Option<RawPolicy> {
-    let o = r.object(v, path, &["headers", "releases"])?;
+fn policy(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawPolicy> {
+    let mut o = r.object(v, path, &["headers", "releases"])?;
     Some(RawPolicy {
-        headers: r.optional(&o, "headers", headers).unwrap_or_default(),
-        releases: r.required(&o, "releases", |r, v, p| r.list(v, p, release))?,
+        headers: r.optional(&mut o, "headers", headers).unwrap_or_default(),
+        releases: r.required(&mut o, "releases", |r, v, p| r.list(v, p, release))?,
     })
 }
 
-fn headers(r: &mut Reader, v: &Value, path: &str) -> Option<RawHeaders> {
-    let o = r.object(v, path, &["subset", "version", "mirror", "response"])?;
+fn headers(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawHeaders> {
+    let mut o = r.object(v, path, &["subset", "version", "mirror", "response"])?;
     Some(RawHeaders {
-        subset: r.optional(&o, "subset", string),
-        version: r.optional(&o, "version", string),
-        mirror: r.optional(&o, "mirror", string),
-        response: r.optional(&o, "response", string),
+        subset: r.optional(&mut o, "subset", string),
+        version: r.optional(&mut o, "version", string),
+        mirror: r.optional(&mut o, "mirror", string),
+        response: r.optional(&mut o, "response", string),
     })
 }
 
-fn release(r: &mut Reader, v: &Value, path: &str) -> Option<RawRelease> {
-    let o = r.object(
+fn release(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawRelease> {
+    let mut o = r.object(
         v,
         path,
         &[
@@ -164,15 +164,15 @@ fn release(r: &mut Reader, v: &Value, path: &str) -> Option<RawRelease> {
             "mirror",
         ],
     )?;
-    let name = r.required(&o, "name", string);
-    let scope = r.optional(&o, "match", scope).unwrap_or_default();
-    let subsets = r.required(&o, "subsets", |r, v, p| r.list(v, p, subset));
-    let key = r.optional(&o, "key", |r, v, p| r.list(v, p, key_source));
-    let rules = r.optional(&o, "rules", |r, v, p| r.list(v, p, rule));
+    let name = r.required(&mut o, "name", string);
+    let scope = r.optional(&mut o, "match", scope).unwrap_or_default();
+    let subsets = r.required(&mut o, "subsets", |r, v, p| r.list(v, p, subset));
+    let key = r.optional(&mut o, "key", |r, v, p| r.list(v, p, key_source));
+    let rules = r.optional(&mut o, "rules", |r, v, p| r.list(v, p, rule));
     Some(RawRelease {
-        when_no_key: r.optional(&o, "whenNoKey", when_no_key),
-        override_: r.optional(&o, "override", override_),
-        mirror: r.optional(&o, "mirror", mirror),
+        when_no_key: r.optional(&mut o, "whenNoKey", when_no_key),
+        override_: r.optional(&mut o, "override", override_),
+        mirror: r.optional(&mut o, "mirror", mirror),
         name: name?,
         scope,
         subsets: subsets?,
@@ -181,19 +181,21 @@ fn release(r: &mut Reader, v: &Value, path: &str) -> Option<RawRelease> {
     })
 }
 
-fn scope(r: &mut Reader, v: &Value, path: &str) -> Option<RawMatch> {
-    let o = r.object(v, path, &["hosts", "pathPrefixes"])?;
+fn scope(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMatch> {
+    let mut o = r.object(v, path, &["hosts", "pathPrefixes"])?;
     Some(RawMatch {
-        hosts: r.optional(&o, "hosts", strings).unwrap_or_default(),
-        path_prefixes: r.optional(&o, "pathPrefixes", strings).unwrap_or_default(),
+        hosts: r.optional(&mut o, "hosts", strings).unwrap_or_default(),
+        path_prefixes: r
+            .optional(&mut o, "pathPrefixes", strings)
+            .unwrap_or_default(),
     })
 }
 
-fn subset(r: &mut Reader, v: &Value, path: &str) -> Option<RawSubset> {
-    let o = r.object(v, path, &["name", "version", "weight"])?;
-    let name = r.required(&o, "name", string);
-    let version = r.required(&o, "version", string);
-    let weight = r.required(&o, "weight", integer);
+fn subset(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawSubset> {
+    let mut o = r.object(v, path, &["name", "version", "weight"])?;
+    let name = r.required(&mut o, "name", string);
+    let version = r.required(&mut o, "version", string);
+    let weight = r.required(&mut o, "weight", integer);
     Some(RawSubset {
         name: name?,
         version: version?,
@@ -201,75 +203,77 @@ fn subset(r: &mut Reader, v: &Value, path: &str) -> Option<RawSubset> {
     })
 }
 
-fn key_source(r: &mut Reader, v: &Value, path: &str) -> Option<RawKeySource> {
-    let o = r.object(v, path, &["header", "cookie"])?;
+fn key_source(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawKeySource> {
+    let mut o = r.object(v, path, &["header", "cookie"])?;
     Some(RawKeySource {
-        header: r.optional(&o, "header", string),
-        cookie: r.optional(&o, "cookie", string),
+        header: r.optional(&mut o, "header", string),
+        cookie: r.optional(&mut o, "cookie", string),
     })
 }
 
-fn rule(r: &mut Reader, v: &Value, path: &str) -> Option<RawRule> {
-    let o = r.object(v, path, &["header", "cookie", "users", "subset"])?;
-    let header = r.optional(&o, "header", matcher);
-    let cookie = r.optional(&o, "cookie", matcher);
-    let users = r.optional(&o, "users", strings);
+fn rule(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawRule> {
+    let mut o = r.object(v, path, &["header", "cookie", "users", "subset"])?;
+    let header = r.optional(&mut o, "header", matcher);
+    let cookie = r.optional(&mut o, "cookie", matcher);
+    let users = r.optional(&mut o, "users", strings);
     Some(RawRule {
-        subset: r.required(&o, "subset", string)?,
+        subset: r.required(&mut o, "subset", string)?,
         header,
         cookie,
         users,
     })
 }
 
-fn matcher(r: &mut Reader, v: &Value, path: &str) -> Option<RawMatcher> {
-    let o = r.object(v, path, &["name", "equals", "prefix", "present", "oneOf"])?;
-    let name = r.required(&o, "name", string);
+fn matcher(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMatcher> {
+    let mut o = r.object(v, path, &["name", "equals", "prefix", "present", "oneOf"])?;
+    let name = r.required(&mut o, "name", string);
     Some(RawMatcher {
-        equals: r.optional(&o, "equals", string),
-        prefix: r.optional(&o, "prefix", string),
-        present: r.optional(&o, "present", boolean),
-        one_of: r.optional(&o, "oneOf", strings),
+        equals: r.optional(&mut o, "equals", string),
+        prefix: r.optional(&mut o, "prefix", string),
+        present: r.optional(&mut o, "present", boolean),
+        one_of: r.optional(&mut o, "oneOf", strings),
         name: name?,
     })
 }
 
-fn when_no_key(r: &mut Reader, v: &Value, path: &str) -> Option<RawWhenNoKey> {
-    let o = r.object(v, path, &["subset", "stickyCookie"])?;
+fn when_no_key(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawWhenNoKey> {
+    let mut o = r.object(v, path, &["subset", "stickyCookie"])?;
     Some(RawWhenNoKey {
-        subset: r.optional(&o, "subset", string),
-        sticky_cookie: r.optional(&o, "stickyCookie", sticky_cookie),
+        subset: r.optional(&mut o, "subset", string),
+        sticky_cookie: r.optional(&mut o, "stickyCookie", sticky_cookie),
     })
 }
 
-fn sticky_cookie(r: &mut Reader, v: &Value, path: &str) -> Option<RawStickyCookie> {
-    let o = r.object(v, path, &["name", "maxAgeSeconds", "path", "secure"])?;
-    let name = r.required(&o, "name", string);
+fn sticky_cookie(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawStickyCookie> {
+    let mut o = r.object(v, path, &["name", "maxAgeSeconds", "path", "secure"])?;
+    let name = r.required(&mut o, "name", string);
     Some(RawStickyCookie {
-        max_age_seconds: r.optional(&o, "maxAgeSeconds", integer),
-        path: r.optional(&o, "path", string),
-        secure: r.optional(&o, "secure", boolean).unwrap_or(false),
+        max_age_seconds: r.optional(&mut o, "maxAgeSeconds", integer),
+        path: r.optional(&mut o, "path", string),
+        secure: r.optional(&mut o, "secure", boolean).unwrap_or(false),
         name: name?,
     })
 }
 
-fn override_(r: &mut Reader, v: &Value, path: &str) -> Option<RawOverride> {
-    let o = r.object(v, path, &["header", "token", "sourceCidrs", "allowAnyone"])?;
-    let header = r.required(&o, "header", string);
+fn override_(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawOverride> {
+    let mut o = r.object(v, path, &["header", "token", "sourceCidrs", "allowAnyone"])?;
+    let header = r.required(&mut o, "header", string);
     Some(RawOverride {
-        token: r.optional(&o, "token", string),
-        source_cidrs: r.optional(&o, "sourceCidrs", strings).unwrap_or_default(),
-        allow_anyone: r.optional(&o, "allowAnyone", boolean).unwrap_or(false),
+        token: r.optional(&mut o, "token", string),
+        source_cidrs: r
+            .optional(&mut o, "sourceCidrs", strings)
+            .unwrap_or_default(),
+        allow_anyone: r.optional(&mut o, "allowAnyone", boolean).unwrap_or(false),
         header: header?,
     })
 }
 
-fn mirror(r: &mut Reader, v: &Value, path: &str) -> Option<RawMirror> {
-    let o = r.object(v, path, &["version", "percent", "methods"])?;
-    let version = r.required(&o, "version", string);
-    let percent = r.required(&o, "percent", number);
+fn mirror(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMirror> {
+    let mut o = r.object(v, path, &["version", "percent", "methods"])?;
+    let version = r.required(&mut o, "version", string);
+    let percent = r.required(&mut o, "percent", number);
     Some(RawMirror {
-        methods: r.optional(&o, "methods", strings),
+        methods: r.optional(&mut o, "methods", strings),
         version: version?,
         percent: percent?,
     })
@@ -283,7 +287,7 @@ struct Reader {
 
 /// An object already checked for unknown fields, and where it sits.
 struct Object<'v> {
-    fields: &'v Map<String, Value>,
+    fields: &'v mut Map<String, Value>,
     path: &'v str,
 }
 
@@ -310,7 +314,12 @@ impl Reader {
     }
 
     /// An object whose fields are all among `known` (a typo is an error, not a silent default).
-    fn object<'v>(&mut self, v: &'v Value, path: &'v str, known: &[&str]) -> Option<Object<'v>> {
+    fn object<'v>(
+        &mut self,
+        v: &'v mut Value,
+        path: &'v str,
+        known: &[&str],
+    ) -> Option<Object<'v>> {
         let Value::Object(fields) = v else {
             return self.wrong_type(v, path, "an object");
         };
@@ -328,11 +337,11 @@ impl Reader {
 
     fn required<T>(
         &mut self,
-        o: &Object,
+        o: &mut Object,
         name: &str,
-        read: impl FnOnce(&mut Reader, &Value, &str) -> Option<T>,
+        read: impl FnOnce(&mut Reader, &mut Value, &str) -> Option<T>,
     ) -> Option<T> {
-        match o.fields.get(name) {
+        match o.fields.get_mut(name) {
             Some(v) => read(self, v, &field_path(o.path, name)),
             None => {
                 self.fail(o.path, format!("missing field `{name}`"));
@@ -344,11 +353,11 @@ impl Reader {
     /// A field that may be left out (or written as null).
     fn optional<T>(
         &mut self,
-        o: &Object,
+        o: &mut Object,
         name: &str,
-        read: impl FnOnce(&mut Reader, &Value, &str) -> Option<T>,
+        read: impl FnOnce(&mut Reader, &mut Value, &str) -> Option<T>,
     ) -> Option<T> {
-        match o.fields.get(name) {
+        match o.fields.get_mut(name) {
             None | Some(Value::Null) => None,
             Some(v) => read(self, v, &field_path(o.path, name)),
         }
@@ -356,16 +365,16 @@ impl Reader {
 
     fn list<T>(
         &mut self,
-        v: &Value,
+        v: &mut Value,
         path: &str,
-        read: impl Fn(&mut Reader, &Value, &str) -> Option<T>,
+        read: impl Fn(&mut Reader, &mut Value, &str) -> Option<T>,
     ) -> Option<Vec<T>> {
         let Value::Array(items) = v else {
             return self.wrong_type(v, path, "a list");
         };
         let before = self.problems.len();
         let out: Vec<T> = items
-            .iter()
+            .iter_mut()
             .enumerate()
             .filter_map(|(i, item)| read(self, item, &format!("{path}[{i}]")))
             .collect();
@@ -373,18 +382,20 @@ impl Reader {
     }
 }
 
-fn string(r: &mut Reader, v: &Value, path: &str) -> Option<String> {
+fn string(r: &mut Reader, v: &mut Value, path: &str) -> Option<String> {
     match v {
-        Value::String(s) => Some(s.clone()),
+        // Taken, not copied: the tree is dropped after phase one, and a 10,000-id allowlist
+        // would otherwise sit in linear memory twice (which never shrinks).
+        Value::String(s) => Some(std::mem::take(s)),
         _ => r.wrong_type(v, path, "a string"),
     }
 }
 
-fn strings(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<String>> {
+fn strings(r: &mut Reader, v: &mut Value, path: &str) -> Option<Vec<String>> {
     r.list(v, path, string)
 }
 
-fn integer(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
+fn integer(r: &mut Reader, v: &mut Value, path: &str) -> Option<i64> {
     match v {
         Value::Number(n) if n.is_f64() => r.wrong_type(v, path, "an integer"),
         Value::Number(n) => match n.as_i64() {
@@ -398,14 +409,14 @@ fn integer(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
     }
 }
 
-fn number(r: &mut Reader, v: &Value, path: &str) -> Option<Number> {
+fn number(r: &mut Reader, v: &mut Value, path: &str) -> Option<Number> {
     match v {
         Value::Number(n) => Some(n.clone()),
         _ => r.wrong_type(v, path, "a number"),
     }
 }
 
-fn boolean(r: &mut Reader, v: &Value, path: &str) -> Option<bool> {
+fn boolean(r: &mut Reader, v: &mut Value, path: &str) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         _ => r.wrong_type(v, path, "true or false"),

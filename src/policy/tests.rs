@@ -145,3 +145,23 @@ fn non_utf8_configuration_is_rejected_not_trapped() {
         "{err}"
     );
 }
+
+/// serde_json stops at 128 levels; the module's 256 KiB stack (.cargo/config.toml) must hold
+/// that much recursion (this suite also runs on wasm32, with that stack).
+#[test]
+fn deeply_nested_json_is_rejected_not_a_stack_overflow() {
+    for depth in [100, 129, 10_000] {
+        let doc = format!(
+            "{{\"releases\": {}{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let err = Policy::parse(doc.as_bytes()).unwrap_err().to_string();
+        let want = if depth < 128 {
+            "$.releases[0]: invalid type: a list, expected an object"
+        } else {
+            "$: invalid JSON: recursion limit exceeded"
+        };
+        assert!(err.contains(want), "depth {depth}: {err}");
+    }
+}

@@ -370,20 +370,28 @@ pub fn run(smoke: bool) -> String {
     }
     let through = median(&dial_v.rps) / median(&floor_v.rps);
     let added_p99 = median(&dial_v.solo_p99) - median(&floor_v.solo_p99);
-    let vs_lua = median(&dial_v.rps) / median(&lua_v.rps);
     let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+    // What Dial adds to each request's work, from throughput at saturation (one worker).
+    let added_service = 1e6 / median(&dial_v.rps) - 1e6 / median(&floor_v.rps);
+    let p99_mark = if added_p99 < 0.0 {
+        "below this machine's noise (see the service time)"
+    } else {
+        mark(added_p99 <= 30.0)
+    };
+    let vs_lua = median(&dial_v.rps) / median(&lua_v.rps);
     let module_size = std::fs::metadata(&dial).map(|m| m.len()).unwrap_or(0);
     let floor_size = std::fs::metadata(&floor).map(|m| m.len()).unwrap_or(0);
     out.push_str(&format!(
         "\n| Target | Measured | |\n|---|---:|---|\n\
          | Dial ≥ 0.90× the steering floor (2b) throughput | {through:.2}× | {} |\n\
          | (for context: Dial ÷ the floor that also reads the headers, 2c) | {vs_reader:.2}× | |\n\
-         | p99 added over the steering floor ≤ 30 µs (one connection) | {added_p99:.0} µs | {} |\n\
+         | p99 added over the steering floor ≤ 30 µs (one connection) | {added_p99:.0} µs | {p99_mark} |\n\
+         | (service time added per request over 2b, from throughput) | {added_service:.1} µs | {} |\n\
          | Dial at least as fast as the Lua filter | {vs_lua:.2}× | {} |\n\
          | Module ≤ 200 KB | {:.0} KB (the floor filter alone: {:.0} KB) | {} |\n\
          | Linear memory ≤ 2 MB per worker | {:.2} MB after {:.0} requests | {} |\n",
         mark(through >= 0.90),
-        mark(added_p99 <= 30.0),
+        mark(added_service <= 30.0),
         mark(vs_lua >= 1.0),
         module_size as f64 / 1024.0,
         floor_size as f64 / 1024.0,
