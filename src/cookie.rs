@@ -4,8 +4,6 @@
 //! wrapped in double quotes, which are not part of it. Pairs without `=` are skipped. Nothing is
 //! allocated: the parser hands out slices of the header.
 
-use crate::request::same;
-
 /// The value of the first cookie called `name` across several `Cookie` headers.
 pub fn find<'a, I>(headers: I, name: &str) -> Option<&'a [u8]>
 where
@@ -24,13 +22,11 @@ fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let first = *name.first()?;
     let mut rest = header;
     loop {
-        let start = rest.iter().position(|b| !is_ws(b)).unwrap_or(rest.len());
-        rest = rest.get(start..)?;
-        // Most pairs are ruled out by their first byte, before anything else is looked at.
+        rest = trim_start(rest);
+        // Most pairs are ruled out by their first byte, before anything else is compared.
         if rest.first() == Some(&first) {
             if let Some(value) = rest
-                .get(name.len()..)
-                .filter(|_| rest.get(..name.len()).is_some_and(|n| same(n, name)))
+                .strip_prefix(name)
                 // The name ends where optional whitespace and `=` follow; "betax=" is not "beta".
                 .and_then(|after| trim_start(after).strip_prefix(b"="))
             {
@@ -74,9 +70,9 @@ fn trim_start(s: &[u8]) -> &[u8] {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !is_ws(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ws(b)).map_or(start, |i| i + 1);
-    s.get(start..end).unwrap_or_default()
+    let s = trim_start(s);
+    let end = s.iter().rposition(|b| !is_ws(b)).map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or_default()
 }
 
 fn unquote(s: &[u8]) -> &[u8] {

@@ -133,17 +133,8 @@ impl<'a> SerializedHeaders<'a> {
 
     /// (name, value) pairs in order, repeated names kept.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.entries().map(|(name, value, _)| (name, value))
-    }
-
-    /// (name, value, name length) per header. The lengths come from the table at the front, so
-    /// a lookup can skip a header of the wrong length without touching its bytes.
-    fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8], usize)> + 'a {
         let buf = self.buf;
-        self.spans().filter_map(move |span| {
-            let (name, value) = span.read(buf)?;
-            Some((name, value, span.name_len))
-        })
+        self.spans().map_while(move |span| span.read(buf))
     }
 
     /// Where each header's name and value sit, from the size table alone.
