@@ -2,6 +2,7 @@
 //! (`validate`, phase two). A policy that fails either phase is rejected whole.
 
 mod error;
+mod json;
 mod raw;
 mod validate;
 

@@ -1,4 +1,4 @@
-//! Phase one: the policy exactly as written. serde_json parses the bytes into a JSON tree, and
+//! Phase one: the policy exactly as written. `json` parses the bytes into a JSON tree, and
 //! the tree is read field by field into the `Raw*` structs below, each problem (an unknown
 //! field, a missing one, a wrong type) recorded with its JSON path. Types are loose where a
 //! better message can be given in phase two (a negative weight is read, then rejected there).
@@ -111,8 +111,7 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
             "the configuration is empty: Dial needs a policy with at least one release",
         ));
     }
-    let mut tree: Value = serde_json::from_slice(bytes)
-        .map_err(|e| PolicyError::single("$", format!("invalid JSON: {e}")))?;
+    let mut tree = super::json::parse(bytes)?;
     if !tree.is_object() {
         return Err(PolicyError::single(
             "$",
