@@ -87,9 +87,10 @@ demo: build envoy
 up: build envoy
 	cargo run --quiet --release --example demo -- --keep-running
 
-# Load generator for the proxy benchmark, from Debian's packages.
+# Load generator and instruction counter for the proxy benchmark, from Debian's packages.
 bench-tools:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	@command -v callgrind_control >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 
 bench-build: build
 	cargo build --release --target $(TARGET) -p dial-bench-floor

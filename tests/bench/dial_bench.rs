@@ -12,6 +12,7 @@
 mod support;
 
 mod core_bench;
+mod instructions;
 mod proxy_bench;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -59,10 +60,11 @@ fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let core = core_bench::run(smoke);
     let proxy = proxy_bench::run(smoke);
+    let instructions = instructions::run(smoke);
     let report = format!(
         "# Dial benchmarks\n\nProduced by `make bench` (`cargo bench --bench dial`) on {}, {}.\n\
          The machine is shared and noisy: read the ratios, which come from one interleaved run, \
-         not the absolute numbers.\n\n{core}\n{proxy}",
+         not the absolute numbers.\n\n{core}\n{proxy}\n{instructions}",
         machine(),
         support::envoy_binary()
             .file_name()

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::EnvoyConfig;
-use super::{envoy_binary, scratch_dir};
+use super::{envoy_binary, envoy_executable, scratch_dir};
 
 pub struct Envoy {
     child: Child,
@@ -16,12 +16,22 @@ pub struct Envoy {
     pub log_path: PathBuf,
 }
 
-fn spawn(dir: &Path, bootstrap: &str) -> (Child, PathBuf, PathBuf) {
+/// Starts Envoy, or `wrapper` (a command line, e.g. valgrind's) with Envoy's executable and
+/// arguments appended.
+fn spawn(dir: &Path, bootstrap: &str, wrapper: &[String]) -> (Child, PathBuf, PathBuf) {
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, bootstrap).unwrap();
     let log_path = dir.join("envoy.log");
     let admin_path = dir.join("admin-address");
-    let child = Command::new(envoy_binary())
+    let mut command = match wrapper {
+        [] => Command::new(envoy_binary()),
+        [program, args @ ..] => {
+            let mut c = Command::new(program);
+            c.args(args).arg(envoy_executable());
+            c
+        }
+    };
+    let child = command
         .arg("-c")
         .arg(&config_path)
         .args([
@@ -77,9 +87,24 @@ impl Envoy {
         Self::start_bootstrap(scratch_dir(label), bootstrap)
     }
 
+    /// The same, under `wrapper` (valgrind, for the benchmark's instruction counts); such a
+    /// start may take minutes.
+    pub fn start_yaml_under(label: &str, bootstrap: &str, wrapper: &[String]) -> Envoy {
+        Self::start_with(
+            scratch_dir(label),
+            bootstrap,
+            wrapper,
+            Duration::from_secs(300),
+        )
+    }
+
     fn start_bootstrap(dir: PathBuf, bootstrap: &str) -> Envoy {
-        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        Self::start_with(dir, bootstrap, &[], Duration::from_secs(30))
+    }
+
+    fn start_with(dir: PathBuf, bootstrap: &str, wrapper: &[String], wait: Duration) -> Envoy {
+        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper);
+        let deadline = Instant::now() + wait;
         let admin_port = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
@@ -141,7 +166,7 @@ impl Envoy {
     /// Runs Envoy with a bootstrap that must be refused; returns its exit status and log.
     pub fn start_expecting_failure(config: &EnvoyConfig) -> (ExitStatus, String) {
         let dir = scratch_dir("envoy-refused");
-        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static());
+        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static(), &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -159,6 +184,10 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

