@@ -162,16 +162,16 @@ fn a_slow_or_dead_shadow_does_not_slow_or_fail_clients() {
     let dead = Envoy::start(&config(&stable, &canary, free_port()));
 
     // Users Dial samples, found with the core the filter runs.
-    let core = dial::policy::Policy::parse(policy().as_bytes()).unwrap();
+    let core = dial::core::policy::Policy::parse(policy().as_bytes()).unwrap();
     let sampled: Vec<String> = (0..)
         .map(|i| format!("user-{i}"))
         .filter(|u| {
-            let r = dial::request::HeaderList::from_strs(&[
+            let r = dial::core::request::HeaderList::from_strs(&[
                 (":method", "GET"),
                 (":path", "/"),
                 ("x-user-id", u),
             ]);
-            matches!(dial::decide::decide(&core, &r), dial::decide::Decision::Assign(a) if a.mirror)
+            matches!(dial::core::decide::decide(&core, &Default::default(), &r), dial::core::decide::Decision::Assign(a) if a.mirror)
         })
         .take(20)
         .collect();

@@ -8,9 +8,9 @@
 )]
 mod support;
 
-use dial::decide::{decide, Decision};
-use dial::policy::Policy;
-use dial::request::HeaderList;
+use dial::core::decide::{decide, Context, Decision};
+use dial::core::policy::Policy;
+use dial::core::request::HeaderList;
 use support::prometheus::value;
 use support::{Backend, Client, Envoy, EnvoyConfig};
 
@@ -33,7 +33,7 @@ fn users_on(subset: &str, n: usize) -> Vec<String> {
         .map(|i| format!("user-{i}"))
         .filter(|u| {
             let request = HeaderList::from_strs(&[(":path", "/"), ("x-user-id", u)]);
-            matches!(decide(&policy, &request),
+            matches!(decide(&policy, &Context::default(), &request),
                 Decision::Assign(a) if policy.releases[0].subsets[a.subset].name == subset)
         })
         .take(n)

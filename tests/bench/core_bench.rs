@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use dial::decide::{decide, Decision};
-use dial::policy::Policy;
-use dial::request::{serialize, HeaderList, RequestView, SerializedHeaders};
+use dial::core::decide::{decide, Context, Decision};
+use dial::core::policy::Policy;
+use dial::core::request::{serialize, HeaderList, RequestView, SerializedHeaders};
 
 use crate::ALLOCATIONS;
 
@@ -138,7 +138,7 @@ impl Variant {
         let mut assigned = 0usize;
         for _ in 0..reps {
             for r in &self.requests {
-                if let Decision::Assign(a) = decide(&self.policy, black_box(&r.view())) {
+                if let Decision::Assign(a) = decide(&self.policy, &Context::default(), black_box(&r.view())) {
                     assigned += a.subset + 1;
                 }
             }

@@ -259,7 +259,7 @@ static_resources:
 /// Histograms reach the admin API at each stats flush: every second here (default 5 s).
 pub fn stats_config() -> String {
     let mut out = String::from("stats_flush_interval: 1s\nstats_config:\n  stats_tags:\n");
-    for tag in dial::stats::TAGS {
+    for tag in dial::core::stats::TAGS {
         writeln!(
             out,
             "  - tag_name: {tag}\n    regex: \"({tag}=\\\\.=(.*?);\\\\.;)\""

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::cookie;
+use crate::core::cookie;
 
 pub trait RequestView {
     /// The first value of a request header (names are lower-case, as Envoy stores them).
@@ -27,6 +27,25 @@ pub trait RequestView {
     fn path(&self) -> Option<&[u8]> {
         self.header(":path")
     }
+}
+
+/// 64 unpredictable bits for a binding's `RequestView::entropy`: SipHash under keys std seeds
+/// once per thread from the host's randomness (WASI `random_get` in a Wasm VM), over a counter.
+/// Unpredictable across users and VMs, with no host call per request.
+pub fn fresh_entropy() -> u64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static COUNTER: Cell<u64> = const { Cell::new(0) };
+    }
+    let n = COUNTER.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(n);
+    hasher.finish()
 }
 
 /// Request headers as a list of (lower-case name, raw value) pairs, repeated names kept in order:

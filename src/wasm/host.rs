@@ -4,6 +4,8 @@
 
 use proxy_wasm::types::{MapType, Status};
 
+use crate::core::host::{Host, MetricIndex};
+
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(
@@ -142,4 +144,55 @@ pub fn increment(metric: u32) -> Result<(), Status> {
 pub fn record(metric: u32, value: u64) -> Result<(), Status> {
     // SAFETY: plain integers.
     ok(unsafe { proxy_record_metric(metric, value) })
+}
+
+/// The core's `Host` over these calls. Metrics are named by their catalog position; the ids
+/// Envoy gave them at configure time sit at the same positions.
+pub struct WasmHost<'a> {
+    pub metric_ids: &'a [u32],
+}
+
+impl WasmHost<'_> {
+    fn metric(&self, index: MetricIndex) -> Result<u32, Status> {
+        self.metric_ids.get(index).copied().ok_or(Status::NotFound)
+    }
+}
+
+impl Host for WasmHost<'_> {
+    type Error = Status;
+
+    /// Envoy clears the route cache when a filter changes request headers, so the route table
+    /// sees Dial's subset header without a call of its own.
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), Status> {
+        replace_header(MapType::HttpRequestHeaders, name, value)
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), Status> {
+        remove_header(MapType::HttpRequestHeaders, name)
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), Status> {
+        add_header(MapType::HttpResponseHeaders, name, value)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), Status> {
+        replace_header(MapType::HttpResponseHeaders, name, value)
+    }
+
+    fn response_status(&mut self) -> Result<Option<u32>, Status> {
+        let value = header_value(MapType::HttpResponseHeaders, ":status")?;
+        Ok(value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    fn increment(&mut self, metric: MetricIndex) -> Result<(), Status> {
+        increment(self.metric(metric)?)
+    }
+
+    fn record(&mut self, metric: MetricIndex, value: u64) -> Result<(), Status> {
+        record(self.metric(metric)?, value)
+    }
+
+    fn now_nanos(&mut self) -> Result<u64, Status> {
+        now_nanos()
+    }
 }

@@ -8,11 +8,11 @@ mod validate;
 
 pub use error::{PolicyError, Problem};
 
-use crate::bucket::Salted;
-use crate::rules::Rule;
-use crate::scope::Scope;
-use crate::sticky::StickyCookie;
-use crate::trust::Trust;
+use crate::core::bucket::Salted;
+use crate::core::rules::Rule;
+use crate::core::scope::Scope;
+use crate::core::sticky::StickyCookie;
+use crate::core::trust::Trust;
 
 /// Default name of the request header that carries the assigned subset to the route table.
 pub const DEFAULT_SUBSET_HEADER: &str = "x-dial-subset";
@@ -90,6 +90,10 @@ pub struct Mirror {
     /// Upper-case HTTP methods eligible for mirroring.
     pub methods: Vec<String>,
 }
+
+/// User keys longer than this are treated as absent (a hostile or broken client), so those
+/// requests fall back; an allowlist entry must fit in it too.
+pub const MAX_KEY_LEN: usize = 1024;
 
 /// Mirrored writes would hit shared datastores twice: only safe methods by default.
 pub const DEFAULT_MIRROR_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];

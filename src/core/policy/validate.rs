@@ -6,16 +6,15 @@ use std::collections::HashSet;
 use super::error::{quote, PolicyError, Problem};
 use super::raw::*;
 use super::*;
-use crate::rules::{Allowlist, Condition, Matcher, Rule};
-use crate::scope::HostPattern;
-use crate::sticky::StickyCookie;
-use crate::trust::{Cidr, Trust};
+use crate::core::rules::{Allowlist, Condition, Matcher, Rule};
+use crate::core::scope::HostPattern;
+use crate::core::sticky::StickyCookie;
+use crate::core::trust::{Cidr, Trust};
 
 /// Bounds that keep the per-request work and the stats cardinality small.
 pub const MAX_RELEASES: usize = 64;
 pub const MAX_SUBSETS: usize = 16;
 pub const MAX_WEIGHT_TOTAL: i64 = 1_000_000;
-pub const MAX_USER_KEY_LEN: usize = 1024;
 /// Browsers cap cookie lifetimes at 400 days.
 pub const MAX_COOKIE_AGE: i64 = 400 * 24 * 3600;
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -572,11 +571,11 @@ fn users_condition(
     let before = c.problems.len();
     let mut set = Allowlist::with_capacity_and_hasher(users.len(), Default::default());
     for (i, u) in users.into_iter().enumerate() {
-        if u.is_empty() || u.len() > MAX_USER_KEY_LEN {
+        if u.is_empty() || u.len() > MAX_KEY_LEN {
             c.fail(
                 format!("{path}[{i}]"),
                 format!(
-                    "{} is not a usable user key: it must have 1 to {MAX_USER_KEY_LEN} bytes",
+                    "{} is not a usable user key: it must have 1 to {MAX_KEY_LEN} bytes",
                     quote(&u)
                 ),
             );

@@ -7,8 +7,8 @@
 //! Envoy's `stats_config.stats_tags` (one regex per tag, shipped in `envoy-config/`) or Istio's
 //! `extraStatTags` turn them into Prometheus labels, leaving the name `dial_requests_total`.
 
-use crate::decide::Reason;
-use crate::policy::Policy;
+use crate::core::decide::Reason;
+use crate::core::policy::Policy;
 
 /// Label names, in the order they appear in metric names.
 pub const TAGS: [&str; 5] = ["release", "subset", "version", "reason", "status_class"];

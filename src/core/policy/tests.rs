@@ -2,8 +2,8 @@
 //! JSON path and the offending value in the message.
 
 use super::*;
-use crate::rules::{Condition, Matcher};
-use crate::scope::HostPattern;
+use crate::core::rules::{Condition, Matcher};
+use crate::core::scope::HostPattern;
 use serde_json::json;
 
 const EXAMPLE: &str = r#"{
@@ -100,7 +100,7 @@ fn an_allowlist_of_ten_thousand_ids_is_a_set() {
     assert!(matches!(&p.releases[0].rules[0].condition, Condition::Users(u) if u.len() == 10_000));
 }
 
-#[path = "../../tests/support/bad_policies.rs"]
+#[path = "../../../tests/support/bad_policies.rs"]
 mod bad_policies;
 
 use bad_policies::base;

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::bucket::Murmur3;
-use crate::request::RequestView;
+use crate::core::bucket::Murmur3;
+use crate::core::request::RequestView;
 
 /// An allowlist: a hash set of user keys, so 10,000 ids cost one lookup.
 pub type Allowlist = HashSet<Vec<u8>, BuildHasherDefault<KeyHasher>>;

@@ -1,0 +1,296 @@
+//! The decision: a policy, the request's context (time, runtime state) and a request view in,
+//! a plain `Decision` value out. No host, no side effects, so the filter, tests, benchmarks and
+//! tools all get the same answer for the same request.
+//!
+//! Order for the first release whose scope fits: trusted override, then rules in order, then the
+//! weighted split of the user key; without a key, the release's `whenNoKey`.
+
+use crate::core::bucket;
+use crate::core::policy::{KeySource, Policy, Release, WhenNoKey, MAX_KEY_LEN};
+use crate::core::request::RequestView;
+use crate::core::rules::RuleKind;
+use crate::core::sticky::{self, KEY_LEN};
+use crate::core::trust;
+
+/// What a decision may depend on besides the policy and the request. The binding reads it once
+/// per request (the clock is also the start of the exchange's duration), so a time-dependent
+/// policy costs no host call of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The host clock, in nanoseconds since the Unix epoch; `None` if the host could not tell.
+    pub now_nanos: Option<u64>,
+}
+
+impl Context {
+    pub fn at(now_nanos: u64) -> Context {
+        Context {
+            now_nanos: Some(now_nanos),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No release applies: the request passes untouched (client-sent Dial headers aside).
+    Pass,
+    Assign(Assignment),
+}
+
+/// Indices point into the policy the decision was made with. Besides the subset, it carries
+/// enough to explain itself: the rule that matched, where the key came from, its hash position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub release: usize,
+    pub subset: usize,
+    pub reason: Reason,
+    /// A sticky key minted for this request: the response must set the release's cookie to it.
+    pub new_sticky_key: Option<[u8; KEY_LEN]>,
+    /// Sampled for shadow traffic: mark the request for a copy to the release's mirror version.
+    pub mirror: bool,
+    /// The rule that matched (an index into the release's rules), for the rule reasons.
+    pub rule: Option<usize>,
+    /// Where the request's key came from, if it had one (or was given one).
+    pub key: Option<KeyOrigin>,
+    /// The key's position in the split, out of 2^32, when the split placed the request.
+    pub position: Option<u32>,
+}
+
+/// Where the key that placed (or could place) a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The release's key source at this index (`key[i]`).
+    Source(usize),
+    /// The sticky cookie the request carried.
+    StickyCookie,
+    /// A sticky key minted for this request.
+    Minted,
+}
+
+impl Assignment {
+    fn new(release: usize, subset: usize, reason: Reason) -> Assignment {
+        Assignment {
+            release,
+            subset,
+            reason,
+            new_sticky_key: None,
+            mirror: false,
+            rule: None,
+            key: None,
+            position: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    HeaderRule,
+    CookieRule,
+    Allowlist,
+    Override,
+    Hash,
+    StickyCookie,
+    Fallback,
+}
+
+impl Reason {
+    /// The label used in stats and the debug response header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::HeaderRule => "header_rule",
+            Reason::CookieRule => "cookie_rule",
+            Reason::Allowlist => "allowlist",
+            Reason::Override => "override",
+            Reason::Hash => "hash",
+            Reason::StickyCookie => "sticky_cookie",
+            Reason::Fallback => "fallback",
+        }
+    }
+
+    pub const ALL: [Reason; 7] = [
+        Reason::HeaderRule,
+        Reason::CookieRule,
+        Reason::Allowlist,
+        Reason::Override,
+        Reason::Hash,
+        Reason::StickyCookie,
+        Reason::Fallback,
+    ];
+}
+
+pub fn decide(policy: &Policy, _context: &Context, request: &impl RequestView) -> Decision {
+    // Read only what some release's scope looks at.
+    let host = policy
+        .releases
+        .iter()
+        .any(|r| !r.scope.hosts.is_empty())
+        .then(|| request.host())
+        .flatten();
+    let path = policy
+        .releases
+        .iter()
+        .any(|r| !r.scope.path_prefixes.is_empty())
+        .then(|| request.path())
+        .flatten();
+    policy
+        .releases
+        .iter()
+        .position(|r| r.scope.matches(host, path))
+        .and_then(|i| {
+            let r = policy.releases.get(i)?;
+            let (mut assignment, sampling_key) = assign(i, r, request);
+            assignment.mirror = sample_mirror(r, request, sampling_key.as_deref());
+            Some(Decision::Assign(assignment))
+        })
+        .unwrap_or(Decision::Pass)
+}
+
+/// The subset assignment, and the key (user or sticky) that mirror sampling should follow.
+fn assign<'r>(
+    index: usize,
+    release: &Release,
+    request: &'r impl RequestView,
+) -> (Assignment, Option<SamplingKey<'r>>) {
+    let key = user_key(release, request);
+    let origin = key.map(|(source, _)| KeyOrigin::Source(source));
+    let key = key.map(|(_, value)| value);
+    let done = |subset, reason| Assignment {
+        key: origin,
+        ..Assignment::new(index, subset, reason)
+    };
+
+    if let Some(subset) = trusted_override(release, request) {
+        return (
+            done(subset, Reason::Override),
+            key.map(SamplingKey::Borrowed),
+        );
+    }
+
+    if let Some((i, rule)) = release
+        .rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.matches(request, key))
+    {
+        let reason = match rule.kind() {
+            RuleKind::Header => Reason::HeaderRule,
+            RuleKind::Cookie => Reason::CookieRule,
+            RuleKind::Allowlist => Reason::Allowlist,
+        };
+        let assignment = Assignment {
+            rule: Some(i),
+            ..done(rule.subset, reason)
+        };
+        return (assignment, key.map(SamplingKey::Borrowed));
+    }
+
+    if let Some(key) = key {
+        let position = release.split_hash.position(key);
+        let assignment = match bucket::pick(position, &release.cumulative) {
+            Some(s) => Assignment {
+                position: Some(position),
+                ..done(s, Reason::Hash)
+            },
+            None => fallback(index, release),
+        };
+        return (assignment, Some(SamplingKey::Borrowed(key)));
+    }
+
+    match &release.when_no_key {
+        WhenNoKey::Subset(s) => (done(*s, Reason::Fallback), None),
+        WhenNoKey::Sticky(cookie) => {
+            let existing = request
+                .cookie(&cookie.name)
+                .filter(|v| sticky::is_valid_key(v));
+            let (new_sticky_key, sampling) = match existing {
+                Some(v) => (None, SamplingKey::Borrowed(v)),
+                None => {
+                    let fresh = sticky::mint_key(request.entropy());
+                    (Some(fresh), SamplingKey::Minted(fresh))
+                }
+            };
+            let position = release.split_hash.position(&sampling);
+            let assignment = match bucket::pick(position, &release.cumulative) {
+                Some(subset) => Assignment {
+                    new_sticky_key,
+                    key: Some(match new_sticky_key {
+                        Some(_) => KeyOrigin::Minted,
+                        None => KeyOrigin::StickyCookie,
+                    }),
+                    position: Some(position),
+                    ..Assignment::new(index, subset, Reason::StickyCookie)
+                },
+                None => fallback(index, release),
+            };
+            (assignment, Some(sampling))
+        }
+    }
+}
+
+/// The key mirror sampling follows: a user key or sticky cookie from the request, or a sticky
+/// key minted for it.
+enum SamplingKey<'r> {
+    Borrowed(&'r [u8]),
+    Minted([u8; KEY_LEN]),
+}
+
+impl std::ops::Deref for SamplingKey<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SamplingKey::Borrowed(k) => k,
+            SamplingKey::Minted(k) => k,
+        }
+    }
+}
+
+/// Whether the request is sampled for shadow traffic. With a key the choice is consistent
+/// (the same user is always or never mirrored at a given percentage) and independent of the
+/// subset hash (another salt); without one it is random.
+fn sample_mirror(release: &Release, request: &impl RequestView, key: Option<&[u8]>) -> bool {
+    let Some(mirror) = &release.mirror else {
+        return false;
+    };
+    let method = request.header(":method").unwrap_or_default();
+    if !mirror.methods.iter().any(|m| m.as_bytes() == method) {
+        return false;
+    }
+    let position = match key {
+        Some(k) => mirror.sample_hash.position(k),
+        None => request.entropy() as u32,
+    };
+    u64::from(position) < mirror.threshold
+}
+
+fn fallback(index: usize, release: &Release) -> Assignment {
+    let subset = match release.when_no_key {
+        WhenNoKey::Subset(s) => s,
+        WhenNoKey::Sticky(_) => 0,
+    };
+    Assignment::new(index, subset, Reason::Fallback)
+}
+
+/// The first present, non-empty, reasonably sized value among the release's key sources, with
+/// the index of its source.
+fn user_key<'a>(release: &Release, request: &'a impl RequestView) -> Option<(usize, &'a [u8])> {
+    release.key.iter().enumerate().find_map(|(i, source)| {
+        let value = match source {
+            KeySource::Header(name) => request.header(name),
+            KeySource::Cookie(name) => request.cookie(name),
+        };
+        value
+            .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)
+            .map(|v| (i, v))
+    })
+}
+
+fn trusted_override(release: &Release, request: &impl RequestView) -> Option<usize> {
+    let o = release.override_.as_ref()?;
+    let asked = trust::parse_override(request.header(&o.header)?);
+    let subset = release.subset_index(asked.subset)?;
+    o.trust
+        .allows(asked.token, || request.source_ip())
+        .then_some(subset)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+use super::*;
+use crate::core::request::HeaderList;
+use serde_json::json;
+
+fn policy(extra: serde_json::Value) -> Policy {
+    let mut release = json!({
+        "name": "checkout",
+        "match": { "hosts": ["shop.example.com"], "pathPrefixes": ["/checkout"] },
+        "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
+                     { "name": "canary", "version": "v2", "weight": 10 } ],
+        "key": [ { "header": "x-user-id" }, { "cookie": "uid" } ],
+        "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" },
+                   { "cookie": { "name": "beta", "equals": "1" }, "subset": "canary" },
+                   { "users": ["alice", "bob"], "subset": "canary" } ],
+        "whenNoKey": { "stickyCookie": { "name": "dial-checkout", "maxAgeSeconds": 2592000 } }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        release[k] = v.clone();
+    }
+    Policy::parse(json!({ "releases": [release] }).to_string().as_bytes()).unwrap()
+}
+
+fn request(extra: &[(&str, &str)]) -> HeaderList {
+    let mut pairs = vec![
+        (":authority", "shop.example.com"),
+        (":path", "/checkout/pay"),
+    ];
+    pairs.extend_from_slice(extra);
+    HeaderList::from_strs(&pairs)
+}
+
+fn assigned(p: &Policy, r: &HeaderList) -> (String, Reason) {
+    match decide(p, &Context::default(), r) {
+        Decision::Assign(a) => (
+            p.releases[a.release].subsets[a.subset].name.clone(),
+            a.reason,
+        ),
+        Decision::Pass => panic!("passed"),
+    }
+}
+
+/// A user key that the 90/10 split puts on `subset`.
+fn user_on(p: &Policy, subset: &str) -> String {
+    (0..)
+        .map(|i| format!("user-{i}"))
+        .find(|u| assigned(p, &request(&[("x-user-id", u)])).0 == subset)
+        .unwrap()
+}
+
+#[test]
+fn requests_outside_every_release_pass() {
+    let p = policy(json!({}));
+    for (host, path) in [
+        ("other.example.com", "/checkout"),
+        ("shop.example.com", "/cart"),
+    ] {
+        let r =
+            HeaderList::from_strs(&[(":authority", host), (":path", path), ("x-beta", "true")]);
+        assert_eq!(decide(&p, &Context::default(), &r), Decision::Pass);
+    }
+}
+
+#[test]
+fn rules_beat_the_hash_in_order() {
+    let p = policy(json!({}));
+    let stable_user = user_on(&p, "stable");
+    let r = |extra: &[(&str, &str)]| {
+        let mut e = vec![("x-user-id", stable_user.as_str())];
+        e.extend_from_slice(extra);
+        assigned(&p, &request(&e))
+    };
+    assert_eq!(r(&[]), ("stable".into(), Reason::Hash));
+    assert_eq!(
+        r(&[("x-beta", "true")]),
+        ("canary".into(), Reason::HeaderRule)
+    );
+    assert_eq!(r(&[("x-beta", "TRUE")]), ("stable".into(), Reason::Hash));
+    assert_eq!(
+        r(&[("cookie", "a=b; beta=1")]),
+        ("canary".into(), Reason::CookieRule)
+    );
+    assert_eq!(
+        r(&[("x-beta", "true"), ("cookie", "beta=1")]),
+        ("canary".into(), Reason::HeaderRule)
+    );
+    assert_eq!(
+        assigned(&p, &request(&[("x-user-id", "alice")])),
+        ("canary".into(), Reason::Allowlist)
+    );
+    // The allowlist matches the key from any source, here the uid cookie.
+    assert_eq!(
+        assigned(&p, &request(&[("cookie", "uid=bob")])),
+        ("canary".into(), Reason::Allowlist)
+    );
+}
+
+#[test]
+fn the_same_user_always_gets_the_same_subset() {
+    let p = policy(json!({}));
+    for i in 0..500 {
+        let u = format!("u{i}");
+        let first = assigned(&p, &request(&[("x-user-id", &u)]));
+        assert_eq!(first.1, Reason::Hash);
+        // Same key from the cookie source hashes identically.
+        assert_eq!(
+            assigned(&p, &request(&[("cookie", &format!("uid={u}"))])),
+            first
+        );
+    }
+}
+
+#[test]
+fn the_header_key_wins_over_the_cookie_key() {
+    let p = policy(json!({}));
+    let r = request(&[("x-user-id", "carol"), ("cookie", "uid=alice")]);
+    assert_eq!(assigned(&p, &r).1, Reason::Hash);
+    let r = request(&[("x-user-id", ""), ("cookie", "uid=alice")]);
+    assert_eq!(assigned(&p, &r), ("canary".into(), Reason::Allowlist));
+}
+
+#[test]
+fn anonymous_users_get_a_sticky_key_and_keep_it() {
+    let p = policy(json!({}));
+    let mut r = request(&[]);
+    r.entropy = 0x0123_4567_89ab_cdef;
+    let Decision::Assign(first) = decide(&p, &Context::default(), &r) else {
+        panic!()
+    };
+    assert_eq!(first.reason, Reason::StickyCookie);
+    let key = first.new_sticky_key.unwrap();
+    assert_eq!(&key, b"0123456789abcdef");
+
+    // Back with the cookie: same subset, no new cookie, whatever the entropy.
+    let mut again = request(&[("cookie", "dial-checkout=0123456789abcdef")]);
+    again.entropy = 42;
+    let Decision::Assign(second) = decide(&p, &Context::default(), &again) else {
+        panic!()
+    };
+    assert_eq!(
+        (second.subset, second.reason, second.new_sticky_key),
+        (first.subset, Reason::StickyCookie, None)
+    );
+
+    // A forged value is not trusted: a fresh key is minted.
+    let forged = request(&[("cookie", "dial-checkout=canary")]);
+    let Decision::Assign(third) = decide(&p, &Context::default(), &forged) else {
+        panic!()
+    };
+    assert!(third.new_sticky_key.is_some());
+}
+
+#[test]
+fn keyless_requests_can_get_a_fixed_subset() {
+    let p = policy(json!({ "whenNoKey": { "subset": "canary" } }));
+    assert_eq!(
+        assigned(&p, &request(&[])),
+        ("canary".into(), Reason::Fallback)
+    );
+}
+
+#[test]
+fn hostile_keys_fall_back() {
+    let p = policy(json!({ "whenNoKey": { "subset": "stable" } }));
+    let huge = "x".repeat(MAX_KEY_LEN + 1);
+    assert_eq!(
+        assigned(&p, &request(&[("x-user-id", &huge)])),
+        ("stable".into(), Reason::Fallback)
+    );
+    assert_eq!(
+        assigned(&p, &request(&[("x-user-id", "")])),
+        ("stable".into(), Reason::Fallback)
+    );
+    let mut r = request(&[]);
+    r.pairs.push(("x-user-id".into(), vec![0xff, 0xfe, 0x00]));
+    assert_eq!(assigned(&p, &r).1, Reason::Hash);
+    // Repeated headers: the first value is the key.
+    let a = assigned(&p, &request(&[("x-user-id", "u1"), ("x-user-id", "u2")]));
+    assert_eq!(a, assigned(&p, &request(&[("x-user-id", "u1")])));
+}
+
+#[test]
+fn overrides_need_trust() {
+    let p = policy(
+        json!({ "override": { "header": "x-dial-override", "token": "0123456789abcdef",
+                                         "sourceCidrs": ["10.0.0.0/8"] } }),
+    );
+    let u = user_on(&p, "stable");
+    let with = |value: &str, ip: Option<&str>| {
+        let mut r = request(&[("x-user-id", &u), ("x-dial-override", value)]);
+        r.source_ip = ip.map(|i| i.parse().unwrap());
+        assigned(&p, &r)
+    };
+    assert_eq!(with("canary", None), ("stable".into(), Reason::Hash));
+    assert_eq!(
+        with("canary; token=wrong-token-value", None),
+        ("stable".into(), Reason::Hash)
+    );
+    assert_eq!(
+        with("canary; token=0123456789abcdef", None),
+        ("canary".into(), Reason::Override)
+    );
+    assert_eq!(
+        with("canary", Some("10.1.2.3")),
+        ("canary".into(), Reason::Override)
+    );
+    assert_eq!(
+        with("canary", Some("192.0.2.1")),
+        ("stable".into(), Reason::Hash)
+    );
+    assert_eq!(
+        with("nosuch", Some("10.1.2.3")),
+        ("stable".into(), Reason::Hash)
+    );
+    // An override beats rules too.
+    let mut r = request(&[
+        ("x-user-id", "alice"),
+        ("x-dial-override", "stable; token=0123456789abcdef"),
+    ]);
+    r.entropy = 1;
+    assert_eq!(assigned(&p, &r), ("stable".into(), Reason::Override));
+}
+
+#[test]
+fn the_first_fitting_release_applies_with_its_own_salt() {
+    let doc = json!({ "releases": [
+        { "name": "a", "match": { "pathPrefixes": ["/a"] }, "key": [{ "header": "x-user-id" }],
+          "subsets": [{ "name": "s", "version": "1", "weight": 50 }, { "name": "c", "version": "2", "weight": 50 }] },
+        { "name": "b", "key": [{ "header": "x-user-id" }],
+          "subsets": [{ "name": "s", "version": "1", "weight": 50 }, { "name": "c", "version": "2", "weight": 50 }] }
+    ]});
+    let p = Policy::parse(doc.to_string().as_bytes()).unwrap();
+    let mut differ = 0;
+    for i in 0..1000 {
+        let u = format!("u{i}");
+        let on = |path: &str| match decide(&p, &Context::default(),
+            &HeaderList::from_strs(&[(":path", path), ("x-user-id", &u)]),
+        ) {
+            Decision::Assign(a) => (a.release, a.subset),
+            Decision::Pass => panic!(),
+        };
+        let (ra, sa) = on("/a/x");
+        let (rb, sb) = on("/b");
+        assert_eq!((ra, rb), (0, 1));
+        differ += usize::from(sa != sb);
+    }
+    // Independent 50/50 splits disagree for about half the users.
+    assert!((400..600).contains(&differ), "{differ}");
+}
+
+fn mirrored(p: &Policy, r: &HeaderList) -> bool {
+    match decide(p, &Context::default(), r) {
+        Decision::Assign(a) => a.mirror,
+        Decision::Pass => panic!("passed"),
+    }
+}
+
+#[test]
+fn mirror_sampling_is_consistent_per_user_and_near_the_percentage() {
+    let p = policy(json!({ "mirror": { "version": "v3", "percent": 12.5 } }));
+    let mut sampled = 0;
+    let mut sampled_canary = 0;
+    let mut canary = 0;
+    for i in 0..40_000 {
+        let u = format!("u{i}");
+        let r = request(&[(":method", "GET"), ("x-user-id", &u)]);
+        let m = mirrored(&p, &r);
+        assert_eq!(
+            m,
+            mirrored(&p, &r),
+            "sampling must not change between requests"
+        );
+        let on_canary = assigned(&p, &r).0 == "canary";
+        sampled += usize::from(m);
+        canary += usize::from(on_canary);
+        sampled_canary += usize::from(m && on_canary);
+    }
+    let share = sampled as f64 / 40_000.0 * 100.0;
+    assert!((share - 12.5).abs() < 0.5, "{share}");
+    // Independent of the subset split: canary users are sampled at the same rate.
+    let canary_share = sampled_canary as f64 / canary as f64 * 100.0;
+    assert!((canary_share - 12.5).abs() < 1.5, "{canary_share}");
+}
+
+#[test]
+fn only_safe_methods_are_mirrored_by_default() {
+    let p = policy(json!({ "mirror": { "version": "v3", "percent": 100 } }));
+    for method in ["GET", "HEAD", "OPTIONS"] {
+        assert!(
+            mirrored(&p, &request(&[(":method", method), ("x-user-id", "u")])),
+            "{method}"
+        );
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH", "get", ""] {
+        assert!(
+            !mirrored(&p, &request(&[(":method", method), ("x-user-id", "u")])),
+            "{method}"
+        );
+    }
+    let writes =
+        policy(json!({ "mirror": { "version": "v3", "percent": 100, "methods": ["POST"] } }));
+    assert!(mirrored(
+        &writes,
+        &request(&[(":method", "POST"), ("x-user-id", "u")])
+    ));
+    assert!(!mirrored(
+        &writes,
+        &request(&[(":method", "GET"), ("x-user-id", "u")])
+    ));
+}
+
+#[test]
+fn zero_and_hundred_percent_are_exact() {
+    let none = policy(json!({ "mirror": { "version": "v3", "percent": 0 } }));
+    let all = policy(json!({ "mirror": { "version": "v3", "percent": 100 } }));
+    for i in 0..2_000 {
+        let mut r = request(&[(":method", "GET"), ("x-user-id", &format!("u{i}"))]);
+        assert!(!mirrored(&none, &r));
+        assert!(mirrored(&all, &r));
+        r.pairs.retain(|(n, _)| n != "x-user-id");
+        r.entropy = u64::MAX - i;
+        assert!(!mirrored(&none, &r));
+        assert!(mirrored(&all, &r));
+    }
+}
+
+#[test]
+fn keyless_requests_are_sampled_at_random() {
+    let p = policy(json!({ "mirror": { "version": "v3", "percent": 50 },
+                            "whenNoKey": { "subset": "stable" } }));
+    let mut r = request(&[(":method", "GET")]);
+    r.entropy = 0;
+    assert!(mirrored(&p, &r));
+    r.entropy = u64::from(u32::MAX);
+    assert!(!mirrored(&p, &r));
+}

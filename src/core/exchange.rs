@@ -1,0 +1,223 @@
+//! An exchange's whole life as Dial follows it, for any host: on the request headers, decide
+//! and apply (remove client-sent Dial headers, set the steering headers, count); on the response
+//! headers, read the status and add what the response carries (a freshly minted sticky cookie,
+//! the debug echo); at the end, count the status class and record the duration.
+//!
+//! A binding reads the request view and the clock, hands them in with its `Host`, and keeps the
+//! returned `Exchange` until the end of the stream.
+
+use crate::core::decide::{decide, Assignment, Context, Decision};
+use crate::core::host::{Host, MetricIndex};
+use crate::core::policy::{Policy, PolicyError, WhenNoKey};
+use crate::core::request::RequestView;
+use crate::core::stats::Catalog;
+
+/// A policy in force, with the metrics it defines: what every exchange reads.
+#[derive(Debug)]
+pub struct Engine {
+    pub policy: Policy,
+    pub catalog: Catalog,
+}
+
+/// What Dial follows of one exchange once it assigned the request; nothing for a request that
+/// passed.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    assigned: Option<Assigned>,
+}
+
+#[derive(Debug)]
+struct Assigned {
+    release: usize,
+    subset: usize,
+    /// The context's clock when the request headers arrived, in nanoseconds.
+    started: Option<u64>,
+    /// The response's status code, once its headers pass.
+    status: Option<u32>,
+    /// A `Set-Cookie` value for a freshly minted sticky key.
+    set_cookie: Option<String>,
+    /// The value of the policy's debug response header.
+    echo: Option<String>,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Engine {
+        let catalog = Catalog::for_policy(&policy);
+        Engine { policy, catalog }
+    }
+
+    /// Parses and validates the plugin configuration bytes.
+    pub fn from_config(bytes: &[u8]) -> Result<Engine, PolicyError> {
+        Policy::parse(bytes).map(Engine::new)
+    }
+
+    /// The request headers arrived: decide, then steer. Client-sent copies of Dial's headers
+    /// never reach the upstream: set replaces them, and the rest are removed.
+    pub fn on_request_headers<H: Host>(
+        &self,
+        host: &mut H,
+        request: &impl RequestView,
+        context: &Context,
+    ) -> Exchange {
+        let decision = decide(&self.policy, context, request);
+        self.apply(host, request, context, decision)
+    }
+
+    /// Applies a decision already made (`on_request_headers` decides first).
+    pub fn apply<H: Host>(
+        &self,
+        host: &mut H,
+        request: &impl RequestView,
+        context: &Context,
+        decision: Decision,
+    ) -> Exchange {
+        let policy = &self.policy;
+        let steered = match decision {
+            Decision::Assign(a) => self.steering(&a).map(|s| (a, s)),
+            Decision::Pass => None,
+        };
+
+        for name in &policy.owned_request_headers {
+            let will_set = steered.as_ref().is_some_and(|(_, s)| {
+                *name == policy.headers.subset
+                    || *name == policy.headers.version
+                    || (*name == policy.headers.mirror && s.mirror.is_some())
+            });
+            if !will_set && request.header(name).is_some() {
+                if let Err(e) = host.remove_request_header(name) {
+                    log::warn!("dial: cannot remove client-sent {name}: {e:?}");
+                }
+            }
+        }
+
+        let Some((a, s)) = steered else {
+            return Exchange::default();
+        };
+        let headers = [
+            Some((&policy.headers.subset, s.subset)),
+            Some((&policy.headers.version, s.version)),
+            s.mirror.map(|version| (&policy.headers.mirror, version)),
+        ];
+        for (name, value) in headers.into_iter().flatten() {
+            if let Err(e) = host.set_request_header(name, value) {
+                log::warn!("dial: cannot set {name}: {e:?}");
+            }
+        }
+        increment(host, self.catalog.requests(a.release, a.subset, a.reason));
+        if s.mirror.is_some() {
+            increment(host, self.catalog.mirrored(a.release));
+        }
+
+        // What the response will carry: a freshly minted sticky key, the debug echo.
+        let set_cookie = match (a.new_sticky_key, s.when_no_key) {
+            (Some(key), WhenNoKey::Sticky(cookie)) => Some(cookie.set_cookie(&key)),
+            _ => None,
+        };
+        let echo = policy.headers.response.is_some().then(|| {
+            format!(
+                "release={}; subset={}; version={}; reason={}",
+                s.release,
+                s.subset,
+                s.version,
+                a.reason.as_str()
+            )
+        });
+        Exchange {
+            assigned: Some(Assigned {
+                release: a.release,
+                subset: a.subset,
+                started: context.now_nanos,
+                status: None,
+                set_cookie,
+                echo,
+            }),
+        }
+    }
+
+    /// The names an assignment steers with, looked up once.
+    fn steering(&self, a: &Assignment) -> Option<Steering<'_>> {
+        let release = self.policy.releases.get(a.release)?;
+        let subset = release.subsets.get(a.subset)?;
+        Some(Steering {
+            release: &release.name,
+            subset: &subset.name,
+            version: &subset.version,
+            mirror: release
+                .mirror
+                .as_ref()
+                .filter(|_| a.mirror)
+                .map(|m| m.version.as_str()),
+            when_no_key: &release.when_no_key,
+        })
+    }
+}
+
+struct Steering<'p> {
+    release: &'p str,
+    subset: &'p str,
+    version: &'p str,
+    /// The mirror version, when the request is sampled for shadow traffic.
+    mirror: Option<&'p str>,
+    when_no_key: &'p WhenNoKey,
+}
+
+impl Exchange {
+    /// The (release, subset) Dial assigned, if it did.
+    pub fn assigned(&self) -> Option<(usize, usize)> {
+        self.assigned.as_ref().map(|a| (a.release, a.subset))
+    }
+
+    /// The response headers are passing: note the status, add the sticky cookie and the echo.
+    pub fn on_response_headers<H: Host>(&mut self, engine: &Engine, host: &mut H) {
+        let Some(a) = &mut self.assigned else {
+            return;
+        };
+        a.status = host.response_status().unwrap_or_else(|e| {
+            log::warn!("dial: cannot read the response status: {e:?}");
+            None
+        });
+        if let Some(cookie) = a.set_cookie.take() {
+            if let Err(e) = host.add_response_header("set-cookie", &cookie) {
+                log::warn!("dial: cannot set the sticky cookie: {e:?}");
+            }
+        }
+        if let (Some(name), Some(value)) = (&engine.policy.headers.response, a.echo.take()) {
+            if let Err(e) = host.set_response_header(name, &value) {
+                log::warn!("dial: cannot set {name}: {e:?}");
+            }
+        }
+    }
+
+    /// The exchange is over: count the response's status class and record its duration, both
+    /// from what Dial saw itself (the response's `:status`, the clock at either end).
+    pub fn on_end<H: Host>(&mut self, engine: &Engine, host: &mut H) {
+        let Some(a) = self.assigned.take() else {
+            return;
+        };
+        if let Some(status) = a.status {
+            increment(host, engine.catalog.responses(a.release, a.subset, status));
+        }
+        let Some(metric) = engine.catalog.duration(a.release, a.subset) else {
+            return;
+        };
+        if let Some(started) = a.started {
+            match host.now_nanos() {
+                Ok(now) => {
+                    let millis = now.saturating_sub(started) / 1_000_000;
+                    if let Err(e) = host.record(metric, millis) {
+                        log::warn!("dial: cannot record the request duration: {e:?}");
+                    }
+                }
+                Err(e) => log::warn!("dial: cannot read the clock: {e:?}"),
+            }
+        }
+    }
+}
+
+fn increment<H: Host>(host: &mut H, metric: Option<MetricIndex>) {
+    if let Some(metric) = metric {
+        if let Err(e) = host.increment(metric) {
+            log::warn!("dial: cannot increment metric {metric}: {e:?}");
+        }
+    }
+}

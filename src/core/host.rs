@@ -1,0 +1,36 @@
+//! What the core asks of a host while it serves an exchange: the writes (request and response
+//! headers, metrics) and the few reads that are not the request itself (the response status,
+//! the clock). The request is read through `RequestView`. Each binding implements this once,
+//! over its own calls; the lifecycle is generic over it, so dispatch is static and free.
+//!
+//! Every call may fail (the host refuses, the stream is gone): the lifecycle logs the failure
+//! and carries on, because a request must never fail on Dial's account.
+
+use std::fmt::Debug;
+
+/// A metric by its position in the policy's `stats::Catalog`; the binding maps it to the id the
+/// host gave the metric when it was defined.
+pub type MetricIndex = usize;
+
+pub trait Host {
+    /// Why a call failed, as the host reports it (logged, never acted on).
+    type Error: Debug;
+
+    /// Sets a request header, replacing every value it had. Setting Dial's subset header is what
+    /// steers the request: the binding makes sure the route is chosen again afterwards.
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    /// Removes every value of a request header.
+    fn remove_request_header(&mut self, name: &str) -> Result<(), Self::Error>;
+    /// Adds a response header, keeping any value it already has (`Set-Cookie`).
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    /// Sets a response header, replacing every value it had.
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    /// The response's status code, read when its headers pass (`None`: absent or not a number).
+    fn response_status(&mut self) -> Result<Option<u32>, Self::Error>;
+    /// Adds one to a counter.
+    fn increment(&mut self, metric: MetricIndex) -> Result<(), Self::Error>;
+    /// Records a value in a histogram.
+    fn record(&mut self, metric: MetricIndex, value: u64) -> Result<(), Self::Error>;
+    /// The host clock, in nanoseconds since the Unix epoch.
+    fn now_nanos(&mut self) -> Result<u64, Self::Error>;
+}

@@ -1,0 +1,18 @@
+//! The core: everything Dial decides and does, with no host in sight. It parses and checks the
+//! policy, decides each request, and runs the exchange's lifecycle (which headers to set and
+//! remove, which metrics to count, what the response gets) against the small `Host` interface
+//! each binding implements. It never imports a host SDK, so it is tested natively and on wasm32.
+
+pub mod bucket;
+pub mod cookie;
+pub mod decide;
+pub mod policy;
+pub mod request;
+pub mod rules;
+pub mod scope;
+pub mod stats;
+pub mod sticky;
+pub mod trust;
+pub mod exchange;
+pub mod host;
+pub mod recording;

@@ -1,0 +1,248 @@
+//! The proxy-wasm binding: the only code that names `proxy_wasm`. It reads the plugin
+//! configuration and defines the policy's metrics (configure time), and on each request reads
+//! the header map and the clock, then hands the exchange to the core's lifecycle with a `Host`
+//! made of raw host calls (`host`). A panic would trap the worker's VM (its share of traffic
+//! becomes 503s), and the SDK's `hostcalls` panic on any status they do not expect; so every call
+//! made while serving requests is raw, and the SDK's are used only at configure time.
+
+mod host;
+mod request;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::core::decide::Context;
+use crate::core::exchange::{Engine, Exchange};
+use crate::core::request::SerializedHeaders;
+use crate::core::stats::{self, Kind, Metric};
+use host::WasmHost;
+use request::HostRequest;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(DialRoot::default()) });
+}}
+
+#[derive(Default)]
+struct DialRoot {
+    loaded: Option<Rc<Loaded>>,
+}
+
+/// A policy in force, with its metrics defined in the host.
+struct Loaded {
+    engine: Engine,
+    /// Host metric ids, parallel to `engine.catalog.metrics`.
+    metric_ids: Vec<u32>,
+    vm_memory: Option<u32>,
+}
+
+impl Loaded {
+    fn host(&self) -> WasmHost<'_> {
+        WasmHost {
+            metric_ids: &self.metric_ids,
+        }
+    }
+}
+
+/// Every this many requests a VM reports its linear memory size.
+const MEMORY_SAMPLE_EVERY: u64 = 1024;
+
+/// Records the VM's linear memory (wasm pages of 64 KiB) now and then.
+fn sample_memory(gauge: Option<u32>) {
+    thread_local! {
+        static REQUESTS: Cell<u64> = const { Cell::new(0) };
+    }
+    let n = REQUESTS.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n
+    });
+    if let (Some(id), 0) = (gauge, n % MEMORY_SAMPLE_EVERY) {
+        let bytes = std::arch::wasm32::memory_size(0) as u64 * 65_536;
+        if let Err(status) = host::record(id, bytes) {
+            log::warn!("dial: cannot record the VM memory: {status:?}");
+        }
+    }
+}
+
+fn define(metric: &Metric) -> Result<u32, String> {
+    let kind = match metric.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+    };
+    hostcalls::define_metric(kind, &metric.name)
+        .map_err(|status| format!("cannot define metric {}: {status:?}", metric.name))
+}
+
+/// Whether this VM is the first to apply (or refuse) this exact configuration. Envoy configures
+/// the plugin in several VMs (the base one, the main thread's, each worker's); the policy
+/// counters count configurations, not VMs. Shared data is keyed by vm_id, which Istio leaves
+/// empty, so the key carries Dial's name and the plugin's.
+fn first_to_apply(outcome: &str, configuration: &[u8]) -> bool {
+    let plugin = hostcalls::get_property(vec!["plugin_name"])
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let key = format!("dial.{plugin}.{outcome}");
+    let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
+        .to_le_bytes()
+        .to_vec();
+    fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
+    match hostcalls::get_shared_data(&key) {
+        Ok((Some(seen), _)) if seen == fingerprint => false,
+        // A CAS mismatch means another VM recorded it first.
+        Ok((_, cas)) => hostcalls::set_shared_data(&key, Some(&fingerprint), cas).is_ok(),
+        Err(_) => true,
+    }
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        if let Err(status) = host::increment(id) {
+            log::warn!("dial: cannot increment metric {id}: {status:?}");
+        }
+    }
+}
+
+impl proxy_wasm::traits::Context for DialRoot {}
+
+impl RootContext for DialRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        log::info!("dial {VERSION} (git {GIT_REVISION}) started");
+        true
+    }
+
+    /// Returning false rejects the configuration: Envoy refuses the listener (or NACKs it).
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::error!("dial: cannot read the plugin configuration: {status:?}");
+                return false;
+            }
+        };
+        let [loads, rejections] = stats::policy_counters().map(|m| define(&m).ok());
+        let loaded = Engine::from_config(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|engine| {
+                let metric_ids = engine
+                    .catalog
+                    .metrics
+                    .iter()
+                    .map(define)
+                    .collect::<Result<Vec<u32>, String>>()?;
+                Ok(Loaded {
+                    engine,
+                    metric_ids,
+                    vm_memory: define(&stats::vm_memory_gauge()).ok(),
+                })
+            });
+        match loaded {
+            Ok(loaded) => {
+                let releases: Vec<&str> = loaded
+                    .engine
+                    .policy
+                    .releases
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect();
+                log::info!(
+                    "dial: policy loaded: {} release(s): {}; {} metrics defined",
+                    releases.len(),
+                    releases.join(", "),
+                    loaded.metric_ids.len()
+                );
+                if first_to_apply("loaded", &bytes) {
+                    increment(loads);
+                }
+                self.loaded = Some(Rc::new(loaded));
+                true
+            }
+            Err(e) => {
+                log::error!("dial: {e}");
+                if first_to_apply("rejected", &bytes) {
+                    increment(rejections);
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(DialHttp {
+            loaded: self.loaded.clone(),
+            exchange: Exchange::default(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct DialHttp {
+    /// The policy this stream started with: a reload does not change it mid-exchange.
+    loaded: Option<Rc<Loaded>>,
+    exchange: Exchange,
+}
+
+impl proxy_wasm::traits::Context for DialHttp {}
+
+impl HttpContext for DialHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(loaded) = &self.loaded else {
+            return Action::Continue;
+        };
+        // One host call for the whole map, read in place (no copy per header). The SDK's
+        // string variant would panic on non-UTF-8 values; its byte variant copies every header.
+        let buffer = match host::header_map(MapType::HttpRequestHeaders) {
+            Ok(buffer) => buffer,
+            Err(status) => {
+                log::warn!("dial: cannot read request headers: {status:?}");
+                return Action::Continue;
+            }
+        };
+        let Some(headers) = SerializedHeaders::new(&buffer) else {
+            log::warn!("dial: malformed request header map");
+            return Action::Continue;
+        };
+        // The clock, read once: the decision's time and the start of the exchange's duration.
+        let context = Context {
+            now_nanos: host::now_nanos().ok(),
+        };
+        self.exchange = loaded.engine.on_request_headers(
+            &mut loaded.host(),
+            &HostRequest { headers },
+            &context,
+        );
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(loaded) = &self.loaded {
+            self.exchange
+                .on_response_headers(&loaded.engine, &mut loaded.host());
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(loaded) = &self.loaded {
+            sample_memory(loaded.vm_memory);
+            self.exchange.on_end(&loaded.engine, &mut loaded.host());
+        }
+    }
+}
