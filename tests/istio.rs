@@ -13,7 +13,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use dial::policy::Policy;
+use dial::core::policy::Policy;
 use support::{repo_root, Backend, Client, Envoy, EnvoyConfig};
 
 struct IstioPlugin {

@@ -6,13 +6,13 @@
 pub mod bucket;
 pub mod cookie;
 pub mod decide;
+pub mod exchange;
+pub mod host;
 pub mod policy;
+pub mod recording;
 pub mod request;
 pub mod rules;
 pub mod scope;
 pub mod stats;
 pub mod sticky;
 pub mod trust;
-pub mod exchange;
-pub mod host;
-pub mod recording;

@@ -138,7 +138,9 @@ impl Variant {
         let mut assigned = 0usize;
         for _ in 0..reps {
             for r in &self.requests {
-                if let Decision::Assign(a) = decide(&self.policy, &Context::default(), black_box(&r.view())) {
+                if let Decision::Assign(a) =
+                    decide(&self.policy, &Context::default(), black_box(&r.view()))
+                {
                     assigned += a.subset + 1;
                 }
             }

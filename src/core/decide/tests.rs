@@ -54,8 +54,7 @@ fn requests_outside_every_release_pass() {
         ("other.example.com", "/checkout"),
         ("shop.example.com", "/cart"),
     ] {
-        let r =
-            HeaderList::from_strs(&[(":authority", host), (":path", path), ("x-beta", "true")]);
+        let r = HeaderList::from_strs(&[(":authority", host), (":path", path), ("x-beta", "true")]);
         assert_eq!(decide(&p, &Context::default(), &r), Decision::Pass);
     }
 }
@@ -232,7 +231,9 @@ fn the_first_fitting_release_applies_with_its_own_salt() {
     let mut differ = 0;
     for i in 0..1000 {
         let u = format!("u{i}");
-        let on = |path: &str| match decide(&p, &Context::default(),
+        let on = |path: &str| match decide(
+            &p,
+            &Context::default(),
             &HeaderList::from_strs(&[(":path", path), ("x-user-id", &u)]),
         ) {
             Decision::Assign(a) => (a.release, a.subset),
