@@ -202,6 +202,32 @@ impl<'a> SerializedHeaders<'a> {
     }
 }
 
+/// A request as a host hands it over: the serialized header map read in place, and the
+/// downstream address from the binding, asked for only when a policy needs it (in Envoy a
+/// property, which costs the host an expression context).
+pub struct SerializedRequest<'a, S: Fn() -> Option<IpAddr>> {
+    pub headers: SerializedHeaders<'a>,
+    pub source_ip: S,
+}
+
+impl<S: Fn() -> Option<IpAddr>> RequestView for SerializedRequest<'_, S> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.header(name)
+    }
+
+    fn cookie_headers(&self) -> impl Iterator<Item = &[u8]> {
+        self.headers.cookie_headers()
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        (self.source_ip)()
+    }
+
+    fn entropy(&self) -> u64 {
+        fresh_entropy()
+    }
+}
+
 /// Serializes header pairs the way the host does (for tests, benchmarks and tools).
 pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
     let count = pairs.clone().into_iter().count();

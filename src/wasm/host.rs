@@ -2,6 +2,8 @@
 //! panic on any status they do not expect (`set_map_value` on anything but Ok, for one), and a
 //! panic traps the worker's VM; here every status comes back as an error to handle.
 
+use std::net::{IpAddr, SocketAddr};
+
 use proxy_wasm::types::{MapType, Status};
 
 use crate::core::host::{Host, MetricIndex};
@@ -134,6 +136,16 @@ pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
             other => Err(other),
         }
     }
+}
+
+/// The downstream peer's address (`source.address`, `ip:port`).
+pub fn source_ip() -> Option<IpAddr> {
+    let raw = property(b"source\0address").ok()??;
+    let text = std::str::from_utf8(&raw).ok()?;
+    text.parse::<SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
 }
 
 pub fn increment(metric: u32) -> Result<(), Status> {

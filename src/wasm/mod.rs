@@ -6,7 +6,6 @@
 //! made while serving requests is raw, and the SDK's are used only at configure time.
 
 mod host;
-mod request;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -17,10 +16,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
-use crate::core::request::SerializedHeaders;
+use crate::core::request::{SerializedHeaders, SerializedRequest};
 use crate::core::stats::{self, Kind, Metric};
 use host::WasmHost;
-use request::HostRequest;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
@@ -225,7 +223,10 @@ impl HttpContext for DialHttp {
         };
         self.exchange = loaded.engine.on_request_headers(
             &mut loaded.host(),
-            &HostRequest { headers },
+            &SerializedRequest {
+                headers,
+                source_ip: host::source_ip,
+            },
             &context,
         );
         Action::Continue
