@@ -301,7 +301,8 @@ fn hostile_keys_get_a_correct_fallback() {
     let over_limit = "k".repeat(MAX_KEY_LEN + 1);
     let canary = user_on(&e, "canary");
     // (headers, the key the core must use, or None for "no key": a sticky cookie is minted)
-    let cases: Vec<(Vec<(&str, &[u8])>, Option<&[u8]>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, Option<&'a [u8]>);
+    let cases: Vec<Case> = vec![
         (
             vec![("x-user-id", b"\xff\xfe\x80 caf\xc3")],
             Some(b"\xff\xfe\x80 caf\xc3"),
