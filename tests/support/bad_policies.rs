@@ -1,6 +1,7 @@
 //! The table of bad policies (tests/data/bad-policies.json): each case is the base policy with
-//! one change, or a raw configuration, and the text its rejection must contain. Shared by the
-//! unit tests (src/policy/tests.rs includes this file) and the Envoy suite (tests/bad_policy.rs).
+//! one change, or a raw configuration, the text its rejection must contain and the kind of that
+//! problem. Shared by the unit tests (src/core/policy/tests.rs includes this file) and the Envoy
+//! suite (tests/bad_policy.rs).
 
 use serde_json::Value;
 
@@ -12,6 +13,16 @@ pub fn table() -> Value {
 
 pub fn base() -> Value {
     table()["base"].clone()
+}
+
+/// The kind of problem each case must report (`ProblemKind::as_str`), in the order of `cases()`.
+pub fn kinds() -> Vec<String> {
+    table()["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| case["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Every case: (name, configuration text, expected error text).

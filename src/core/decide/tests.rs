@@ -2,22 +2,14 @@ use super::*;
 use crate::core::request::HeaderList;
 use serde_json::json;
 
+/// The example policy (tests/data/checkout.json) with some of its release's fields replaced.
 fn policy(extra: serde_json::Value) -> Policy {
-    let mut release = json!({
-        "name": "checkout",
-        "match": { "hosts": ["shop.example.com"], "pathPrefixes": ["/checkout"] },
-        "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
-                     { "name": "canary", "version": "v2", "weight": 10 } ],
-        "key": [ { "header": "x-user-id" }, { "cookie": "uid" } ],
-        "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" },
-                   { "cookie": { "name": "beta", "equals": "1" }, "subset": "canary" },
-                   { "users": ["alice", "bob"], "subset": "canary" } ],
-        "whenNoKey": { "stickyCookie": { "name": "dial-checkout", "maxAgeSeconds": 2592000 } }
-    });
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../../tests/data/checkout.json")).unwrap();
     for (k, v) in extra.as_object().unwrap() {
-        release[k] = v.clone();
+        doc["releases"][0][k] = v.clone();
     }
-    Policy::parse(json!({ "releases": [release] }).to_string().as_bytes()).unwrap()
+    Policy::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 fn request(extra: &[(&str, &str)]) -> HeaderList {
@@ -265,11 +257,12 @@ fn mirror_sampling_is_consistent_per_user_and_near_the_percentage() {
         let u = format!("u{i}");
         let r = request(&[(":method", "GET"), ("x-user-id", &u)]);
         let m = mirrored(&p, &r);
-        assert_eq!(
-            m,
-            mirrored(&p, &r),
-            "sampling must not change between requests"
-        );
+        // The same user on another request (other path, other headers, other entropy): the
+        // sampling follows the key alone.
+        let mut other = request(&[(":method", "GET"), ("accept", "*/*"), ("x-user-id", &u)]);
+        other.pairs[1].1 = b"/checkout/other".to_vec();
+        other.entropy = u64::MAX - i;
+        assert_eq!(m, mirrored(&p, &other), "{u}");
         let on_canary = assigned(&p, &r).0 == "canary";
         sampled += usize::from(m);
         canary += usize::from(on_canary);

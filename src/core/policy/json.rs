@@ -8,10 +8,10 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::error::{PolicyError, Problem};
+use super::error::{JsonPath, PolicyError, Problem, ProblemKind};
 
-/// The bytes as a JSON tree, or the problems: invalid JSON (at "$", with serde_json's line and
-/// column), or every repeated key (at its path).
+/// The bytes as a JSON tree, or the problems: invalid JSON (at "$", with the line and column
+/// serde_json stopped at), or every repeated key (at its path).
 pub fn parse(bytes: &[u8]) -> Result<Value, PolicyError> {
     let repeated = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -21,7 +21,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, PolicyError> {
     }
     .deserialize(&mut de)
     .and_then(|tree| de.end().map(|()| tree))
-    .map_err(|e| PolicyError::single("$", format!("invalid JSON: {e}")))?;
+    .map_err(invalid_json)?;
     let problems = repeated.into_inner();
     if problems.is_empty() {
         Ok(tree)
@@ -30,19 +30,32 @@ pub fn parse(bytes: &[u8]) -> Result<Value, PolicyError> {
     }
 }
 
-/// Where a node sits, rendered into a JSON path only if it is needed for a message.
+/// `invalid JSON at line 1 column 14: EOF while parsing a list`: the location from
+/// serde_json's accessors, its own description after it.
+fn invalid_json(e: serde_json::Error) -> PolicyError {
+    let (line, column) = (e.line(), e.column());
+    let full = e.to_string();
+    let located = format!(" at line {line} column {column}");
+    let what = full.strip_suffix(&located).unwrap_or(&full);
+    PolicyError::at_root(
+        ProblemKind::InvalidJson,
+        format!("invalid JSON at line {line} column {column}: {what}"),
+    )
+}
+
+/// Where a node sits, turned into a JSON path only if it is needed for a message.
 enum At<'a> {
     Root,
     Key(&'a At<'a>, &'a str),
     Index(&'a At<'a>, usize),
 }
 
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl At<'_> {
+    fn path(&self) -> JsonPath {
         match self {
-            At::Root => f.write_str("$"),
-            At::Key(parent, key) => write!(f, "{parent}.{key}"),
-            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            At::Root => JsonPath::root(),
+            At::Key(parent, key) => parent.path().key(key),
+            At::Index(parent, i) => parent.path().index(*i),
         }
     }
 }
@@ -123,10 +136,12 @@ impl<'de> Visitor<'de> for Node<'_> {
                 repeated: self.repeated,
             })?;
             if object.contains_key(&key) {
-                self.repeated.borrow_mut().push(Problem {
-                    path: at.to_string(),
-                    message: "this key appears more than once in its object".to_owned(),
-                });
+                self.repeated.borrow_mut().push(Problem::new(
+                    at.path(),
+                    ProblemKind::RepeatedKey,
+                    None,
+                    "this key appears more than once in its object",
+                ));
             } else {
                 object.insert(key, value);
             }
@@ -168,14 +183,19 @@ mod tests {
     }
 
     #[test]
-    fn invalid_json_keeps_serde_jsons_location() {
-        assert_eq!(
-            problems(r#"{"releases": ["#),
-            "policy rejected (1 problem): $: invalid JSON: EOF while parsing a list at line 1 column 14"
+    fn invalid_json_is_located_by_line_and_column() {
+        let err = parse(br#"{"releases": ["#).unwrap_err();
+        assert_eq!(err.problems[0].kind, ProblemKind::InvalidJson);
+        assert!(
+            err.to_string()
+                .starts_with("policy rejected (1 problem): $: invalid JSON at line 1 column 14: "),
+            "{err}"
         );
-        assert_eq!(
-            problems("{} x"),
-            "policy rejected (1 problem): $: invalid JSON: trailing characters at line 1 column 4"
+        let err = parse(b"{}\n  x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("$: invalid JSON at line 2 column 3: "),
+            "{err}"
         );
     }
 }

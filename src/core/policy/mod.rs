@@ -6,7 +6,7 @@ mod json;
 mod raw;
 mod validate;
 
-pub use error::{PolicyError, Problem};
+pub use error::{JsonPath, PolicyError, Problem, ProblemKind, Segment};
 
 use crate::core::bucket::Salted;
 use crate::core::rules::Rule;

@@ -3,13 +3,16 @@
 //! field, a missing one, a wrong type) recorded with its JSON path. Types are loose where a
 //! better message can be given in phase two (a negative weight is read, then rejected there).
 //!
+//! The reads are the field list: each object's fields are taken out as they are read, and
+//! whatever no read took is an unknown field. A field cannot be accepted and then dropped.
+//!
 //! Reading the tree by hand instead of deriving `Deserialize` keeps the module small (the
 //! derived visitors and the path-tracking wrapper were a third of it) and reports every
 //! problem at once rather than the first.
 
 use serde_json::{Map, Number, Value};
 
-use super::error::{quote, PolicyError, Problem};
+use super::error::{quote, JsonPath, PolicyError, Problem, ProblemKind};
 
 #[derive(Debug, Default)]
 pub struct RawPolicy {
@@ -106,22 +109,22 @@ pub struct RawMirror {
 /// Phase one: bytes to `RawPolicy`, or every problem found, each located by JSON path.
 pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(PolicyError::single(
-            "$",
+        return Err(PolicyError::at_root(
+            ProblemKind::Empty,
             "the configuration is empty: Dial needs a policy with at least one release",
         ));
     }
     let mut tree = super::json::parse(bytes)?;
     if !tree.is_object() {
-        return Err(PolicyError::single(
-            "$",
+        return Err(PolicyError::at_root(
+            ProblemKind::WrongType,
             "the policy must be a JSON object like {\"releases\": [...]}",
         ));
     }
     let mut r = Reader {
         problems: Vec::new(),
     };
-    let policy = policy(&mut r, &mut tree, "$");
+    let policy = r.object(&mut tree, &JsonPath::root(), policy);
     match policy {
         Some(policy) if r.problems.is_empty() => Ok(policy),
         _ => Err(PolicyError {
@@ -130,151 +133,152 @@ pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     }
 }
 
-fn policy(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawPolicy> {
-    let mut o = r.object(v, path, &["headers", "releases"])?;
+// Each reader below reads every field of its object before it returns (no early `?` between
+// reads): a field not asked for would be reported as unknown.
+
+fn policy(r: &mut Reader, o: &mut Object) -> Option<RawPolicy> {
+    let headers = r.optional(o, "headers", |r, v, p| r.object(v, p, headers));
+    let releases = r.required(o, "releases", |r, v, p| r.list(v, p, release));
     Some(RawPolicy {
-        headers: r.optional(&mut o, "headers", headers).unwrap_or_default(),
-        releases: r.required(&mut o, "releases", |r, v, p| r.list(v, p, release))?,
+        headers: headers.unwrap_or_default(),
+        releases: releases?,
     })
 }
 
-fn headers(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawHeaders> {
-    let mut o = r.object(v, path, &["subset", "version", "mirror", "response"])?;
+fn headers(r: &mut Reader, o: &mut Object) -> Option<RawHeaders> {
     Some(RawHeaders {
-        subset: r.optional(&mut o, "subset", string),
-        version: r.optional(&mut o, "version", string),
-        mirror: r.optional(&mut o, "mirror", string),
-        response: r.optional(&mut o, "response", string),
+        subset: r.optional(o, "subset", string),
+        version: r.optional(o, "version", string),
+        mirror: r.optional(o, "mirror", string),
+        response: r.optional(o, "response", string),
     })
 }
 
-fn release(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawRelease> {
-    let mut o = r.object(
-        v,
-        path,
-        &[
-            "name",
-            "match",
-            "subsets",
-            "key",
-            "rules",
-            "whenNoKey",
-            "override",
-            "mirror",
-        ],
-    )?;
-    let name = r.required(&mut o, "name", string);
-    let scope = r.optional(&mut o, "match", scope).unwrap_or_default();
-    let subsets = r.required(&mut o, "subsets", |r, v, p| r.list(v, p, subset));
-    let key = r.optional(&mut o, "key", |r, v, p| r.list(v, p, key_source));
-    let rules = r.optional(&mut o, "rules", |r, v, p| r.list(v, p, rule));
-    Some(RawRelease {
-        when_no_key: r.optional(&mut o, "whenNoKey", when_no_key),
-        override_: r.optional(&mut o, "override", override_),
-        mirror: r.optional(&mut o, "mirror", mirror),
-        name: name?,
-        scope,
-        subsets: subsets?,
-        key: key.unwrap_or_default(),
-        rules: rules.unwrap_or_default(),
+fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease> {
+    r.object(v, path, |r, o| {
+        let name = r.required(o, "name", string);
+        let scope = r.optional(o, "match", |r, v, p| r.object(v, p, scope));
+        let subsets = r.required(o, "subsets", |r, v, p| r.list(v, p, subset));
+        let key = r.optional(o, "key", |r, v, p| r.list(v, p, key_source));
+        let rules = r.optional(o, "rules", |r, v, p| r.list(v, p, rule));
+        let when_no_key = r.optional(o, "whenNoKey", |r, v, p| r.object(v, p, when_no_key));
+        let override_ = r.optional(o, "override", |r, v, p| r.object(v, p, override_));
+        let mirror = r.optional(o, "mirror", |r, v, p| r.object(v, p, mirror));
+        Some(RawRelease {
+            name: name?,
+            scope: scope.unwrap_or_default(),
+            subsets: subsets?,
+            key: key.unwrap_or_default(),
+            rules: rules.unwrap_or_default(),
+            when_no_key,
+            override_,
+            mirror,
+        })
     })
 }
 
-fn scope(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMatch> {
-    let mut o = r.object(v, path, &["hosts", "pathPrefixes"])?;
+fn scope(r: &mut Reader, o: &mut Object) -> Option<RawMatch> {
+    let hosts = r.optional(o, "hosts", strings);
+    let path_prefixes = r.optional(o, "pathPrefixes", strings);
     Some(RawMatch {
-        hosts: r.optional(&mut o, "hosts", strings).unwrap_or_default(),
-        path_prefixes: r
-            .optional(&mut o, "pathPrefixes", strings)
-            .unwrap_or_default(),
+        hosts: hosts.unwrap_or_default(),
+        path_prefixes: path_prefixes.unwrap_or_default(),
     })
 }
 
-fn subset(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawSubset> {
-    let mut o = r.object(v, path, &["name", "version", "weight"])?;
-    let name = r.required(&mut o, "name", string);
-    let version = r.required(&mut o, "version", string);
-    let weight = r.required(&mut o, "weight", integer);
-    Some(RawSubset {
-        name: name?,
-        version: version?,
-        weight: weight?,
+fn subset(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawSubset> {
+    r.object(v, path, |r, o| {
+        let name = r.required(o, "name", string);
+        let version = r.required(o, "version", string);
+        let weight = r.required(o, "weight", integer);
+        Some(RawSubset {
+            name: name?,
+            version: version?,
+            weight: weight?,
+        })
     })
 }
 
-fn key_source(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawKeySource> {
-    let mut o = r.object(v, path, &["header", "cookie"])?;
-    Some(RawKeySource {
-        header: r.optional(&mut o, "header", string),
-        cookie: r.optional(&mut o, "cookie", string),
+fn key_source(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawKeySource> {
+    r.object(v, path, |r, o| {
+        Some(RawKeySource {
+            header: r.optional(o, "header", string),
+            cookie: r.optional(o, "cookie", string),
+        })
     })
 }
 
-fn rule(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawRule> {
-    let mut o = r.object(v, path, &["header", "cookie", "users", "subset"])?;
-    let header = r.optional(&mut o, "header", matcher);
-    let cookie = r.optional(&mut o, "cookie", matcher);
-    let users = r.optional(&mut o, "users", strings);
-    Some(RawRule {
-        subset: r.required(&mut o, "subset", string)?,
-        header,
-        cookie,
-        users,
+fn rule(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRule> {
+    r.object(v, path, |r, o| {
+        let header = r.optional(o, "header", |r, v, p| r.object(v, p, matcher));
+        let cookie = r.optional(o, "cookie", |r, v, p| r.object(v, p, matcher));
+        let users = r.optional(o, "users", strings);
+        let subset = r.required(o, "subset", string);
+        Some(RawRule {
+            header,
+            cookie,
+            users,
+            subset: subset?,
+        })
     })
 }
 
-fn matcher(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMatcher> {
-    let mut o = r.object(v, path, &["name", "equals", "prefix", "present", "oneOf"])?;
-    let name = r.required(&mut o, "name", string);
+fn matcher(r: &mut Reader, o: &mut Object) -> Option<RawMatcher> {
+    let name = r.required(o, "name", string);
+    let equals = r.optional(o, "equals", string);
+    let prefix = r.optional(o, "prefix", string);
+    let present = r.optional(o, "present", boolean);
+    let one_of = r.optional(o, "oneOf", strings);
     Some(RawMatcher {
-        equals: r.optional(&mut o, "equals", string),
-        prefix: r.optional(&mut o, "prefix", string),
-        present: r.optional(&mut o, "present", boolean),
-        one_of: r.optional(&mut o, "oneOf", strings),
         name: name?,
+        equals,
+        prefix,
+        present,
+        one_of,
     })
 }
 
-fn when_no_key(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawWhenNoKey> {
-    let mut o = r.object(v, path, &["subset", "stickyCookie"])?;
+fn when_no_key(r: &mut Reader, o: &mut Object) -> Option<RawWhenNoKey> {
     Some(RawWhenNoKey {
-        subset: r.optional(&mut o, "subset", string),
-        sticky_cookie: r.optional(&mut o, "stickyCookie", sticky_cookie),
+        subset: r.optional(o, "subset", string),
+        sticky_cookie: r.optional(o, "stickyCookie", |r, v, p| r.object(v, p, sticky_cookie)),
     })
 }
 
-fn sticky_cookie(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawStickyCookie> {
-    let mut o = r.object(v, path, &["name", "maxAgeSeconds", "path", "secure"])?;
-    let name = r.required(&mut o, "name", string);
+fn sticky_cookie(r: &mut Reader, o: &mut Object) -> Option<RawStickyCookie> {
+    let name = r.required(o, "name", string);
+    let max_age_seconds = r.optional(o, "maxAgeSeconds", integer);
+    let path = r.optional(o, "path", string);
+    let secure = r.optional(o, "secure", boolean);
     Some(RawStickyCookie {
-        max_age_seconds: r.optional(&mut o, "maxAgeSeconds", integer),
-        path: r.optional(&mut o, "path", string),
-        secure: r.optional(&mut o, "secure", boolean).unwrap_or(false),
         name: name?,
+        max_age_seconds,
+        path,
+        secure: secure.unwrap_or(false),
     })
 }
 
-fn override_(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawOverride> {
-    let mut o = r.object(v, path, &["header", "token", "sourceCidrs", "allowAnyone"])?;
-    let header = r.required(&mut o, "header", string);
+fn override_(r: &mut Reader, o: &mut Object) -> Option<RawOverride> {
+    let header = r.required(o, "header", string);
+    let token = r.optional(o, "token", string);
+    let source_cidrs = r.optional(o, "sourceCidrs", strings);
+    let allow_anyone = r.optional(o, "allowAnyone", boolean);
     Some(RawOverride {
-        token: r.optional(&mut o, "token", string),
-        source_cidrs: r
-            .optional(&mut o, "sourceCidrs", strings)
-            .unwrap_or_default(),
-        allow_anyone: r.optional(&mut o, "allowAnyone", boolean).unwrap_or(false),
         header: header?,
+        token,
+        source_cidrs: source_cidrs.unwrap_or_default(),
+        allow_anyone: allow_anyone.unwrap_or(false),
     })
 }
 
-fn mirror(r: &mut Reader, v: &mut Value, path: &str) -> Option<RawMirror> {
-    let mut o = r.object(v, path, &["version", "percent", "methods"])?;
-    let version = r.required(&mut o, "version", string);
-    let percent = r.required(&mut o, "percent", number);
+fn mirror(r: &mut Reader, o: &mut Object) -> Option<RawMirror> {
+    let version = r.required(o, "version", string);
+    let percent = r.required(o, "percent", number);
+    let methods = r.optional(o, "methods", strings);
     Some(RawMirror {
-        methods: r.optional(&mut o, "methods", strings),
         version: version?,
         percent: percent?,
+        methods,
     })
 }
 
@@ -284,21 +288,19 @@ struct Reader {
     problems: Vec<Problem>,
 }
 
-/// An object already checked for unknown fields, and where it sits.
-struct Object<'v> {
-    fields: &'v mut Map<String, Value>,
-    path: &'v str,
+/// An object being read: the fields no read has taken yet, and the names asked for so far.
+struct Object<'p> {
+    fields: Map<String, Value>,
+    path: &'p JsonPath,
+    asked: Vec<&'static str>,
 }
 
 impl Reader {
-    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+    fn fail(&mut self, path: JsonPath, kind: ProblemKind, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, kind, None, message));
     }
 
-    fn wrong_type<T>(&mut self, v: &Value, path: &str, expected: &str) -> Option<T> {
+    fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
         let found = match v {
             Value::Null => "null".to_string(),
             Value::Bool(b) => format!("boolean `{b}`"),
@@ -308,42 +310,66 @@ impl Reader {
             Value::Array(_) => "a list".to_string(),
             Value::Object(_) => "an object".to_string(),
         };
-        self.fail(path, format!("invalid type: {found}, expected {expected}"));
+        self.problems.push(Problem::new(
+            path.clone(),
+            ProblemKind::WrongType,
+            Some(v.clone()),
+            format!("invalid type: {found}, expected {expected}"),
+        ));
         None
     }
 
-    /// An object whose fields are all among `known` (a typo is an error, not a silent default).
-    fn object<'v>(
+    /// Reads an object with `read`, then reports every field `read` did not take as unknown.
+    fn object<T>(
         &mut self,
-        v: &'v mut Value,
-        path: &'v str,
-        known: &[&str],
-    ) -> Option<Object<'v>> {
+        v: &mut Value,
+        path: &JsonPath,
+        read: impl FnOnce(&mut Reader, &mut Object) -> Option<T>,
+    ) -> Option<T> {
         let Value::Object(fields) = v else {
             return self.wrong_type(v, path, "an object");
         };
+        let mut o = Object {
+            fields: std::mem::take(fields),
+            path,
+            asked: Vec::new(),
+        };
         let before = self.problems.len();
-        for name in fields.keys() {
-            if !known.contains(&name.as_str()) {
-                self.fail(
-                    field_path(path, name),
-                    format!("unknown field `{name}`, expected {}", one_of(known)),
-                );
-            }
-        }
-        (self.problems.len() == before).then_some(Object { fields, path })
+        let read = read(self, &mut o);
+        let unknown = !o.fields.is_empty();
+        // Reported ahead of what the reads found: a misspelt field is usually why another one
+        // is "missing".
+        let unknowns: Vec<Problem> = o
+            .fields
+            .into_iter()
+            .map(|(name, value)| {
+                Problem::new(
+                    path.key(&name),
+                    ProblemKind::UnknownField,
+                    Some(value),
+                    format!("unknown field `{name}`, expected {}", one_of(&o.asked)),
+                )
+            })
+            .collect();
+        self.problems.splice(before..before, unknowns);
+        read.filter(|_| !unknown)
     }
 
     fn required<T>(
         &mut self,
         o: &mut Object,
-        name: &str,
-        read: impl FnOnce(&mut Reader, &mut Value, &str) -> Option<T>,
+        name: &'static str,
+        read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        match o.fields.get_mut(name) {
-            Some(v) => read(self, v, &field_path(o.path, name)),
+        o.asked.push(name);
+        match o.fields.remove(name) {
+            Some(mut v) => read(self, &mut v, &o.path.key(name)),
             None => {
-                self.fail(o.path, format!("missing field `{name}`"));
+                self.fail(
+                    o.path.clone(),
+                    ProblemKind::MissingField,
+                    format!("missing field `{name}`"),
+                );
                 None
             }
         }
@@ -353,20 +379,21 @@ impl Reader {
     fn optional<T>(
         &mut self,
         o: &mut Object,
-        name: &str,
-        read: impl FnOnce(&mut Reader, &mut Value, &str) -> Option<T>,
+        name: &'static str,
+        read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        match o.fields.get_mut(name) {
+        o.asked.push(name);
+        match o.fields.remove(name) {
             None | Some(Value::Null) => None,
-            Some(v) => read(self, v, &field_path(o.path, name)),
+            Some(mut v) => read(self, &mut v, &o.path.key(name)),
         }
     }
 
     fn list<T>(
         &mut self,
         v: &mut Value,
-        path: &str,
-        read: impl Fn(&mut Reader, &mut Value, &str) -> Option<T>,
+        path: &JsonPath,
+        read: impl Fn(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<Vec<T>> {
         let Value::Array(items) = v else {
             return self.wrong_type(v, path, "a list");
@@ -375,13 +402,13 @@ impl Reader {
         let out: Vec<T> = items
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, item)| read(self, item, &format!("{path}[{i}]")))
+            .filter_map(|(i, item)| read(self, item, &path.index(i)))
             .collect();
         (self.problems.len() == before).then_some(out)
     }
 }
 
-fn string(r: &mut Reader, v: &mut Value, path: &str) -> Option<String> {
+fn string(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<String> {
     match v {
         // Taken, not copied: the tree is dropped after phase one, and a 10,000-id allowlist
         // would otherwise sit in linear memory twice (which never shrinks).
@@ -390,17 +417,23 @@ fn string(r: &mut Reader, v: &mut Value, path: &str) -> Option<String> {
     }
 }
 
-fn strings(r: &mut Reader, v: &mut Value, path: &str) -> Option<Vec<String>> {
+fn strings(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<Vec<String>> {
     r.list(v, path, string)
 }
 
-fn integer(r: &mut Reader, v: &mut Value, path: &str) -> Option<i64> {
+fn integer(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<i64> {
     match v {
         Value::Number(n) if n.is_f64() => r.wrong_type(v, path, "an integer"),
         Value::Number(n) => match n.as_i64() {
             Some(i) => Some(i),
             None => {
-                r.fail(path, format!("{n} is too large"));
+                let message = format!("{n} is too large");
+                r.problems.push(Problem::new(
+                    path.clone(),
+                    ProblemKind::OutOfRange,
+                    Some(v.clone()),
+                    message,
+                ));
                 None
             }
         },
@@ -408,31 +441,76 @@ fn integer(r: &mut Reader, v: &mut Value, path: &str) -> Option<i64> {
     }
 }
 
-fn number(r: &mut Reader, v: &mut Value, path: &str) -> Option<Number> {
+fn number(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<Number> {
     match v {
         Value::Number(n) => Some(n.clone()),
         _ => r.wrong_type(v, path, "a number"),
     }
 }
 
-fn boolean(r: &mut Reader, v: &mut Value, path: &str) -> Option<bool> {
+fn boolean(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         _ => r.wrong_type(v, path, "true or false"),
     }
 }
 
-/// `$` + `releases` → `$.releases`.
-fn field_path(path: &str, name: &str) -> String {
-    format!("{path}.{name}")
-}
-
 /// "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
 fn one_of(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     match quoted.as_slice() {
+        [] => "no fields here".to_string(),
         [one] => one.clone(),
         [a, b] => format!("{a} or {b}"),
         _ => format!("one of {}", quoted.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(
+        doc: Value,
+        read_fields: impl FnOnce(&mut Reader, &mut Object) -> Option<String>,
+    ) -> Vec<String> {
+        let mut doc = doc;
+        let mut r = Reader {
+            problems: Vec::new(),
+        };
+        r.object(&mut doc, &JsonPath::root(), read_fields);
+        r.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// The class of bug this reader rules out: a field that is expected but never read. Here a
+    /// reader asks for `name` only; `weight` is not read, so it is refused, not dropped.
+    #[test]
+    fn a_field_nothing_reads_is_rejected() {
+        let doc = json!({ "name": "a", "weight": 5 });
+        assert_eq!(
+            read(doc.clone(), |r, o| r.required(o, "name", string)),
+            ["$.weight: unknown field `weight`, expected `name`"]
+        );
+        // Read both, and the same object is fine.
+        assert!(read(doc, |r, o| {
+            let name = r.required(o, "name", string);
+            r.optional(o, "weight", integer);
+            name
+        })
+        .is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_carry_their_value_and_kind() {
+        let mut doc = json!({ "releases": [], "relases": [1] });
+        let mut r = Reader {
+            problems: Vec::new(),
+        };
+        r.object(&mut doc, &JsonPath::root(), policy);
+        let p = &r.problems[0];
+        assert_eq!(p.kind, ProblemKind::UnknownField);
+        assert_eq!(p.value, Some(json!([1])));
+        assert_eq!(p.path, JsonPath::root().key("relases"));
     }
 }

@@ -1,0 +1,152 @@
+//! Phase two: checks a `RawPolicy` and builds the `Policy` the filter runs. Every problem is
+//! collected with its JSON path, its kind and the offending value, so one reload shows them all.
+//! The top level (headers, the list of releases) is here; each part of a release has its file.
+
+mod checker;
+mod keyless;
+mod mirror;
+mod override_;
+mod release;
+mod rules;
+mod scope;
+
+use std::collections::HashSet;
+
+use super::error::{quote, JsonPath, PolicyError, ProblemKind};
+use super::raw::RawPolicy;
+use super::{
+    HeaderNames, Policy, DEFAULT_MIRROR_HEADER, DEFAULT_SUBSET_HEADER, DEFAULT_VERSION_HEADER,
+};
+use checker::Checker;
+
+/// Bounds that keep the per-request work and the stats cardinality small.
+pub const MAX_RELEASES: usize = 64;
+pub const MAX_SUBSETS: usize = 16;
+pub const MAX_WEIGHT_TOTAL: i64 = 1_000_000;
+/// Browsers cap cookie lifetimes at 400 days.
+pub const MAX_COOKIE_AGE: i64 = 400 * 24 * 3600;
+pub const MIN_TOKEN_LEN: usize = 16;
+
+pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let at = JsonPath::root().key("headers");
+    let routing = |c: &mut Checker, name: &str, value: &Option<String>, default: &str| match value {
+        Some(h) => c.header_name(at.key(name), h, true),
+        None => Some(default.to_string()),
+    };
+    let subset_header = routing(&mut c, "subset", &raw.headers.subset, DEFAULT_SUBSET_HEADER);
+    let version_header = routing(
+        &mut c,
+        "version",
+        &raw.headers.version,
+        DEFAULT_VERSION_HEADER,
+    );
+    let mirror_header = routing(&mut c, "mirror", &raw.headers.mirror, DEFAULT_MIRROR_HEADER);
+    let response_header = raw
+        .headers
+        .response
+        .as_ref()
+        .and_then(|h| c.header_name(at.key("response"), h, true));
+    if let (Some(s), Some(v)) = (&subset_header, &version_header) {
+        if s == v {
+            c.fail(
+                at.key("version"),
+                ProblemKind::Conflict,
+                v,
+                format!(
+                    "{} is already the subset header; the two must differ",
+                    quote(v)
+                ),
+            );
+        }
+    }
+
+    let at_releases = JsonPath::root().key("releases");
+    if raw.releases.is_empty() {
+        c.fail_here(
+            at_releases.clone(),
+            ProblemKind::OutOfRange,
+            "at least one release is required",
+        );
+    }
+    if raw.releases.len() > MAX_RELEASES {
+        c.fail_number(
+            at_releases.clone(),
+            ProblemKind::OutOfRange,
+            raw.releases.len(),
+            format!(
+                "{} releases; at most {MAX_RELEASES} are allowed",
+                raw.releases.len()
+            ),
+        );
+    }
+
+    let mut names = HashSet::new();
+    let mut releases = Vec::with_capacity(raw.releases.len());
+    for (i, r) in raw.releases.into_iter().enumerate() {
+        let path = at_releases.index(i);
+        if !names.insert(r.name.clone()) {
+            c.fail(
+                path.key("name"),
+                ProblemKind::Duplicate,
+                &r.name,
+                format!(
+                    "{} names two releases; release names must be unique",
+                    quote(&r.name)
+                ),
+            );
+        }
+        if let Some(release) = release::release(&mut c, &path, r) {
+            releases.push(release);
+        }
+    }
+
+    if let Some(m) = &mirror_header {
+        if Some(m) == subset_header.as_ref() || Some(m) == version_header.as_ref() {
+            c.fail(
+                at.key("mirror"),
+                ProblemKind::Conflict,
+                m,
+                format!(
+                    "{} is already a routing header; the three must differ",
+                    quote(m)
+                ),
+            );
+        }
+    }
+    let mut owned_request_headers: Vec<String> = [&subset_header, &version_header, &mirror_header]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    for r in &releases {
+        if let Some(o) = &r.override_ {
+            if !owned_request_headers.contains(&o.header) {
+                owned_request_headers.push(o.header.clone());
+            }
+        }
+    }
+
+    match (
+        subset_header,
+        version_header,
+        mirror_header,
+        c.problems.is_empty(),
+    ) {
+        (Some(subset), Some(version), Some(mirror), true) => Ok(Policy {
+            headers: HeaderNames {
+                subset,
+                version,
+                mirror,
+                response: response_header,
+            },
+            releases,
+            owned_request_headers,
+        }),
+        _ => Err(PolicyError {
+            problems: c.problems,
+        }),
+    }
+}

@@ -1,0 +1,193 @@
+//! One release: its name, scope, subsets and weights, key sources, and each of its parts.
+
+use super::checker::Checker;
+use super::{keyless, mirror, override_, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL};
+use crate::core::bucket::Salted;
+use crate::core::policy::error::{quote, JsonPath, ProblemKind};
+use crate::core::policy::raw::{RawKeySource, RawRelease, RawSubset};
+use crate::core::policy::{KeySource, Release, Subset, WhenNoKey};
+
+pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Release> {
+    let mark = c.mark();
+    c.name(path.key("name"), "release", &r.name);
+    let scope = scope::scope(c, &path.key("match"), r.scope);
+    let (subsets, cumulative) = subsets(c, &path.key("subsets"), r.subsets);
+    let refs = SubsetRefs {
+        release: &r.name,
+        subsets: &subsets,
+    };
+    let key = key_sources(c, &path.key("key"), r.key);
+    let rules = rules::rules(c, &path.key("rules"), r.rules, &refs, key.is_empty());
+
+    let when_no_key = match r.when_no_key {
+        None if key.is_empty() => {
+            c.fail_here(
+                path.key("key"),
+                ProblemKind::Conflict,
+                "no key sources and no \"whenNoKey\": add a header or cookie to \"key\", or a \"whenNoKey\" fallback",
+            );
+            None
+        }
+        // Keyless requests go to the first subset (conventionally the stable one).
+        None => Some(WhenNoKey::Subset(0)),
+        Some(w) => keyless::when_no_key(c, &path.key("whenNoKey"), w, &refs),
+    };
+    let override_ = r
+        .override_
+        .and_then(|o| override_::override_(c, &path.key("override"), o));
+    let mirror = r
+        .mirror
+        .and_then(|m| mirror::mirror(c, &path.key("mirror"), &r.name, m));
+
+    let when_no_key = when_no_key?;
+    c.clean_since(mark).then_some(Release {
+        split_hash: Salted::new(r.name.as_bytes()),
+        name: r.name,
+        scope: scope?,
+        subsets,
+        cumulative,
+        key,
+        rules,
+        when_no_key,
+        override_,
+        mirror,
+    })
+}
+
+/// Resolves subset names written elsewhere in a release (rules, `whenNoKey`) to indices.
+pub struct SubsetRefs<'a> {
+    release: &'a str,
+    subsets: &'a [Subset],
+}
+
+impl SubsetRefs<'_> {
+    pub fn resolve(&self, c: &mut Checker, path: JsonPath, name: &str) -> Option<usize> {
+        let found = self.subsets.iter().position(|s| s.name == name);
+        if found.is_none() {
+            let known: Vec<&str> = self.subsets.iter().map(|s| s.name.as_str()).collect();
+            c.fail(
+                path,
+                ProblemKind::UnknownSubset,
+                name,
+                format!(
+                    "{} is not a subset of release {} (its subsets: {})",
+                    quote(name),
+                    quote(self.release),
+                    known.join(", ")
+                ),
+            );
+        }
+        found
+    }
+}
+
+/// The subsets and the running sums of their weights (the last one is the total).
+fn subsets(c: &mut Checker, path: &JsonPath, raw: Vec<RawSubset>) -> (Vec<Subset>, Vec<u32>) {
+    let mark = c.mark();
+    if raw.is_empty() {
+        c.fail_here(
+            path.clone(),
+            ProblemKind::OutOfRange,
+            "at least one subset is required",
+        );
+    }
+    if raw.len() > MAX_SUBSETS {
+        c.fail_number(
+            path.clone(),
+            ProblemKind::OutOfRange,
+            raw.len(),
+            format!("{} subsets; at most {MAX_SUBSETS} are allowed", raw.len()),
+        );
+    }
+    let mut subsets = Vec::with_capacity(raw.len());
+    let mut total: i64 = 0;
+    for (j, s) in raw.into_iter().enumerate() {
+        let at = path.index(j);
+        c.name(at.key("name"), "subset", &s.name);
+        c.version(at.key("version"), &s.version);
+        if subsets.iter().any(|x: &Subset| x.name == s.name) {
+            c.fail(
+                at.key("name"),
+                ProblemKind::Duplicate,
+                &s.name,
+                format!(
+                    "{} names two subsets; subset names must be unique in a release",
+                    quote(&s.name)
+                ),
+            );
+        }
+        if s.weight < 0 {
+            c.fail_number(
+                at.key("weight"),
+                ProblemKind::OutOfRange,
+                s.weight,
+                format!("weight must be 0 or more, got {}", s.weight),
+            );
+        } else if s.weight > MAX_WEIGHT_TOTAL {
+            c.fail_number(
+                at.key("weight"),
+                ProblemKind::OutOfRange,
+                s.weight,
+                format!(
+                    "weight must be at most {MAX_WEIGHT_TOTAL}, got {}",
+                    s.weight
+                ),
+            );
+        } else {
+            total += s.weight;
+        }
+        subsets.push(Subset {
+            name: s.name,
+            version: s.version,
+            weight: u32::try_from(s.weight.clamp(0, MAX_WEIGHT_TOTAL)).unwrap_or(0),
+        });
+    }
+    if !subsets.is_empty() && total == 0 && c.clean_since(mark) {
+        c.fail_here(
+            path.clone(),
+            ProblemKind::OutOfRange,
+            "the weights add up to 0: at least one subset needs a weight above 0",
+        );
+    }
+    if total > MAX_WEIGHT_TOTAL {
+        c.fail_number(
+            path.clone(),
+            ProblemKind::OutOfRange,
+            total,
+            format!("the weights add up to {total}; at most {MAX_WEIGHT_TOTAL} is allowed"),
+        );
+    }
+    let cumulative = subsets
+        .iter()
+        .scan(0u32, |sum, s| {
+            *sum = sum.saturating_add(s.weight);
+            Some(*sum)
+        })
+        .collect();
+    (subsets, cumulative)
+}
+
+fn key_sources(c: &mut Checker, path: &JsonPath, raw: Vec<RawKeySource>) -> Vec<KeySource> {
+    let mut key = Vec::with_capacity(raw.len());
+    for (j, k) in raw.into_iter().enumerate() {
+        let at = path.index(j);
+        match (k.header, k.cookie) {
+            (Some(h), None) => {
+                if let Some(h) = c.header_name(at.key("header"), &h, false) {
+                    key.push(KeySource::Header(h));
+                }
+            }
+            (None, Some(ck)) => {
+                if let Some(ck) = c.cookie_name(at.key("cookie"), &ck) {
+                    key.push(KeySource::Cookie(ck));
+                }
+            }
+            _ => c.fail_here(
+                at,
+                ProblemKind::Conflict,
+                "a key source needs exactly one of \"header\" or \"cookie\"",
+            ),
+        }
+    }
+    key
+}
