@@ -4,6 +4,7 @@
 mod error;
 mod json;
 mod raw;
+mod reader;
 mod validate;
 
 pub use error::{JsonPath, PolicyError, Problem, ProblemKind, Segment};
