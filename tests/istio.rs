@@ -1,8 +1,8 @@
 //! Envoy end to end, loaded exactly the way Istio's control plane configures Dial from a
 //! WasmPlugin: plugin name `<namespace>.<name>`, root_id from pluginName, empty vm_id, V8,
 //! failure_policy from failStrategy, and pluginConfig as the JSON string istiod renders. The
-//! settings come from the manifests under istio/, as tests/istio/validate_manifests.py derived
-//! them (make test runs it first).
+//! settings come from the manifests under istio/: the tests derive them by running
+//! tests/istio/check_manifests.mjs (Node.js, with the npm packages `make istio-tools` installs).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,10 +12,13 @@
 mod support;
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
 
 use dial::core::policy::Policy;
-use support::{repo_root, Backend, Client, Envoy, EnvoyConfig};
+use support::{repo_root, scratch_dir, Backend, Client, Envoy, EnvoyConfig};
 
+#[derive(Clone)]
 struct IstioPlugin {
     name: String,
     root_id: String,
@@ -23,15 +26,41 @@ struct IstioPlugin {
     configuration: Option<String>,
 }
 
+/// The settings istiod would give each WasmPlugin under istio/, derived once per test binary.
 fn derived_plugins() -> Vec<(PathBuf, IstioPlugin)> {
-    let dir = repo_root().join("target/istio");
-    let mut out: Vec<(PathBuf, IstioPlugin)> = std::fs::read_dir(&dir)
+    static DERIVED: OnceLock<Vec<(PathBuf, IstioPlugin)>> = OnceLock::new();
+    DERIVED.get_or_init(derive_plugins).clone()
+}
+
+/// Runs `node tests/istio/check_manifests.mjs --derive <scratch dir>`, which validates istio/
+/// and writes one JSON file per valid WasmPlugin, and reads those files.
+fn derive_plugins() -> Vec<(PathBuf, IstioPlugin)> {
+    let dir = scratch_dir("istio-derive");
+    let script = repo_root().join("tests/istio/check_manifests.mjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .arg("--derive")
+        .arg(&dir)
+        .current_dir(repo_root())
+        .output()
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e}: run tests/istio/validate_manifests.py (make test does)",
-                dir.display()
+                "cannot run `node` ({e}): Node.js is required to derive istiod's settings from \
+                 istio/, with the npm packages `make istio-tools` installs"
             )
-        })
+        });
+    assert!(
+        output.status.success(),
+        "node {} --derive {} failed ({}); run `make istio-tools` if its npm packages are \
+         missing:\n{}{}",
+        script.display(),
+        dir.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut out: Vec<(PathBuf, IstioPlugin)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {

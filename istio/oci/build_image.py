@@ -6,6 +6,7 @@ Istio's "compat" format: an ordinary OCI image whose last layer is a gzipped tar
 
   <out>/layout/      an OCI image layout (oci-layout, index.json, blobs/sha256/...)
   <out>/dial-oci.tar the same layout as one tarball (skopeo's oci-archive)
+  <out>/digest       the manifest digest, sha256:<hex>
 
 The build is reproducible (fixed timestamps and owners), so the same module gives the same
 manifest digest: the `sha256` a WasmPlugin pins. Prints that digest.
@@ -114,6 +115,7 @@ def main():
     if not wasm.exists():
         sys.exit(f"{wasm} not found: run make build")
     manifest_digest = build(wasm, out, tag)
+    (out / "digest").write_text(manifest_digest + "\n")
     print(f"OCI image layout: {out / 'layout'} (tag {tag}); archive: {out / 'dial-oci.tar'}")
     print(f"manifest digest (WasmPlugin sha256): {manifest_digest.split(':', 1)[1]}")
 

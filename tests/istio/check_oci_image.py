@@ -5,7 +5,9 @@ Unpacks the archive (dial-oci.tar), then follows index.json -> manifest -> confi
 checking every descriptor's media type, sha256 digest and size against the blob it names; the
 config's diff_id against the uncompressed layer; and that the last layer is a tar.gz whose
 plugin.wasm is byte-identical to the built module. Also checks the build is reproducible and
-that a corrupted blob is caught.
+that a corrupted blob is caught. Then an independent reader: skopeo (`make oci-tools` installs
+it) must accept the layout and the archive and report the digest `make oci` printed (and wrote
+to <oci out dir>/digest).
 
 Usage: check_oci_image.py <oci out dir> <plugin.wasm>
 """
@@ -14,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -93,9 +96,35 @@ def main():
             again = Path(tmp) / "again"
             index = json.loads((out / "layout" / "index.json").read_text())
             tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-            subprocess.run([sys.executable, str(BUILD), str(wasm_path), str(again), tag], check=True,
-                           capture_output=True)
+            run = subprocess.run([sys.executable, str(BUILD), str(wasm_path), str(again), tag], check=True,
+                                 capture_output=True, text=True)
             assert check_layout(again / "layout", wasm) == digest["archive"], "a rebuild changed the digest"
+            printed = re.search(r"^manifest digest \(WasmPlugin sha256\): ([0-9a-f]{64})$", run.stdout, re.M)
+            assert printed, f"build_image.py printed no manifest digest: {run.stdout!r}"
+            assert "sha256:" + printed[1] == digest["archive"], f"printed {printed[1]}, built {digest['archive']}"
+            assert (again / "digest").read_text().strip() == digest["archive"], "digest file != the image's"
+
+        def skopeo_reads_the_digest_make_oci_printed():
+            printed = (out / "digest").read_text().strip()
+            assert printed == digest["archive"], f"{out / 'digest'} says {printed}, the image is {digest['archive']}"
+            index = json.loads((out / "layout" / "index.json").read_text())
+            tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+            manifest = json.loads((out / "layout/blobs/sha256" / printed[7:]).read_text())
+            for ref in (f"oci:{out / 'layout'}:{tag}", f"oci-archive:{out / 'dial-oci.tar'}:{tag}"):
+                for raw in (False, True):
+                    cmd = ["skopeo", "inspect"] + (["--raw"] if raw else []) + [ref]
+                    try:
+                        run = subprocess.run(cmd, capture_output=True)
+                    except FileNotFoundError:
+                        raise AssertionError("skopeo not found: run make oci-tools (make oci-test does)")
+                    assert run.returncode == 0, f"{' '.join(cmd)} failed: {run.stderr.decode().strip()}"
+                    if raw:
+                        assert sha(run.stdout) == printed, f"{ref}: the manifest skopeo reads hashes to {sha(run.stdout)}"
+                        continue
+                    info = json.loads(run.stdout)
+                    assert info["Digest"] == printed, f"skopeo reports {info['Digest']} for {ref}, make oci printed {printed}"
+                    assert info["Layers"] == [layer["digest"] for layer in manifest["layers"]], info["Layers"]
+                    assert (info["Architecture"], info["Os"]) == ("wasm", "wasip1"), info
 
         def corrupted_blob_is_caught():
             index = json.loads((unpacked / "index.json").read_text())
@@ -114,6 +143,8 @@ def main():
         case("the archive unpacks to a valid layout holding the module", archive_is_valid)
         case("the layout directory is the same image", layout_dir_matches_archive)
         case("the build is reproducible", build_is_reproducible)
+        case("skopeo reads the layout and the archive, with the digest make oci printed",
+             skopeo_reads_the_digest_make_oci_printed)
         case("a corrupted blob is caught", corrupted_blob_is_caught)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
