@@ -53,9 +53,9 @@ build: toolchain wasm-opt
 # against Istio's CRD schemas, the OCI image, then Envoy end to end.
 test: lint unit-test wasm-test istio-test oci-test e2e-test bench-smoke
 
-# The core's unit tests, and the exchange's lifecycle against a recording host (tests/lifecycle.rs).
+# The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
-	cargo test --lib --test lifecycle
+	cargo test --lib --test lifecycle --test runtime
 
 wasm-test: toolchain
 	@command -v node >/dev/null || { echo "node is required to run the core's tests on wasm32"; exit 1; }

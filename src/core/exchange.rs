@@ -200,16 +200,28 @@ impl Exchange {
         let Some(metric) = engine.catalog.duration(a.release, a.subset) else {
             return;
         };
-        if let Some(started) = a.started {
-            match host.now_nanos() {
-                Ok(now) => {
-                    let millis = now.saturating_sub(started) / 1_000_000;
-                    if let Err(e) = host.record(metric, millis) {
-                        log::warn!("dial: cannot record the request duration: {e:?}");
-                    }
-                }
-                Err(e) => log::warn!("dial: cannot read the clock: {e:?}"),
+        let Some(started) = a.started else {
+            return;
+        };
+        let millis = match host.now_nanos() {
+            Ok(now) => now.saturating_sub(started) / 1_000_000,
+            Err(e) => {
+                log::warn!("dial: cannot read the clock: {e:?}");
+                return;
             }
+        };
+        if let Err(e) = host.record(metric, millis) {
+            log::warn!("dial: cannot record the request duration: {e:?}");
+        }
+        // A guard's slow rate counts the responses over its bound (guarded and fallback alike).
+        let over = engine
+            .policy
+            .releases
+            .get(a.release)
+            .and_then(|r| r.guard.as_ref()?.max_slow_rate)
+            .is_some_and(|s| millis > s.over_ms);
+        if over {
+            increment(host, engine.catalog.slow(a.release, a.subset));
         }
     }
 }

@@ -33,4 +33,16 @@ pub trait Host {
     fn record(&mut self, metric: MetricIndex, value: u64) -> Result<(), Self::Error>;
     /// The host clock, in nanoseconds since the Unix epoch.
     fn now_nanos(&mut self) -> Result<u64, Self::Error>;
+
+    // What a VM's tick uses to judge the whole proxy's traffic and share its verdict.
+
+    /// A counter's value across the whole proxy (every worker's increments).
+    fn read_counter(&mut self, metric: MetricIndex) -> Result<u64, Self::Error>;
+    /// Sets a gauge.
+    fn set_gauge(&mut self, metric: MetricIndex, value: u64) -> Result<(), Self::Error>;
+    /// A value every VM of the proxy sees, with its version for `set_shared`.
+    fn shared(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), Self::Error>;
+    /// Sets a shared value if it is still at version `cas` (0: whatever it is); `Ok(false)` if
+    /// another VM changed it first.
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, Self::Error>;
 }

@@ -19,6 +19,10 @@ pub enum Call {
     Increment(MetricIndex),
     Record(MetricIndex, u64),
     Now,
+    ReadCounter(MetricIndex),
+    SetGauge(MetricIndex, u64),
+    Shared(String),
+    SetShared(String),
 }
 
 /// The host refused a call (when `RecordingHost::refuse` is set).
@@ -37,6 +41,10 @@ pub struct RecordingHost {
     pub counters: BTreeMap<MetricIndex, u64>,
     /// Histogram values, in order.
     pub records: Vec<(MetricIndex, u64)>,
+    /// Gauge values by metric.
+    pub gauges: BTreeMap<MetricIndex, u64>,
+    /// Shared data: value and version by key.
+    pub shared: BTreeMap<String, (Vec<u8>, u32)>,
     /// Every call, in order (refused ones too).
     pub calls: Vec<Call>,
     /// When set, every call fails and changes nothing (a host that lost the stream).
@@ -73,6 +81,14 @@ impl RecordingHost {
             .iter()
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The gauges set, by metric name, with their values.
+    pub fn gauged<'c>(&self, catalog: &'c Catalog) -> Vec<(&'c str, u64)> {
+        self.gauges
+            .iter()
+            .filter_map(|(i, n)| Some((catalog.metrics.get(*i)?.name.as_str(), *n)))
             .collect()
     }
 
@@ -167,5 +183,35 @@ impl Host for RecordingHost {
     fn now_nanos(&mut self) -> Result<u64, Refused> {
         self.call(Call::Now)?;
         Ok(self.clock)
+    }
+
+    fn read_counter(&mut self, metric: MetricIndex) -> Result<u64, Refused> {
+        self.call(Call::ReadCounter(metric))?;
+        Ok(self.counters.get(&metric).copied().unwrap_or(0))
+    }
+
+    fn set_gauge(&mut self, metric: MetricIndex, value: u64) -> Result<(), Refused> {
+        self.call(Call::SetGauge(metric, value))?;
+        self.gauges.insert(metric, value);
+        Ok(())
+    }
+
+    fn shared(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), Refused> {
+        self.call(Call::Shared(key.into()))?;
+        Ok(match self.shared.get(key) {
+            Some((value, version)) => (Some(value.clone()), *version),
+            None => (None, 0),
+        })
+    }
+
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, Refused> {
+        self.call(Call::SetShared(key.into()))?;
+        let version = self.shared.get(key).map_or(0, |(_, v)| *v);
+        if cas != 0 && cas != version {
+            return Ok(false);
+        }
+        self.shared
+            .insert(key.into(), (value.to_vec(), version + 1));
+        Ok(true)
     }
 }

@@ -20,6 +20,10 @@ pub const REQUESTS: &str = "dial_requests_total";
 pub const RESPONSES: &str = "dial_responses_total";
 pub const DURATION: &str = "dial_request_duration_milliseconds";
 pub const MIRRORED: &str = "dial_mirrored_requests_total";
+pub const SUBSET_WEIGHT: &str = "dial_subset_weight";
+pub const GUARD_TRIPPED: &str = "dial_guard_tripped";
+pub const GUARD_TRIPS: &str = "dial_guard_trips_total";
+pub const SLOW_RESPONSES: &str = "dial_guard_slow_responses_total";
 pub const POLICY_LOADS: &str = "dial_policy_loads_total";
 pub const POLICY_REJECTIONS: &str = "dial_policy_rejections_total";
 pub const VM_MEMORY: &str = "dial_vm_memory_bytes";
@@ -58,12 +62,26 @@ pub struct SubsetMetrics {
     /// Indexed like `STATUS_CLASSES`.
     pub responses: [usize; STATUS_CLASSES.len()],
     pub duration: usize,
+    /// The effective share now, in basis points (a gauge).
+    pub weight: usize,
+    /// Responses slower than the guard's bound, for a guarded release's guarded and fallback
+    /// subsets.
+    pub slow: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseMetrics {
     pub subsets: Vec<SubsetMetrics>,
     pub mirrored: Option<usize>,
+    pub guard: Option<GuardMetrics>,
+}
+
+/// A guarded release's state, labelled with the guarded subset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardMetrics {
+    /// 1 while tripped (a gauge).
+    pub tripped: usize,
+    pub trips: usize,
 }
 
 /// The metrics of one policy: the list to define, and where each one sits in it.
@@ -87,7 +105,8 @@ impl Catalog {
                 subsets: r
                     .subsets
                     .iter()
-                    .map(|s| {
+                    .enumerate()
+                    .map(|(i, s)| {
                         let base = [
                             ("release", r.name.as_str()),
                             ("subset", &s.name),
@@ -105,6 +124,12 @@ impl Catalog {
                                 add(Kind::Counter, tagged(&labels, RESPONSES))
                             }),
                             duration: add(Kind::Histogram, tagged(&base, DURATION)),
+                            weight: add(Kind::Gauge, tagged(&base[..2], SUBSET_WEIGHT)),
+                            slow: r
+                                .guard
+                                .as_ref()
+                                .filter(|g| g.subset == i || g.fallback == i)
+                                .map(|_| add(Kind::Counter, tagged(&base, SLOW_RESPONSES))),
                         }
                     })
                     .collect(),
@@ -113,6 +138,14 @@ impl Catalog {
                         Kind::Counter,
                         tagged(&[("release", &r.name), ("version", &m.version)], MIRRORED),
                     )
+                }),
+                guard: r.guard.as_ref().map(|g| {
+                    let subset = r.subsets.get(g.subset).map_or("", |s| s.name.as_str());
+                    let labels = [("release", r.name.as_str()), ("subset", subset)];
+                    GuardMetrics {
+                        tripped: add(Kind::Gauge, tagged(&labels, GUARD_TRIPPED)),
+                        trips: add(Kind::Counter, tagged(&labels, GUARD_TRIPS)),
+                    }
                 }),
             })
             .collect();
@@ -141,6 +174,18 @@ impl Catalog {
 
     pub fn mirrored(&self, release: usize) -> Option<usize> {
         self.releases.get(release)?.mirrored
+    }
+
+    pub fn weight(&self, release: usize, subset: usize) -> Option<usize> {
+        Some(self.subset(release, subset)?.weight)
+    }
+
+    pub fn slow(&self, release: usize, subset: usize) -> Option<usize> {
+        self.subset(release, subset)?.slow
+    }
+
+    pub fn guard(&self, release: usize) -> Option<&GuardMetrics> {
+        self.releases.get(release)?.guard.as_ref()
     }
 
     fn subset(&self, release: usize, subset: usize) -> Option<&SubsetMetrics> {
@@ -208,8 +253,8 @@ mod tests {
     #[test]
     fn cardinality_is_bounded_by_the_policy() {
         let c = Catalog::for_policy(&policy());
-        // 3 subsets x (7 reasons + 4 classes + 1 histogram) + 1 mirror counter.
-        assert_eq!(c.metrics.len(), 3 * 12 + 1);
+        // 3 subsets x (8 reasons + 4 classes + 1 histogram + 1 weight gauge) + 1 mirror counter.
+        assert_eq!(c.metrics.len(), 3 * 14 + 1);
         let mut names: Vec<&str> = c.metrics.iter().map(|m| m.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();

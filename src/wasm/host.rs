@@ -50,6 +50,22 @@ extern "C" {
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
     fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_get_metric(metric_id: u32, return_value: *mut u64) -> Status;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> Status;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
 }
 
 fn ok(status: Status) -> Result<(), Status> {
@@ -158,6 +174,45 @@ pub fn record(metric: u32, value: u64) -> Result<(), Status> {
     ok(unsafe { proxy_record_metric(metric, value) })
 }
 
+/// A counter's or gauge's value, across the whole proxy.
+pub fn metric_value(metric: u32) -> Result<u64, Status> {
+    let mut value = 0u64;
+    // SAFETY: the host writes one u64 to a live local.
+    ok(unsafe { proxy_get_metric(metric, &mut value) })?;
+    Ok(value)
+}
+
+/// A shared-data value and its version (`None`, 0 when the key is absent).
+pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
+    let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0usize, 0u32);
+    // SAFETY: the key is a live slice; on Ok the host hands over a buffer we then own.
+    unsafe {
+        match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
+            Status::Ok => Ok((Some(take(data, size)), cas)),
+            Status::NotFound => Ok((None, 0)),
+            other => Err(other),
+        }
+    }
+}
+
+/// Sets a shared-data value if it is still at version `cas`; `Ok(false)` on a CAS mismatch.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, Status> {
+    // SAFETY: pointers and lengths of live slices, only read by the host.
+    match unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    } {
+        Status::Ok => Ok(true),
+        Status::CasMismatch => Ok(false),
+        other => Err(other),
+    }
+}
+
+/// Asks for `on_tick` every `millis` milliseconds on this VM's root context.
+pub fn set_tick_period(millis: u32) -> Result<(), Status> {
+    // SAFETY: a plain integer.
+    ok(unsafe { proxy_set_tick_period_milliseconds(millis) })
+}
+
 /// The core's `Host` over these calls. Metrics are named by their catalog position; the ids
 /// Envoy gave them at configure time sit at the same positions.
 pub struct WasmHost<'a> {
@@ -206,5 +261,21 @@ impl Host for WasmHost<'_> {
 
     fn now_nanos(&mut self) -> Result<u64, Status> {
         now_nanos()
+    }
+
+    fn read_counter(&mut self, metric: MetricIndex) -> Result<u64, Status> {
+        metric_value(self.metric(metric)?)
+    }
+
+    fn set_gauge(&mut self, metric: MetricIndex, value: u64) -> Result<(), Status> {
+        record(self.metric(metric)?, value)
+    }
+
+    fn shared(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
+        shared_data(key)
+    }
+
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, Status> {
+        set_shared_data(key, value, cas)
     }
 }

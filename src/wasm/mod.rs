@@ -17,6 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 use crate::core::request::{SerializedHeaders, SerializedRequest};
+use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
 use crate::core::stats::{self, Kind, Metric};
 use host::WasmHost;
 
@@ -31,6 +32,8 @@ proxy_wasm::main! {{
 #[derive(Default)]
 struct DialRoot {
     loaded: Option<Rc<Loaded>>,
+    /// The guards' windows and the gauges, for the policy in force.
+    runtime: Option<(Runtime, Shared)>,
 }
 
 /// A policy in force, with its metrics defined in the host.
@@ -39,6 +42,8 @@ struct Loaded {
     /// Host metric ids, parallel to `engine.catalog.metrics`.
     metric_ids: Vec<u32>,
     vm_memory: Option<u32>,
+    /// The guards this VM knows tripped (the runtime's, copied at each tick for the streams).
+    tripped: Cell<u64>,
 }
 
 impl Loaded {
@@ -84,22 +89,31 @@ fn define(metric: &Metric) -> Result<u32, String> {
 /// the plugin in several VMs (the base one, the main thread's, each worker's); the policy
 /// counters count configurations, not VMs. Shared data is keyed by vm_id, which Istio leaves
 /// empty, so the key carries Dial's name and the plugin's.
-fn first_to_apply(outcome: &str, configuration: &[u8]) -> bool {
+fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
+    let key = format!("{}.{outcome}", shared.prefix);
+    let fingerprint = &shared.fingerprint;
+    match hostcalls::get_shared_data(&key) {
+        Ok((Some(seen), _)) if &seen == fingerprint => false,
+        // A CAS mismatch means another VM recorded it first.
+        Ok((_, cas)) => hostcalls::set_shared_data(&key, Some(fingerprint), cas).is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Where this plugin's shared state lives, and this configuration's fingerprint.
+fn shared_scope(configuration: &[u8]) -> Shared {
     let plugin = hostcalls::get_property(vec!["plugin_name"])
         .ok()
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let key = format!("dial.{plugin}.{outcome}");
     let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
         .to_le_bytes()
         .to_vec();
     fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
-    match hostcalls::get_shared_data(&key) {
-        Ok((Some(seen), _)) if seen == fingerprint => false,
-        // A CAS mismatch means another VM recorded it first.
-        Ok((_, cas)) => hostcalls::set_shared_data(&key, Some(&fingerprint), cas).is_ok(),
-        Err(_) => true,
+    Shared {
+        prefix: format!("dial.{plugin}"),
+        fingerprint,
     }
 }
 
@@ -133,6 +147,7 @@ impl RootContext for DialRoot {
             }
         };
         let [loads, rejections] = stats::policy_counters().map(|m| define(&m).ok());
+        let shared = shared_scope(&bytes);
         let loaded = Engine::from_config(&bytes)
             .map_err(|e| e.to_string())
             .and_then(|engine| {
@@ -146,6 +161,7 @@ impl RootContext for DialRoot {
                     engine,
                     metric_ids,
                     vm_memory: define(&stats::vm_memory_gauge()).ok(),
+                    tripped: Cell::new(0),
                 })
             });
         match loaded {
@@ -163,20 +179,41 @@ impl RootContext for DialRoot {
                     releases.join(", "),
                     loaded.metric_ids.len()
                 );
-                if first_to_apply("loaded", &bytes) {
+                if first_to_apply("loaded", &shared) {
                     increment(loads);
                 }
+                // Ticks judge the guards and keep the gauges current; the first one comes
+                // right away, so the gauges are set before any traffic.
+                let mut runtime = Runtime::new(&loaded.engine);
+                if let Ok(now) = host::now_nanos() {
+                    runtime.on_tick(&loaded.engine, &mut loaded.host(), now, &shared);
+                }
+                if let Err(status) = host::set_tick_period(TICK_MILLIS) {
+                    log::warn!("dial: cannot set the tick period: {status:?}");
+                }
+                self.runtime = Some((runtime, shared));
                 self.loaded = Some(Rc::new(loaded));
                 true
             }
             Err(e) => {
                 log::error!("dial: {e}");
-                if first_to_apply("rejected", &bytes) {
+                if first_to_apply("rejected", &shared) {
                     increment(rejections);
                 }
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        let (Some(loaded), Some((runtime, shared))) = (&self.loaded, &mut self.runtime) else {
+            return;
+        };
+        match host::now_nanos() {
+            Ok(now) => runtime.on_tick(&loaded.engine, &mut loaded.host(), now, shared),
+            Err(status) => log::warn!("dial: cannot read the clock: {status:?}"),
+        }
+        loaded.tripped.set(runtime.tripped());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -220,6 +257,7 @@ impl HttpContext for DialHttp {
         // The clock, read once: the decision's time and the start of the exchange's duration.
         let context = Context {
             now_nanos: host::now_nanos().ok(),
+            tripped: loaded.tripped.get(),
         };
         self.exchange = loaded.engine.on_request_headers(
             &mut loaded.host(),

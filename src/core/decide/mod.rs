@@ -7,6 +7,7 @@
 
 use crate::core::bucket;
 use crate::core::policy::{KeySource, Policy, Release, WhenNoKey, MAX_KEY_LEN};
+use crate::core::ramp;
 use crate::core::request::RequestView;
 use crate::core::rules::RuleKind;
 use crate::core::sticky::{self, KEY_LEN};
@@ -17,15 +18,23 @@ use crate::core::trust;
 /// policy costs no host call of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Context {
-    /// The host clock, in nanoseconds since the Unix epoch; `None` if the host could not tell.
+    /// The host clock, in nanoseconds since the Unix epoch; `None` if the host could not tell
+    /// (a ramp then keeps the written weights).
     pub now_nanos: Option<u64>,
+    /// Releases whose guard has tripped, one bit per release index (a policy has at most 64).
+    pub tripped: u64,
 }
 
 impl Context {
     pub fn at(now_nanos: u64) -> Context {
         Context {
             now_nanos: Some(now_nanos),
+            tripped: 0,
         }
+    }
+
+    pub fn is_tripped(&self, release: usize) -> bool {
+        release < 64 && self.tripped & (1 << release) != 0
     }
 }
 
@@ -90,6 +99,8 @@ pub enum Reason {
     Hash,
     StickyCookie,
     Fallback,
+    /// The request's subset is guarded and its guard tripped: it went to the fallback.
+    Guardrail,
 }
 
 impl Reason {
@@ -103,10 +114,11 @@ impl Reason {
             Reason::Hash => "hash",
             Reason::StickyCookie => "sticky_cookie",
             Reason::Fallback => "fallback",
+            Reason::Guardrail => "guardrail",
         }
     }
 
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::HeaderRule,
         Reason::CookieRule,
         Reason::Allowlist,
@@ -114,10 +126,11 @@ impl Reason {
         Reason::Hash,
         Reason::StickyCookie,
         Reason::Fallback,
+        Reason::Guardrail,
     ];
 }
 
-pub fn decide(policy: &Policy, _context: &Context, request: &impl RequestView) -> Decision {
+pub fn decide(policy: &Policy, context: &Context, request: &impl RequestView) -> Decision {
     // Read only what some release's scope looks at.
     let host = policy
         .releases
@@ -137,7 +150,15 @@ pub fn decide(policy: &Policy, _context: &Context, request: &impl RequestView) -
         .position(|r| r.scope.matches(host, path))
         .and_then(|i| {
             let r = policy.releases.get(i)?;
-            let (mut assignment, sampling_key) = assign(i, r, request);
+            let tripped = context.is_tripped(i);
+            let (mut assignment, sampling_key) = assign(i, r, request, context, tripped);
+            if let Some(g) = r.guard.as_ref().filter(|_| tripped) {
+                // Only a trusted override still reaches a tripped subset (to debug it).
+                if assignment.subset == g.subset && assignment.reason != Reason::Override {
+                    assignment.subset = g.fallback;
+                    assignment.reason = Reason::Guardrail;
+                }
+            }
             assignment.mirror = sample_mirror(r, request, sampling_key.as_deref());
             Some(Decision::Assign(assignment))
         })
@@ -149,7 +170,11 @@ fn assign<'r>(
     index: usize,
     release: &Release,
     request: &'r impl RequestView,
+    context: &Context,
+    tripped: bool,
 ) -> (Assignment, Option<SamplingKey<'r>>) {
+    // A tripped guard stops the ramp: the written weights apply.
+    let now = if tripped { None } else { context.now_nanos };
     let key = user_key(release, request);
     let origin = key.map(|(source, _)| KeyOrigin::Source(source));
     let key = key.map(|(_, value)| value);
@@ -185,7 +210,7 @@ fn assign<'r>(
 
     if let Some(key) = key {
         let position = release.split_hash.position(key);
-        let assignment = match bucket::pick(position, &release.cumulative) {
+        let assignment = match place(release, position, now) {
             Some(s) => Assignment {
                 position: Some(position),
                 ..done(s, Reason::Hash)
@@ -209,7 +234,7 @@ fn assign<'r>(
                 }
             };
             let position = release.split_hash.position(&sampling);
-            let assignment = match bucket::pick(position, &release.cumulative) {
+            let assignment = match place(release, position, now) {
                 Some(subset) => Assignment {
                     new_sticky_key,
                     key: Some(match new_sticky_key {
@@ -223,6 +248,18 @@ fn assign<'r>(
             };
             (assignment, Some(sampling))
         }
+    }
+}
+
+/// The subset a hash position falls in at `now`: the written split, or the ramp's step.
+fn place(release: &Release, position: u32, now: Option<u64>) -> Option<usize> {
+    match release
+        .ramp
+        .as_ref()
+        .and_then(|r| Some((r, r.step_at(now)?.1)))
+    {
+        Some((r, step)) => ramp::pick(position, &release.cumulative, r.subset, step.taken_ppm),
+        None => bucket::pick(position, &release.cumulative),
     }
 }
 

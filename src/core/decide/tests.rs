@@ -327,3 +327,145 @@ fn keyless_requests_are_sampled_at_random() {
     r.entropy = u64::from(u32::MAX);
     assert!(!mirrored(&p, &r));
 }
+
+const T0: u64 = 1_796_115_600_000_000_000; // 2026-12-01T09:00:00Z
+const MINUTE: u64 = 60_000_000_000;
+
+fn ramped() -> Policy {
+    policy(json!({
+        "ramp": { "subset": "canary", "start": "2026-12-01T09:00:00Z",
+                  "steps": [ { "weight": 10, "hold": "1m" }, { "weight": 25, "hold": "1m" },
+                             { "weight": 50, "hold": "2m" }, { "weight": 100 } ] }
+    }))
+}
+
+fn canary_users(p: &Policy, context: &Context, users: usize) -> Vec<bool> {
+    (0..users)
+        .map(|i| {
+            let r = request(&[("x-user-id", &format!("user-{i}"))]);
+            match decide(p, context, &r) {
+                Decision::Assign(a) => a.subset == 1,
+                Decision::Pass => panic!(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_ramp_follows_the_clock_and_never_moves_a_user_back() {
+    let p = ramped();
+    let at = |t: Option<u64>| Context {
+        now_nanos: t,
+        tripped: 0,
+    };
+    // (time, the canary's share in percent)
+    let times = [
+        (None, 10.0),
+        (Some(0), 10.0),
+        (Some(T0 - 1), 10.0),
+        (Some(T0), 10.0),
+        (Some(T0 + MINUTE - 1), 10.0),
+        (Some(T0 + MINUTE), 25.0),
+        (Some(T0 + 2 * MINUTE), 50.0),
+        (Some(T0 + 4 * MINUTE - 1), 50.0),
+        (Some(T0 + 4 * MINUTE), 100.0),
+        (Some(u64::MAX), 100.0),
+    ];
+    let mut previous = canary_users(&p, &at(None), 4000);
+    for (t, want) in times {
+        let now = canary_users(&p, &at(t), 4000);
+        let share = now.iter().filter(|c| **c).count() as f64 / 40.0;
+        assert!((share - want).abs() < 1.5, "at {t:?}: {share}% for {want}%");
+        if t.is_some() {
+            for (i, (before, after)) in previous.iter().zip(&now).enumerate() {
+                assert!(!before || *after, "user-{i} left the canary at {t:?}");
+            }
+            previous = now;
+        }
+    }
+}
+
+#[test]
+fn a_tripped_guard_sends_everyone_but_trusted_overrides_to_the_fallback() {
+    let p = policy(json!({
+        "guard": { "subset": "canary", "fallback": "stable", "window": "10s", "minRequests": 20,
+                   "maxErrorRate": 0.05 }
+    }));
+    let tripped = Context {
+        now_nanos: Some(T0),
+        tripped: 1,
+    };
+    let canary = user_on(&p, "canary");
+    let on = |r: &HeaderList, c: &Context| match decide(&p, c, r) {
+        Decision::Assign(a) => (p.releases[0].subsets[a.subset].name.clone(), a.reason),
+        Decision::Pass => panic!(),
+    };
+    let hashed = request(&[("x-user-id", &canary)]);
+    assert_eq!(
+        on(&hashed, &Context::default()),
+        ("canary".into(), Reason::Hash)
+    );
+    assert_eq!(on(&hashed, &tripped), ("stable".into(), Reason::Guardrail));
+    for rule in [
+        ("x-beta", "true"),
+        ("x-user-id", "alice"),
+        ("cookie", "beta=1"),
+    ] {
+        assert_eq!(
+            on(&request(&[rule]), &tripped),
+            ("stable".into(), Reason::Guardrail)
+        );
+    }
+    let mut anonymous = request(&[]);
+    anonymous.entropy = (0..u64::MAX)
+        .find(|e| {
+            let mut r = request(&[]);
+            r.entropy = *e;
+            on(&r, &Context::default()).0 == "canary"
+        })
+        .unwrap();
+    assert_eq!(
+        on(&anonymous, &tripped),
+        ("stable".into(), Reason::Guardrail)
+    );
+    let stable = user_on(&p, "stable");
+    assert_eq!(
+        on(&request(&[("x-user-id", &stable)]), &tripped),
+        ("stable".into(), Reason::Hash)
+    );
+    // A trusted override still reaches the tripped canary, to debug it.
+    let debug = request(&[
+        ("x-user-id", &canary),
+        ("x-dial-override", "canary; token=qa-token-0123456789"),
+    ]);
+    assert_eq!(on(&debug, &tripped), ("canary".into(), Reason::Override));
+}
+
+#[test]
+fn a_tripped_guard_stops_the_ramp() {
+    let mut doc = ramped_doc();
+    doc["releases"][0]["guard"] = json!({ "subset": "stable", "fallback": "canary", "window": "10s",
+                                          "minRequests": 1, "maxErrorRate": 0.5 });
+    let p = Policy::parse(doc.to_string().as_bytes()).unwrap();
+    let later = Context {
+        now_nanos: Some(T0 + 2 * MINUTE),
+        tripped: 0,
+    };
+    let tripped = Context {
+        tripped: 1,
+        ..later
+    };
+    let share = |c: &Context| canary_users(&p, c, 2000).iter().filter(|x| **x).count();
+    assert!((950..1050).contains(&share(&later)), "{}", share(&later));
+    // Stable tripped: everybody goes to the canary, by the guard, not the ramp.
+    assert_eq!(share(&tripped), 2000);
+}
+
+fn ramped_doc() -> serde_json::Value {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../../tests/data/checkout.json")).unwrap();
+    doc["releases"][0]["ramp"] = json!({ "subset": "canary", "start": "2026-12-01T09:00:00Z",
+        "steps": [ { "weight": 10, "hold": "1m" }, { "weight": 25, "hold": "1m" },
+                   { "weight": 50, "hold": "2m" }, { "weight": 100 } ] });
+    doc
+}

@@ -10,6 +10,8 @@ mod validate;
 pub use error::{JsonPath, PolicyError, Problem, ProblemKind, Segment};
 
 use crate::core::bucket::Salted;
+use crate::core::guard::Guard;
+use crate::core::ramp::Ramp;
 use crate::core::rules::Rule;
 use crate::core::scope::Scope;
 use crate::core::sticky::StickyCookie;
@@ -55,6 +57,10 @@ pub struct Release {
     pub when_no_key: WhenNoKey,
     pub override_: Option<Override>,
     pub mirror: Option<Mirror>,
+    /// A schedule that raises one subset's share over time.
+    pub ramp: Option<Ramp>,
+    /// When to pull a subset back, by the responses it gives.
+    pub guard: Option<Guard>,
 }
 
 #[derive(Debug)]

@@ -39,6 +39,8 @@ pub struct RawRelease {
     pub when_no_key: Option<RawWhenNoKey>,
     pub override_: Option<RawOverride>,
     pub mirror: Option<RawMirror>,
+    pub ramp: Option<RawRamp>,
+    pub guard: Option<RawGuard>,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +109,36 @@ pub struct RawMirror {
     pub methods: Option<Vec<String>>,
 }
 
+#[derive(Debug)]
+pub struct RawRamp {
+    pub subset: String,
+    pub start: String,
+    pub steps: Vec<RawStep>,
+}
+
+#[derive(Debug)]
+pub struct RawStep {
+    /// A percentage, as written.
+    pub weight: Number,
+    pub hold: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RawGuard {
+    pub subset: String,
+    pub fallback: String,
+    pub window: String,
+    pub min_requests: i64,
+    pub max_error_rate: Option<Number>,
+    pub max_slow_rate: Option<RawSlowRate>,
+}
+
+#[derive(Debug)]
+pub struct RawSlowRate {
+    pub over_ms: i64,
+    pub rate: Number,
+}
+
 /// Phase one: bytes to `RawPolicy`, or every problem found, each located by JSON path.
 pub fn parse(bytes: &[u8]) -> Result<RawPolicy, PolicyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -165,6 +197,8 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
         let when_no_key = r.optional(o, "whenNoKey", |r, v, p| r.object(v, p, when_no_key));
         let override_ = r.optional(o, "override", |r, v, p| r.object(v, p, override_));
         let mirror = r.optional(o, "mirror", |r, v, p| r.object(v, p, mirror));
+        let ramp = r.optional(o, "ramp", |r, v, p| r.object(v, p, ramp));
+        let guard = r.optional(o, "guard", |r, v, p| r.object(v, p, guard));
         Some(RawRelease {
             name: name?,
             scope: scope.unwrap_or_default(),
@@ -174,6 +208,8 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
             when_no_key,
             override_,
             mirror,
+            ramp,
+            guard,
         })
     })
 }
@@ -280,5 +316,53 @@ fn mirror(r: &mut Reader, o: &mut Object) -> Option<RawMirror> {
         version: version?,
         percent: percent?,
         methods,
+    })
+}
+
+fn ramp(r: &mut Reader, o: &mut Object) -> Option<RawRamp> {
+    let subset = r.required(o, "subset", string);
+    let start = r.required(o, "start", string);
+    let steps = r.required(o, "steps", |r, v, p| r.list(v, p, step));
+    Some(RawRamp {
+        subset: subset?,
+        start: start?,
+        steps: steps?,
+    })
+}
+
+fn step(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawStep> {
+    r.object(v, path, |r, o| {
+        let weight = r.required(o, "weight", number);
+        let hold = r.optional(o, "hold", string);
+        Some(RawStep {
+            weight: weight?,
+            hold,
+        })
+    })
+}
+
+fn guard(r: &mut Reader, o: &mut Object) -> Option<RawGuard> {
+    let subset = r.required(o, "subset", string);
+    let fallback = r.required(o, "fallback", string);
+    let window = r.required(o, "window", string);
+    let min_requests = r.required(o, "minRequests", integer);
+    let max_error_rate = r.optional(o, "maxErrorRate", number);
+    let max_slow_rate = r.optional(o, "maxSlowRate", |r, v, p| r.object(v, p, slow_rate));
+    Some(RawGuard {
+        subset: subset?,
+        fallback: fallback?,
+        window: window?,
+        min_requests: min_requests?,
+        max_error_rate,
+        max_slow_rate,
+    })
+}
+
+fn slow_rate(r: &mut Reader, o: &mut Object) -> Option<RawSlowRate> {
+    let over_ms = r.required(o, "overMs", integer);
+    let rate = r.required(o, "rate", number);
+    Some(RawSlowRate {
+        over_ms: over_ms?,
+        rate: rate?,
     })
 }

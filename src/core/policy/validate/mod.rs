@@ -6,6 +6,7 @@ mod checker;
 mod keyless;
 mod mirror;
 mod override_;
+mod progress;
 mod release;
 mod rules;
 mod scope;

@@ -1,7 +1,7 @@
 //! One release: its name, scope, subsets and weights, key sources, and each of its parts.
 
 use super::checker::Checker;
-use super::{keyless, mirror, override_, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL};
+use super::{keyless, mirror, override_, progress, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL};
 use crate::core::bucket::Salted;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawKeySource, RawRelease, RawSubset};
@@ -38,6 +38,12 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
     let mirror = r
         .mirror
         .and_then(|m| mirror::mirror(c, &path.key("mirror"), &r.name, m));
+    let ramp = r
+        .ramp
+        .and_then(|x| progress::ramp(c, &path.key("ramp"), x, &refs, &subsets));
+    let guard = r
+        .guard
+        .and_then(|g| progress::guard(c, &path.key("guard"), g, &refs));
 
     let when_no_key = when_no_key?;
     c.clean_since(mark).then_some(Release {
@@ -51,6 +57,8 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
         when_no_key,
         override_,
         mirror,
+        ramp,
+        guard,
     })
 }
 

@@ -1,0 +1,256 @@
+//! `ramp` and `guard`: how a release progresses on its own, and when it is pulled back.
+
+use serde_json::Number;
+
+use super::checker::Checker;
+use super::release::SubsetRefs;
+use crate::core::guard::{Guard, SlowRate};
+use crate::core::policy::error::{quote, JsonPath, ProblemKind};
+use crate::core::policy::raw::{RawGuard, RawRamp};
+use crate::core::policy::Subset;
+use crate::core::ramp::{self, Ramp, Step, PPM};
+use crate::core::time::{self, NANOS_PER_SECOND};
+
+/// The longest guard window: the window's samples stay in each VM's memory.
+pub const MAX_GUARD_WINDOW_SECONDS: u64 = 600;
+
+pub fn ramp(
+    c: &mut Checker,
+    path: &JsonPath,
+    raw: RawRamp,
+    refs: &SubsetRefs,
+    subsets: &[Subset],
+) -> Option<Ramp> {
+    let mark = c.mark();
+    let subset = refs.resolve(c, path.key("subset"), &raw.subset);
+    let start = time::parse_instant(&raw.start);
+    if start.is_none() {
+        c.fail(
+            path.key("start"),
+            ProblemKind::InvalidValue,
+            &raw.start,
+            format!(
+                "{} is not a time: write it as RFC 3339 with an offset, like \"2026-12-01T09:00:00Z\"",
+                quote(&raw.start)
+            ),
+        );
+    }
+    let total: u32 = subsets.iter().map(|s| s.weight).sum();
+    let ramped_weight = subset.and_then(|i| subsets.get(i)).map_or(0, |s| s.weight);
+    if subset.is_some() && total > 0 && ramped_weight >= total {
+        c.fail(
+            path.key("subset"),
+            ProblemKind::Conflict,
+            &raw.subset,
+            format!(
+                "{} already has all of the release's weight: there is nothing to ramp",
+                quote(&raw.subset)
+            ),
+        );
+    }
+    // The written share is where the ramp starts from: no step may go below it.
+    let written_ppm = if total == 0 {
+        0
+    } else {
+        u32::try_from(u64::from(ramped_weight) * u64::from(PPM) / u64::from(total)).unwrap_or(PPM)
+    };
+    if raw.steps.is_empty() {
+        c.fail_here(
+            path.key("steps"),
+            ProblemKind::OutOfRange,
+            "a ramp needs at least one step",
+        );
+    }
+    let last = raw.steps.len().saturating_sub(1);
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    let mut previous = written_ppm;
+    let mut at = start.unwrap_or(0);
+    for (i, s) in raw.steps.into_iter().enumerate() {
+        let sp = path.key("steps").index(i);
+        let Some(share) = percent_ppm(c, &sp.key("weight"), &s.weight, "weight") else {
+            continue;
+        };
+        if share < previous {
+            let below = if i == 0 {
+                format!(
+                    "the subset's written share, {}%",
+                    ramp::percent(u64::from(written_ppm))
+                )
+            } else {
+                "the step before".to_string()
+            };
+            c.fail_number(
+                sp.key("weight"),
+                ProblemKind::OutOfRange,
+                s.weight.clone(),
+                format!(
+                    "steps must not decrease: {} is below {below} (a ramp never moves a user back)",
+                    s.weight
+                ),
+            );
+        }
+        previous = previous.max(share);
+        let until = match (s.hold, i == last) {
+            (None, true) => None,
+            (Some(hold), true) => {
+                c.fail(
+                    sp.key("hold"),
+                    ProblemKind::Conflict,
+                    &hold,
+                    "the last step holds forever: leave its \"hold\" out".to_string(),
+                );
+                None
+            }
+            (None, false) => {
+                c.fail_here(
+                    sp.clone(),
+                    ProblemKind::MissingField,
+                    "missing field `hold`: every step but the last needs one",
+                );
+                None
+            }
+            (Some(hold), false) => match time::parse_duration(&hold) {
+                Some(d) if d > 0 => {
+                    at = at.saturating_add(d);
+                    Some(at)
+                }
+                _ => {
+                    c.fail(
+                        sp.key("hold"),
+                        ProblemKind::InvalidValue,
+                        &hold,
+                        format!(
+                            "{} is not a duration above 0: write it like \"90s\", \"10m\" or \"1h30m\"",
+                            quote(&hold)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        steps.push(Step {
+            share_ppm: share,
+            taken_ppm: ramp::taken_ppm(share, ramped_weight, total.max(ramped_weight + 1)),
+            until,
+        });
+    }
+    let (subset, start) = (subset?, start?);
+    c.clean_since(mark).then_some(Ramp {
+        subset,
+        start,
+        steps,
+    })
+}
+
+pub fn guard(c: &mut Checker, path: &JsonPath, raw: RawGuard, refs: &SubsetRefs) -> Option<Guard> {
+    let mark = c.mark();
+    let subset = refs.resolve(c, path.key("subset"), &raw.subset);
+    let fallback = refs.resolve(c, path.key("fallback"), &raw.fallback);
+    if subset.is_some() && subset == fallback {
+        c.fail(
+            path.key("fallback"),
+            ProblemKind::Conflict,
+            &raw.fallback,
+            format!(
+                "{} is the guarded subset itself: the fallback must be another subset",
+                quote(&raw.fallback)
+            ),
+        );
+    }
+    let window = match time::parse_duration(&raw.window) {
+        Some(w)
+            if (NANOS_PER_SECOND..=MAX_GUARD_WINDOW_SECONDS * NANOS_PER_SECOND).contains(&w) =>
+        {
+            Some(w)
+        }
+        _ => {
+            c.fail(
+                path.key("window"),
+                ProblemKind::OutOfRange,
+                &raw.window,
+                format!(
+                    "{} is not a window from 1s to {}m: write it like \"10s\" or \"1m\"",
+                    quote(&raw.window),
+                    MAX_GUARD_WINDOW_SECONDS / 60
+                ),
+            );
+            None
+        }
+    };
+    if raw.min_requests < 1 {
+        c.fail_number(
+            path.key("minRequests"),
+            ProblemKind::OutOfRange,
+            raw.min_requests,
+            format!("must be 1 or more, got {}", raw.min_requests),
+        );
+    }
+    let max_error_rate = raw
+        .max_error_rate
+        .as_ref()
+        .and_then(|r| rate(c, &path.key("maxErrorRate"), r));
+    let max_slow_rate = raw.max_slow_rate.and_then(|s| {
+        let sp = path.key("maxSlowRate");
+        if s.over_ms < 1 {
+            c.fail_number(
+                sp.key("overMs"),
+                ProblemKind::OutOfRange,
+                s.over_ms,
+                format!("must be 1 or more, got {}", s.over_ms),
+            );
+        }
+        let r = rate(c, &sp.key("rate"), &s.rate)?;
+        Some(SlowRate {
+            over_ms: u64::try_from(s.over_ms).ok()?,
+            rate: r,
+        })
+    });
+    if raw.max_error_rate.is_none() && max_slow_rate.is_none() && c.clean_since(mark) {
+        c.fail_here(
+            path.clone(),
+            ProblemKind::Conflict,
+            "a guard needs \"maxErrorRate\", \"maxSlowRate\" or both",
+        );
+    }
+    let (subset, fallback, window) = (subset?, fallback?, window?);
+    c.clean_since(mark).then_some(Guard {
+        subset,
+        fallback,
+        window,
+        min_requests: u64::try_from(raw.min_requests).ok()?,
+        max_error_rate,
+        max_slow_rate,
+    })
+}
+
+/// A rate from 0 to 1.
+fn rate(c: &mut Checker, path: &JsonPath, n: &Number) -> Option<f64> {
+    match n.as_f64() {
+        Some(r) if (0.0..=1.0).contains(&r) => Some(r),
+        _ => {
+            c.fail_number(
+                path.clone(),
+                ProblemKind::OutOfRange,
+                n.clone(),
+                format!("must be a rate between 0 and 1, got {n}"),
+            );
+            None
+        }
+    }
+}
+
+/// A percentage from 0 to 100, in parts per million.
+fn percent_ppm(c: &mut Checker, path: &JsonPath, n: &Number, what: &str) -> Option<u32> {
+    match n.as_f64() {
+        Some(p) if (0.0..=100.0).contains(&p) => Some((p * 10_000.0).round() as u32),
+        _ => {
+            c.fail_number(
+                path.clone(),
+                ProblemKind::OutOfRange,
+                n.clone(),
+                format!("{what} must be a percentage between 0 and 100, got {n}"),
+            );
+            None
+        }
+    }
+}

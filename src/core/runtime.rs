@@ -1,0 +1,235 @@
+//! What a VM keeps between requests, and its tick. Each tick judges every guard over the whole
+//! proxy's traffic (the response counters are process-wide stats, whichever worker counted),
+//! shares a trip with every VM through shared data, and refreshes the weight and guard gauges.
+//! The request path only reads `context()`: the time and the tripped guards, no host call.
+
+use crate::core::decide::Context;
+use crate::core::exchange::Engine;
+use crate::core::guard::{Counts, Guard, Trip, Window};
+use crate::core::host::Host;
+use crate::core::ramp::{self, PPM};
+use crate::core::stats::{Catalog, STATUS_CLASSES};
+
+/// How often each VM ticks. A trip reaches every worker within one tick.
+pub const TICK_MILLIS: u32 = 500;
+
+/// Where a policy's shared state lives: keys start with `prefix` (Dial's name and the plugin's:
+/// shared data is per vm_id, which Istio leaves empty), and a trip is recorded as the policy's
+/// fingerprint, so it holds until the policy changes.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub prefix: String,
+    pub fingerprint: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    /// Each release's guard window (`None`: not guarded).
+    windows: Vec<Option<Window>>,
+    tripped: u64,
+    /// The gauges as this VM last set them: weights in basis points, tripped flags.
+    weights: Vec<Vec<u64>>,
+    tripped_gauges: Vec<Option<u64>>,
+}
+
+impl Runtime {
+    pub fn new(engine: &Engine) -> Runtime {
+        let releases = &engine.policy.releases;
+        Runtime {
+            windows: releases
+                .iter()
+                .map(|r| r.guard.as_ref().map(|_| Window::default()))
+                .collect(),
+            tripped: 0,
+            weights: releases.iter().map(|_| Vec::new()).collect(),
+            tripped_gauges: releases.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// The context a request is decided in: the time, and the guards that tripped.
+    pub fn context(&self, now_nanos: Option<u64>) -> Context {
+        Context {
+            now_nanos,
+            tripped: self.tripped,
+        }
+    }
+
+    pub fn tripped(&self) -> u64 {
+        self.tripped
+    }
+
+    pub fn on_tick<H: Host>(&mut self, engine: &Engine, host: &mut H, now: u64, shared: &Shared) {
+        for (i, release) in engine.policy.releases.iter().enumerate() {
+            if let (Some(guard), Some(Some(window))) = (&release.guard, self.windows.get_mut(i)) {
+                let key = format!("{}.guard.{}", shared.prefix, release.name);
+                if self.tripped & (1 << i) == 0
+                    && judge(engine, host, i, guard, window, now, &key, shared)
+                {
+                    self.tripped |= 1 << i;
+                }
+                let flag = u64::from(self.tripped & (1 << i) != 0);
+                if let (Some(metric), Some(last)) =
+                    (engine.catalog.guard(i), self.tripped_gauges.get_mut(i))
+                {
+                    if *last != Some(flag) && set_gauge(host, metric.tripped, flag) {
+                        *last = Some(flag);
+                    }
+                }
+            }
+            let weights = effective_weights(engine, i, now, self.tripped & (1 << i) != 0);
+            if let Some(last) = self.weights.get_mut(i) {
+                if *last != weights {
+                    let all_set = weights.iter().enumerate().all(|(j, w)| {
+                        engine
+                            .catalog
+                            .weight(i, j)
+                            .is_none_or(|m| set_gauge(host, m, *w))
+                    });
+                    if all_set {
+                        *last = weights;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether release `i`'s guard is tripped now: by another VM (its mark in shared data) or by
+/// this VM's judgement of the window, which it then shares.
+#[allow(clippy::too_many_arguments)]
+fn judge<H: Host>(
+    engine: &Engine,
+    host: &mut H,
+    i: usize,
+    guard: &Guard,
+    window: &mut Window,
+    now: u64,
+    key: &str,
+    shared: &Shared,
+) -> bool {
+    let (seen, cas) = host.shared(key).unwrap_or_else(|e| {
+        log::warn!("dial: cannot read the guard's shared state {key}: {e:?}");
+        (None, 0)
+    });
+    if seen.as_deref() == Some(shared.fingerprint.as_slice()) {
+        return true;
+    }
+    let (Some(guarded), Some(fallback)) = (
+        counts(&engine.catalog, host, i, guard.subset),
+        counts(&engine.catalog, host, i, guard.fallback),
+    ) else {
+        return false;
+    };
+    let Some(trip) = window.observe(guard, now, guarded, fallback) else {
+        return false;
+    };
+    match host.set_shared(key, &shared.fingerprint, cas) {
+        Ok(true) => {
+            log_trip(engine, i, guard, &trip);
+            if let Some(m) = engine.catalog.guard(i) {
+                if let Err(e) = host.increment(m.trips) {
+                    log::warn!("dial: cannot count the guard's trip: {e:?}");
+                }
+            }
+        }
+        // Another VM tripped it in the meantime (and said so).
+        Ok(false) => {}
+        Err(e) => log::warn!("dial: cannot share the guard's trip {key}: {e:?}"),
+    }
+    true
+}
+
+fn log_trip(engine: &Engine, i: usize, guard: &Guard, trip: &Trip) {
+    let Some(release) = engine.policy.releases.get(i) else {
+        return;
+    };
+    let name = |s: usize| release.subsets.get(s).map_or("?", |s| s.name.as_str());
+    let max = match trip.what {
+        crate::core::guard::Measure::Errors => guard.max_error_rate.unwrap_or(0.0),
+        crate::core::guard::Measure::Slow => guard.max_slow_rate.map_or(0.0, |s| s.rate),
+    };
+    let ppm = |rate: f64| (rate * f64::from(PPM)) as u64;
+    log::warn!(
+        "dial: guard tripped: release {}, subset {} goes to {}: {} {}% against {}% for {} over {} responses in the last {} ms (the most allowed: {} points above {})",
+        release.name,
+        name(guard.subset),
+        name(guard.fallback),
+        trip.what.as_str(),
+        ramp::percent(ppm(trip.rate)),
+        ramp::percent(ppm(trip.fallback_rate)),
+        name(guard.fallback),
+        trip.responses,
+        trip.covered / 1_000_000,
+        ramp::percent(ppm(max)),
+        name(guard.fallback),
+    );
+}
+
+/// A subset's cumulative response counts, read from the process-wide counters.
+fn counts<H: Host>(
+    catalog: &Catalog,
+    host: &mut H,
+    release: usize,
+    subset: usize,
+) -> Option<Counts> {
+    let mut read = |metric: Option<usize>| -> Option<u64> {
+        host.read_counter(metric?)
+            .map_err(|e| log::warn!("dial: cannot read a guard counter: {e:?}"))
+            .ok()
+    };
+    let mut responses = 0u64;
+    let mut errors = 0u64;
+    for (class, status) in STATUS_CLASSES.iter().zip([200, 300, 400, 500]) {
+        let n = read(catalog.responses(release, subset, status))?;
+        responses += n;
+        if *class == "5xx" {
+            errors = n;
+        }
+    }
+    let slow = match catalog.slow(release, subset) {
+        Some(m) => read(Some(m))?,
+        None => 0,
+    };
+    Some(Counts {
+        responses,
+        errors,
+        slow,
+    })
+}
+
+/// Each subset's effective share of release `i` now, in basis points: the ramp's step applied;
+/// a tripped guard gives its subset's share to the fallback (and stops the ramp).
+pub fn effective_weights(engine: &Engine, i: usize, now: u64, tripped: bool) -> Vec<u64> {
+    let Some(release) = engine.policy.releases.get(i) else {
+        return Vec::new();
+    };
+    let weights: Vec<u32> = release.subsets.iter().map(|s| s.weight).collect();
+    let step = release
+        .ramp
+        .as_ref()
+        .filter(|_| !tripped)
+        .and_then(|r| Some((r.subset, r.step_at(Some(now))?.1.taken_ppm)));
+    let mut shares = match step {
+        Some((ramped, taken)) => ramp::shares_ppm(&weights, Some(ramped), taken),
+        None => ramp::shares_ppm(&weights, None, 0),
+    };
+    if let Some(g) = release.guard.as_ref().filter(|_| tripped) {
+        let moved = shares.get(g.subset).copied().unwrap_or(0);
+        if let Some(s) = shares.get_mut(g.subset) {
+            *s = 0;
+        }
+        if let Some(f) = shares.get_mut(g.fallback) {
+            *f = (*f + moved).min(PPM);
+        }
+    }
+    shares
+        .into_iter()
+        .map(|ppm| (u64::from(ppm) + 50) / 100)
+        .collect()
+}
+
+fn set_gauge<H: Host>(host: &mut H, metric: usize, value: u64) -> bool {
+    host.set_gauge(metric, value)
+        .map_err(|e| log::warn!("dial: cannot set gauge {metric}: {e:?}"))
+        .is_ok()
+}
