@@ -104,9 +104,10 @@ impl Window {
             guarded,
             fallback,
         });
-        // Keep one sample at or before the window's start as the baseline.
+        // The baseline is the oldest sample inside the window: the judged span never exceeds
+        // the window (it falls short of it by less than a tick).
         let start = now.saturating_sub(guard.window);
-        while self.samples.get(1).is_some_and(|s| s.at <= start) {
+        while self.samples.len() > 1 && self.samples.front().is_some_and(|s| s.at < start) {
             self.samples.pop_front();
         }
         let base = self.samples.front()?;

@@ -18,7 +18,12 @@ pub struct Envoy {
 
 /// Starts Envoy, or `wrapper` (a command line, e.g. valgrind's) with Envoy's executable and
 /// arguments appended.
-fn spawn(dir: &Path, bootstrap: &str, wrapper: &[String]) -> (Child, PathBuf, PathBuf) {
+fn spawn(
+    dir: &Path,
+    bootstrap: &str,
+    wrapper: &[String],
+    workers: u32,
+) -> (Child, PathBuf, PathBuf) {
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, bootstrap).unwrap();
     let log_path = dir.join("envoy.log");
@@ -34,13 +39,8 @@ fn spawn(dir: &Path, bootstrap: &str, wrapper: &[String]) -> (Child, PathBuf, Pa
     let child = command
         .arg("-c")
         .arg(&config_path)
-        .args([
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--drain-time-s",
-            "1",
-        ])
+        .args(["--concurrency", &workers.to_string()])
+        .args(["--disable-hot-restart", "--drain-time-s", "1"])
         .args([
             "--log-level",
             "warning",
@@ -71,6 +71,18 @@ impl Envoy {
         Self::start_bootstrap(dir, &config.bootstrap_static())
     }
 
+    /// The same with `workers` worker threads, each with its own Wasm VM.
+    pub fn start_with_workers(config: &EnvoyConfig, workers: u32) -> Envoy {
+        let dir = scratch_dir("envoy");
+        Self::start_with(
+            dir,
+            &config.bootstrap_static(),
+            &[],
+            workers,
+            Duration::from_secs(30),
+        )
+    }
+
     /// Starts Envoy whose listener is read from an LDS file in its directory; returns the path
     /// to rewrite for reloads. `config.port` must be fixed (not 0) so reloads keep the port.
     pub fn start_lds(config: &EnvoyConfig) -> (Envoy, PathBuf) {
@@ -94,16 +106,23 @@ impl Envoy {
             scratch_dir(label),
             bootstrap,
             wrapper,
+            1,
             Duration::from_secs(300),
         )
     }
 
     fn start_bootstrap(dir: PathBuf, bootstrap: &str) -> Envoy {
-        Self::start_with(dir, bootstrap, &[], Duration::from_secs(30))
+        Self::start_with(dir, bootstrap, &[], 1, Duration::from_secs(30))
     }
 
-    fn start_with(dir: PathBuf, bootstrap: &str, wrapper: &[String], wait: Duration) -> Envoy {
-        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper);
+    fn start_with(
+        dir: PathBuf,
+        bootstrap: &str,
+        wrapper: &[String],
+        workers: u32,
+        wait: Duration,
+    ) -> Envoy {
+        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper, workers);
         let deadline = Instant::now() + wait;
         let admin_port = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -166,7 +185,7 @@ impl Envoy {
     /// Runs Envoy with a bootstrap that must be refused; returns its exit status and log.
     pub fn start_expecting_failure(config: &EnvoyConfig) -> (ExitStatus, String) {
         let dir = scratch_dir("envoy-refused");
-        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static(), &[]);
+        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static(), &[], 1);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -221,6 +221,10 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// When the request arrived.
+    pub at: Instant,
+    /// The status the backend answered it with.
+    pub status: u16,
 }
 
 impl Seen {
@@ -349,17 +353,19 @@ fn serve(
         for (n, v) in &headers {
             body.push_str(&format!("{n}: {}\n", String::from_utf8_lossy(v)));
         }
+        let code = status.load(Ordering::Relaxed);
         seen.lock().unwrap().push(Seen {
             method,
             path,
             headers,
+            at: Instant::now(),
+            status: code,
         });
         count.fetch_add(1, Ordering::Relaxed);
         let wait = delay.load(Ordering::Relaxed);
         if wait > 0 {
             thread::sleep(Duration::from_millis(wait));
         }
-        let code = status.load(Ordering::Relaxed);
         let head = format!(
             "HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
             body.len()
