@@ -8,17 +8,19 @@
 )]
 mod support;
 
-use support::bad_policies;
+use support::{bad_policies, policies};
 use support::{free_port, Backend, Client, Envoy, EnvoyConfig};
 
 #[test]
 fn envoy_refuses_to_start_with_a_bad_policy() {
     let stable = Backend::start("stable");
-    let bad = r#"{ "releases": [{ "name": "checkout", "key": [{ "header": "x-user-id" }],
-        "subsets": [{ "name": "stable", "version": "v1", "weight": 90 },
-                    { "name": "canary", "version": "v2", "weight": -5 }] }] }"#;
-    let (status, log) =
-        Envoy::start_expecting_failure(&EnvoyConfig::new(bad, &[("stable", stable.port)]));
+    // The example policy with one bad weight.
+    let mut bad = policies::checkout();
+    bad["releases"][0]["subsets"][1]["weight"] = (-5).into();
+    let (status, log) = Envoy::start_expecting_failure(&EnvoyConfig::new(
+        &bad.to_string(),
+        &[("stable", stable.port)],
+    ));
     assert!(!status.success(), "Envoy started with a bad policy");
     assert!(
         log.contains(

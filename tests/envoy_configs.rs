@@ -10,12 +10,13 @@ mod support;
 
 use std::process::Command;
 
-use support::{envoy_binary, module_path, repo_root};
+use dial::core::policy::Policy;
+use serde_json::Value;
+use support::policies::{checkout, envoy_example};
+use support::{envoy_binary, repo_root};
 
 #[test]
 fn every_shipped_envoy_config_validates() {
-    // The configs name the module relative to the repository root.
-    assert!(module_path().exists());
     let dir = repo_root().join("envoy-config");
     let mut configs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -25,6 +26,22 @@ fn every_shipped_envoy_config_validates() {
     configs.sort();
     assert!(!configs.is_empty(), "no configs in {}", dir.display());
     for config in configs {
+        // The configs name the module relative to the repository root: it must be there (or
+        // validation would fail for a reason that is not the config's).
+        let text = std::fs::read_to_string(&config).unwrap();
+        let modules: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split("filename: ").nth(1))
+            .map(|rest| rest.trim_end_matches(['}', ' ']))
+            .collect();
+        assert!(!modules.is_empty(), "{}: no module", config.display());
+        for module in modules {
+            assert!(
+                repo_root().join(module).exists(),
+                "{} names {module}, which is not built: run `make build`",
+                config.display()
+            );
+        }
         let out = Command::new(envoy_binary())
             .current_dir(repo_root())
             .args(["--mode", "validate", "--log-level", "warning", "-c"])
@@ -66,4 +83,63 @@ fn validation_runs_dials_policy_checks() {
         text.contains("$.releases[0].subsets[0].weight: weight must be 0 or more, got -90"),
         "{text}"
     );
+}
+
+/// The example policy in `envoy-config/envoy.yaml` (what `make demo` runs) and the tests' copy in
+/// `tests/data/checkout.json` cannot drift apart: the shipped one is a valid policy whose
+/// checkout release is the tests' one, but for what an example adds: its own override token, a
+/// mirror to the shadow, and a second release (search).
+#[test]
+fn the_shipped_example_policy_is_the_tests_checkout_policy() {
+    let text = envoy_example();
+    if let Err(e) = Policy::parse(text.as_bytes()) {
+        panic!("envoy-config/envoy.yaml: its policy is refused: {e}\n{text}");
+    }
+    let shipped: Value = serde_json::from_str(&text).unwrap();
+    let tests = checkout();
+    assert_eq!(shipped["headers"], tests["headers"]);
+    let names = |doc: &Value| -> Vec<String> {
+        doc["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&shipped), ["checkout", "search"]);
+    assert_eq!(names(&tests), ["checkout"]);
+
+    // The checkout release, without the fields the two may differ in.
+    let routing = |release: &Value| {
+        let mut r = release.clone();
+        let fields = r.as_object_mut().unwrap();
+        let mirror = fields.remove("mirror");
+        let token = fields
+            .get_mut("override")
+            .and_then(|o| o.as_object_mut()?.remove("token"));
+        (r, mirror, token)
+    };
+    let (shipped_release, mirror, shipped_token) = routing(&shipped["releases"][0]);
+    let (tests_release, no_mirror, tests_token) = routing(&tests["releases"][0]);
+    assert_eq!(shipped_release, tests_release);
+    assert_eq!(
+        mirror.map(|m| m["version"].clone()),
+        Some(Value::from("v3")),
+        "the example mirrors to v3, which its shadow route serves"
+    );
+    assert_eq!(no_mirror, None);
+    // Both trust the override by token only (sourceCidrs and allowAnyone are compared above).
+    assert!(shipped_token.is_some() && tests_token.is_some());
+
+    // Every subset but a release's first (its default route's) has a route on Dial's header.
+    let yaml = std::fs::read_to_string(repo_root().join("envoy-config/envoy.yaml")).unwrap();
+    for release in shipped["releases"].as_array().unwrap() {
+        for subset in release["subsets"].as_array().unwrap().iter().skip(1) {
+            let name = subset["name"].as_str().unwrap();
+            assert!(
+                yaml.contains(&format!("string_match: {{ exact: {name} }}")),
+                "no route in envoy.yaml for subset {name}"
+            );
+        }
+    }
 }

@@ -8,28 +8,8 @@
 )]
 mod support;
 
+use support::policies::{Core, CHECKOUT, HOST};
 use support::{Backend, Client, Envoy, EnvoyConfig};
-
-const HOST: &str = "shop.example.com";
-
-fn policy() -> String {
-    r#"{
-      "headers": { "response": "x-dial-assignment" },
-      "releases": [{
-        "name": "checkout",
-        "match": { "hosts": ["shop.example.com"], "pathPrefixes": ["/checkout"] },
-        "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
-                     { "name": "canary", "version": "v2", "weight": 10 } ],
-        "key": [ { "header": "x-user-id" }, { "cookie": "uid" } ],
-        "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" },
-                   { "cookie": { "name": "beta", "equals": "1" }, "subset": "canary" },
-                   { "users": ["alice", "bob"], "subset": "canary" } ],
-        "whenNoKey": { "stickyCookie": { "name": "dial-checkout", "maxAgeSeconds": 2592000 } },
-        "override": { "header": "x-dial-override", "token": "qa-token-0123456789" }
-      }]
-    }"#
-    .to_string()
-}
 
 struct Setup {
     stable: Backend,
@@ -41,7 +21,7 @@ fn setup() -> Setup {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
     let config = EnvoyConfig::new(
-        &policy(),
+        CHECKOUT,
         &[("stable", stable.port), ("canary", canary.port)],
     );
     let envoy = Envoy::start(&config);
@@ -52,29 +32,17 @@ fn setup() -> Setup {
     }
 }
 
-/// Users the 90/10 split sends to each side, found through Envoy itself.
-fn users_by_backend(client: &mut Client, n: usize) -> (Vec<String>, Vec<String>) {
-    let (mut stable, mut canary) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let u = format!("user-{i}");
-        match client
-            .get(HOST, "/checkout", &[("x-user-id", &u)])
-            .backend()
-        {
-            "stable" => stable.push(u),
-            "canary" => canary.push(u),
-            other => panic!("unexpected backend {other}"),
-        }
-    }
-    (stable, canary)
+/// The first `n` users the 90/10 split puts on `subset`, found with Dial's core (the code the
+/// filter runs), so each test also checks that Envoy sends them there.
+fn users_on(subset: &str, n: usize) -> Vec<String> {
+    Core::new(CHECKOUT).users_on(HOST, "/checkout", subset, n)
 }
 
 #[test]
 fn the_subset_header_changes_the_route_and_reaches_the_upstream() {
     let s = setup();
     let mut c = Client::new(s.envoy.port);
-    let (stable_users, canary_users) = users_by_backend(&mut c, 300);
-    assert!(!stable_users.is_empty() && !canary_users.is_empty());
+    let (stable_users, canary_users) = (users_on("stable", 1), users_on("canary", 1));
 
     let r = c.get(HOST, "/checkout", &[("x-user-id", &canary_users[0])]);
     assert_eq!((r.status, r.backend()), (200, "canary"));
@@ -108,7 +76,7 @@ fn the_subset_header_changes_the_route_and_reaches_the_upstream() {
 fn rules_beat_the_hash() {
     let s = setup();
     let mut c = Client::new(s.envoy.port);
-    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
 
     // (request headers, backend that must answer, reason Dial must report)
@@ -148,7 +116,7 @@ fn rules_beat_the_hash() {
 fn client_sent_dial_headers_never_steer() {
     let s = setup();
     let mut c = Client::new(s.envoy.port);
-    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
 
     // Inside the release: Dial's value replaces the client's, even when sent twice.
@@ -184,7 +152,7 @@ fn client_sent_dial_headers_never_steer() {
 fn overrides_need_the_token_and_never_reach_the_upstream() {
     let s = setup();
     let mut c = Client::new(s.envoy.port);
-    let (stable_users, _) = users_by_backend(&mut c, 50);
+    let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
 
     let r = c.get(
@@ -227,6 +195,7 @@ fn overrides_need_the_token_and_never_reach_the_upstream() {
 fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset() {
     let s = setup();
     let mut c = Client::new(s.envoy.port);
+    let core = Core::new(CHECKOUT);
     let mut seen_backends = std::collections::HashSet::new();
     for _ in 0..60 {
         let first = c.get(HOST, "/checkout", &[]);
@@ -241,6 +210,16 @@ fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset() {
         );
         let pair = set_cookie.split(';').next().unwrap().to_string();
         seen_backends.insert(first.backend().to_string());
+        // The cookie holds the key Dial hashed: the core, given it, puts the visitor where
+        // Envoy did.
+        let by_core = core
+            .decide(&[
+                (":authority", HOST),
+                (":path", "/checkout"),
+                ("cookie", &pair),
+            ])
+            .unwrap();
+        assert_eq!(first.backend(), core.subset_name(&by_core), "{pair}");
         for _ in 0..3 {
             let again = c.get(HOST, "/checkout", &[("cookie", &pair)]);
             assert_eq!(again.backend(), first.backend(), "{pair}");

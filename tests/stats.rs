@@ -8,36 +8,21 @@
 )]
 mod support;
 
-use dial::core::decide::{decide, Context, Decision};
-use dial::core::policy::Policy;
-use dial::core::request::HeaderList;
+use serde_json::json;
+use support::policies::{checkout_with, Core, HOST, PATH};
 use support::prometheus::value;
 use support::{Backend, Client, Envoy, EnvoyConfig};
 
-const POLICY: &str = r#"{
-  "releases": [{
-    "name": "checkout",
-    "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
-                 { "name": "canary", "version": "v2", "weight": 10 } ],
-    "key": [ { "header": "x-user-id" } ],
-    "rules": [ { "header": { "name": "x-beta", "equals": "true" }, "subset": "canary" } ],
-    "whenNoKey": { "subset": "stable" }
-  }]
-}"#;
+/// The example policy, with a fixed subset for requests without a key (so they count under
+/// `fallback`, exactly).
+fn policy() -> String {
+    checkout_with(&[("whenNoKey", json!({ "subset": "stable" }))])
+}
 
 /// The first `n` user ids that Dial's core assigns to `subset` (the same code the filter runs:
 /// this also checks that native and in-Envoy assignments agree).
 fn users_on(subset: &str, n: usize) -> Vec<String> {
-    let policy = Policy::parse(POLICY.as_bytes()).unwrap();
-    (0..)
-        .map(|i| format!("user-{i}"))
-        .filter(|u| {
-            let request = HeaderList::from_strs(&[(":path", "/"), ("x-user-id", u)]);
-            matches!(decide(&policy, &Context::default(), &request),
-                Decision::Assign(a) if policy.releases[0].subsets[a.subset].name == subset)
-        })
-        .take(n)
-        .collect()
+    Core::new(&policy()).users_on(HOST, PATH, subset, n)
 }
 
 fn labels<'a>(
@@ -59,34 +44,34 @@ fn exact_counts_per_subset_reason_and_status_class() {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
     let envoy = Envoy::start(&EnvoyConfig::new(
-        POLICY,
+        &policy(),
         &[("stable", stable.port), ("canary", canary.port)],
     ));
     let mut client = Client::new(envoy.port);
 
     for u in users_on("canary", 1000) {
         assert_eq!(
-            client.get("h", "/", &[("x-user-id", &u)]).backend(),
+            client.get(HOST, PATH, &[("x-user-id", &u)]).backend(),
             "canary"
         );
     }
     for u in users_on("stable", 300) {
         assert_eq!(
-            client.get("h", "/", &[("x-user-id", &u)]).backend(),
+            client.get(HOST, PATH, &[("x-user-id", &u)]).backend(),
             "stable"
         );
     }
     for _ in 0..25 {
-        client.get("h", "/", &[("x-beta", "true")]);
+        client.get(HOST, PATH, &[("x-beta", "true")]);
     }
     for _ in 0..7 {
-        client.get("h", "/", &[]);
+        client.get(HOST, PATH, &[]);
     }
     // The canary starts failing: its 5xx must show up in its own series only.
     canary.set_status(503);
     let failing = users_on("canary", 1040);
     for u in &failing[1000..] {
-        assert_eq!(client.get("h", "/", &[("x-user-id", u)]).status, 503);
+        assert_eq!(client.get(HOST, PATH, &[("x-user-id", u)]).status, 503);
     }
 
     let m = envoy.prometheus();

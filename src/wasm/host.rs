@@ -207,7 +207,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, Status
     }
 }
 
-/// Asks for `on_tick` every `millis` milliseconds on this VM's root context.
+/// Asks for `on_tick` every `millis` milliseconds on this VM's root context (0: no more ticks).
 pub fn set_tick_period(millis: u32) -> Result<(), Status> {
     // SAFETY: a plain integer.
     ok(unsafe { proxy_set_tick_period_milliseconds(millis) })

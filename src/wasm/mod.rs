@@ -182,13 +182,21 @@ impl RootContext for DialRoot {
                 if first_to_apply("loaded", &shared) {
                     increment(loads);
                 }
-                // Ticks judge the guards and keep the gauges current; the first one comes
-                // right away, so the gauges are set before any traffic.
+                // Ticks judge the guards and keep the gauges current. The first one comes right
+                // away, so the gauges are set before any traffic; a policy with no ramp and no
+                // guard needs no other (its weights never change).
                 let mut runtime = Runtime::new(&loaded.engine);
                 if let Ok(now) = host::now_nanos() {
                     runtime.on_tick(&loaded.engine, &mut loaded.host(), now, &shared);
                 }
-                if let Err(status) = host::set_tick_period(TICK_MILLIS) {
+                let progresses = loaded
+                    .engine
+                    .policy
+                    .releases
+                    .iter()
+                    .any(|r| r.ramp.is_some() || r.guard.is_some());
+                let period = if progresses { TICK_MILLIS } else { 0 };
+                if let Err(status) = host::set_tick_period(period) {
                     log::warn!("dial: cannot set the tick period: {status:?}");
                 }
                 self.runtime = Some((runtime, shared));

@@ -6,55 +6,37 @@ use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use dial::core::decide::{decide, Context, Decision};
+use dial::core::decide::{decide, Context, Decision, Reason};
 use dial::core::policy::Policy;
 use dial::core::request::{serialize, HeaderList, RequestView, SerializedHeaders};
+use serde_json::{json, Value};
 
+use crate::checks::Checks;
+use crate::support::policies;
 use crate::ALLOCATIONS;
 
-/// The policy the proxy benchmark also runs: 2 releases, 5 rules, an allowlist of `allowlist`
-/// ids, hashed split, mirror, stats.
+/// The policy the proxy benchmark also runs (tests/data/bench.json: 2 releases, 5 rules,
+/// hashed split, mirror), its allowlist made `allowlist` ids long, `extra_rules` header rules
+/// that do not match put before its rules and `extra_releases` releases before it.
 pub fn realistic_policy(allowlist: usize, extra_rules: usize, extra_releases: usize) -> String {
-    let users: Vec<String> = (0..allowlist).map(|i| format!("\"vip-{i}\"")).collect();
-    let extra: Vec<String> = (0..extra_rules)
-        .map(|i| {
-            format!(
-                r#"{{ "header": {{ "name": "x-flag-{i}", "equals": "on" }}, "subset": "canary" }}"#
-            )
-        })
-        .collect();
-    let mut releases: Vec<String> = (0..extra_releases)
-        .map(|i| {
-            format!(
-                r#"{{ "name": "other-{i}", "match": {{ "pathPrefixes": ["/other-{i}/"] }},
-                     "subsets": [{{ "name": "a", "version": "v1", "weight": 1 }}], "key": [{{ "header": "x-user-id" }}] }}"#
-            )
-        })
-        .collect();
-    releases.push(format!(
-        r#"{{ "name": "checkout", "match": {{ "pathPrefixes": ["/checkout"] }},
-             "subsets": [ {{ "name": "stable", "version": "v1", "weight": 90 }},
-                          {{ "name": "canary", "version": "v2", "weight": 10 }} ],
-             "key": [ {{ "header": "x-user-id" }}, {{ "cookie": "uid" }} ],
-             "rules": [ {}
-                        {{ "header": {{ "name": "x-beta", "equals": "true" }}, "subset": "canary" }},
-                        {{ "header": {{ "name": "x-group", "oneOf": ["qa", "staff"] }}, "subset": "canary" }},
-                        {{ "cookie": {{ "name": "beta", "equals": "1" }}, "subset": "canary" }},
-                        {{ "cookie": {{ "name": "plan", "prefix": "enterprise-" }}, "subset": "stable" }},
-                        {{ "users": [{}], "subset": "canary" }} ],
-             "whenNoKey": {{ "stickyCookie": {{ "name": "dial-checkout", "maxAgeSeconds": 86400 }} }},
-             "mirror": {{ "version": "v3", "percent": 1 }} }}"#,
-        extra.iter().map(|r| format!("{r},")).collect::<String>(),
-        users.join(",")
-    ));
-    releases.push(
-        r#"{ "name": "search", "match": { "pathPrefixes": ["/search"] },
-             "subsets": [ { "name": "ranker-a", "version": "r1", "weight": 50 },
-                          { "name": "ranker-b", "version": "r2", "weight": 50 } ],
-             "key": [ { "header": "x-user-id" } ], "whenNoKey": { "subset": "ranker-a" } }"#
-            .to_string(),
-    );
-    format!(r#"{{ "releases": [{}] }}"#, releases.join(","))
+    let mut doc: Value = serde_json::from_str(policies::BENCH).unwrap();
+    let releases = doc["releases"].as_array_mut().unwrap();
+    let rules = releases[0]["rules"].as_array_mut().unwrap();
+    let allowlist_rule = rules
+        .iter_mut()
+        .find(|r| r.get("users").is_some())
+        .expect("an allowlist rule in tests/data/bench.json");
+    allowlist_rule["users"] = (0..allowlist).map(|i| json!(format!("vip-{i}"))).collect();
+    let flags = (0..extra_rules)
+        .map(|i| json!({ "header": { "name": format!("x-flag-{i}"), "equals": "on" }, "subset": "canary" }));
+    rules.splice(0..0, flags);
+    let others = (0..extra_releases).map(|i| {
+        json!({ "name": format!("other-{i}"), "match": { "pathPrefixes": [format!("/other-{i}/")] },
+                "subsets": [{ "name": "a", "version": "v1", "weight": 1 }],
+                "key": [{ "header": "x-user-id" }] })
+    });
+    releases.splice(0..0, others);
+    doc.to_string()
 }
 
 /// A browser-like request of user `i`: a dozen headers, a few cookies.
@@ -112,23 +94,76 @@ impl RequestView for View<'_> {
     }
 }
 
+/// What a variant's requests must be decided by, or its row measures something else.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// The weighted split, with users on both subsets.
+    Hash,
+    /// The allowlist rule, onto the canary.
+    Allowlist,
+}
+
 struct Variant {
     name: String,
     policy: Policy,
+    lists: Vec<HeaderList>,
     requests: Vec<Serialized>,
+    expect: Expect,
     samples: Vec<f64>,
     allocations: u64,
 }
 
 impl Variant {
-    fn new(name: &str, policy: &str, requests: Vec<HeaderList>) -> Variant {
+    fn new(name: &str, policy: &str, requests: Vec<HeaderList>, expect: Expect) -> Variant {
         Variant {
             name: name.to_string(),
             policy: Policy::parse(policy.as_bytes()).unwrap(),
             requests: requests.iter().map(Serialized::of).collect(),
+            lists: requests,
+            expect,
             samples: Vec::new(),
             allocations: 0,
         }
+    }
+
+    /// Every request is decided as the row says, and the same from the serialized header map
+    /// (what is timed, as the filter reads it) as from the plain header list.
+    fn check_decisions(&self, checks: &mut Checks) {
+        let mut wrong = Vec::new();
+        let mut subsets = std::collections::BTreeSet::new();
+        for (list, serialized) in self.lists.iter().zip(&self.requests) {
+            let from_map = decide(&self.policy, &Context::default(), &serialized.view());
+            let from_list = decide(&self.policy, &Context::default(), list);
+            let ok = match (from_map, self.expect) {
+                _ if from_map != from_list => false,
+                (Decision::Assign(a), Expect::Hash) => {
+                    subsets.insert(a.subset);
+                    a.reason == Reason::Hash
+                }
+                (Decision::Assign(a), Expect::Allowlist) => {
+                    a.reason == Reason::Allowlist
+                        && self.policy.releases[a.release].subsets[a.subset].name == "canary"
+                }
+                (Decision::Pass, _) => false,
+            };
+            if !ok {
+                wrong.push(format!("{from_map:?} / {from_list:?}"));
+            }
+        }
+        let (label, both) = match self.expect {
+            Expect::Hash => ("the hash, users on both subsets", subsets.len() == 2),
+            Expect::Allowlist => ("the allowlist, onto the canary", true),
+        };
+        checks.check(
+            wrong.is_empty() && both,
+            format!(
+                "{}: {} of {} requests decided by {label}, alike from the serialized map and the header list{}",
+                self.name,
+                self.requests.len() - wrong.len(),
+                self.requests.len(),
+                wrong.first().map(|w| format!(" (first wrong: {w})")).unwrap_or_default()
+            ),
+        );
     }
 
     /// One timed round: every request once, `reps` times. Returns ns per decision.
@@ -169,7 +204,7 @@ impl Variant {
     }
 }
 
-pub fn run(smoke: bool) -> String {
+pub fn run(smoke: bool, checks: &mut Checks) -> String {
     let users = 1000;
     let hashed: Vec<HeaderList> = (0..users).map(request).collect();
     // Allowlisted users: the rule that matches is the allowlist (after 4 rules that do not).
@@ -190,43 +225,54 @@ pub fn run(smoke: bool) -> String {
             "realistic policy, hashed user (10,000-id allowlist)",
             &realistic_policy(10_000, 0, 0),
             hashed.clone(),
+            Expect::Hash,
         ),
         Variant::new(
             "realistic policy, hashed user (10-id allowlist)",
             &realistic_policy(10, 0, 0),
             hashed.clone(),
+            Expect::Hash,
         ),
         Variant::new(
             "realistic policy, allowlisted user (10,000-id allowlist)",
             &realistic_policy(10_000, 0, 0),
             vips.clone(),
+            Expect::Allowlist,
         ),
         Variant::new(
             "realistic policy, allowlisted user (10-id allowlist)",
             &realistic_policy(10, 0, 0),
             vips,
+            Expect::Allowlist,
         ),
         Variant::new(
             "+ 20 rules that do not match",
             &realistic_policy(10, 20, 0),
             hashed.clone(),
+            Expect::Hash,
         ),
         Variant::new(
             "+ 100 rules that do not match",
             &realistic_policy(10, 100, 0),
             hashed.clone(),
+            Expect::Hash,
         ),
         Variant::new(
             "+ 10 releases before it",
             &realistic_policy(10, 0, 10),
             hashed.clone(),
+            Expect::Hash,
         ),
         Variant::new(
             "+ 50 releases before it",
             &realistic_policy(10, 0, 50),
             hashed,
+            Expect::Hash,
         ),
     ];
+    for v in &variants {
+        v.check_decisions(checks);
+    }
     let (rounds, reps) = if smoke { (3, 2) } else { (31, 50) };
     for v in variants.iter_mut() {
         v.round(1); // warm up
@@ -237,6 +283,20 @@ pub fn run(smoke: bool) -> String {
         for v in variants.iter_mut() {
             v.round(reps);
         }
+    }
+
+    // The target says 0; allocation counts do not depend on the machine's load, so this is a
+    // check, where the time targets are only reported.
+    for v in &variants {
+        checks.check(
+            v.allocations == 0,
+            format!(
+                "{}: 0 heap allocations on the decision path ({} in {} decisions)",
+                v.name,
+                v.allocations,
+                v.samples.len() * reps * v.requests.len()
+            ),
+        );
     }
 
     let base = variants[0].best();

@@ -1,6 +1,9 @@
 //! `make bench`: Dial's cost, natively and inside Envoy, side by side with its floors and the
 //! alternatives, in one interleaved run. Writes BENCHMARKS.md. `--smoke` runs every part for a
 //! second or so (make test uses it so the benchmark cannot rot) and writes nothing.
+//!
+//! Each part also checks what it measures (tests/bench/checks.rs); the run ends with the count
+//! of checks passed and failed, and fails (exit status 1, no BENCHMARKS.md) if any failed.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,6 +14,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod checks;
 mod core_bench;
 mod instructions;
 mod proxy_bench;
@@ -58,13 +62,22 @@ fn machine() -> String {
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let core = core_bench::run(smoke);
-    let proxy = proxy_bench::run(smoke);
-    let instructions = instructions::run(smoke);
+    let started = std::time::Instant::now();
+    let (core, core_checks) = checks::Checks::run_part("core bench", |c| core_bench::run(smoke, c));
+    let (proxy, proxy_checks) =
+        checks::Checks::run_part("proxy bench", |c| proxy_bench::run(smoke, c));
+    let (instructions, instruction_checks) =
+        checks::Checks::run_part("instructions", |c| instructions::run(smoke, c));
+    let smoke_note = if smoke {
+        "**Smoke run** (`make bench-smoke`): every part, briefly, built without optimization, \
+         configurations side by side. Its numbers mean nothing; its checks do.\n\n"
+    } else {
+        ""
+    };
     let report = format!(
         "# Dial benchmarks\n\nProduced by `make bench` (`cargo bench --bench dial`) on {}, {}.\n\
          The machine is shared and noisy: read the ratios, which come from one interleaved run, \
-         not the absolute numbers.\n\n{core}\n{proxy}\n{instructions}",
+         not the absolute numbers.\n\n{smoke_note}{core}\n{proxy}\n{instructions}",
         machine(),
         support::envoy_binary()
             .file_name()
@@ -72,9 +85,26 @@ fn main() {
             .unwrap_or_default(),
     );
     println!("{report}");
-    if smoke {
-        println!("smoke run: 1 passed, 0 failed");
-    } else {
+
+    let parts = [core_checks, proxy_checks, instruction_checks];
+    for part in &parts {
+        println!("{}", part.summary());
+        for failure in part.failed() {
+            println!("  FAILED: {failure}");
+        }
+    }
+    let passed: usize = parts.iter().map(|p| p.passed()).sum();
+    let failed: usize = parts.iter().map(|p| p.failed().len()).sum();
+    let run = if smoke { "smoke run" } else { "bench run" };
+    println!(
+        "{run}: {passed} passed, {failed} failed ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    if failed > 0 {
+        // The numbers of a run whose checks failed measure something else: keep the old file.
+        std::process::exit(1);
+    }
+    if !smoke {
         let path = support::repo_root().join("BENCHMARKS.md");
         std::fs::write(&path, report).unwrap();
         println!("wrote {}", path.display());

@@ -2,12 +2,14 @@
 //! real Envoy executable, one worker), is warmed up uncounted, then serves a fixed number of
 //! requests on one connection with counting on. Unlike throughput on a shared machine, which
 //! moves ±15% from run to run, the count repeats to a fraction of a percent, so small
-//! differences (one host call) can be seen and attributed.
+//! differences (one host call) can be seen and attributed. A smoke run counts three
+//! configurations, side by side (a count does not depend on the wall clock).
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::proxy_bench::{configurations, floor_bootstrap, sink, DIALS_HOST_CALLS};
+use crate::checks::Checks;
+use crate::proxy_bench::{configurations, floor_bootstrap, DIALS_HOST_CALLS};
 use crate::support::{scratch_dir, Client, Envoy};
 
 /// The floor's host calls, each measured alone: (calls configured, the one measured, what it is).
@@ -38,52 +40,57 @@ const HOST_CALLS: [(&str, &str, &str); 7] = [
     ("clock", "clock", "read the host's clock"),
 ];
 
-/// One request of the benchmark's traffic (the wrk script's): user `i` of 100,000.
-fn request(client: &mut Client, i: usize) {
+/// One request of the benchmark's traffic (the wrk script's): user `i` of 100,000. Its status.
+fn request(client: &mut Client, i: usize) -> u16 {
     let user = format!("user-{}", i % 100_000);
     let cookie = format!("session=3f2a9c; theme=dark; uid={user}; consent=yes");
-    let response = client.get(
-        "shop.example.com",
-        "/checkout/cart?step=2",
-        &[
-            (
-                "user-agent",
-                "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
-            ),
-            ("accept", "text/html,application/xhtml+xml"),
-            ("accept-language", "en-US,en;q=0.5"),
-            ("x-user-id", &user),
-            ("cookie", &cookie),
-        ],
-    );
-    assert_eq!(response.status, 200, "{}", response.text());
+    client
+        .get(
+            "shop.example.com",
+            "/checkout/cart?step=2",
+            &[
+                (
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
+                ),
+                ("accept", "text/html,application/xhtml+xml"),
+                ("accept-language", "en-US,en;q=0.5"),
+                ("x-user-id", &user),
+                ("cookie", &cookie),
+            ],
+        )
+        .status
 }
 
-fn callgrind_control(args: &[&str], pid: u32) {
+fn callgrind_control(args: &[&str], pid: u32) -> Result<(), String> {
     let out = Command::new("callgrind_control")
         .args(args)
         .arg(pid.to_string())
         .output()
-        .expect("callgrind_control is installed (make bench installs valgrind)");
-    assert!(
-        out.status.success(),
-        "callgrind_control {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| format!("cannot run callgrind_control (make bench installs valgrind): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "callgrind_control {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// The `totals:` line of a callgrind dump.
-fn totals(dump: &Path) -> u64 {
+fn totals(dump: &Path) -> Result<u64, String> {
     let text = std::fs::read_to_string(dump)
-        .unwrap_or_else(|e| panic!("no callgrind dump at {}: {e}", dump.display()));
+        .map_err(|e| format!("no callgrind dump at {}: {e}", dump.display()))?;
     text.lines()
         .find_map(|l| l.strip_prefix("totals:"))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no totals in {}", dump.display()))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("no totals in {}", dump.display()))
 }
 
-/// Instructions per request for one bootstrap: `warm` requests uncounted, then `counted`.
-fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> f64 {
+/// Instructions per request for one bootstrap: `warm` requests uncounted, then `counted`; an
+/// error if a request was not answered 200, callgrind produced no count or the VM failed.
+fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> Result<f64, String> {
     let dir = scratch_dir(&format!("callgrind-{label}"));
     let out = dir.join("callgrind.out");
     let wrapper = [
@@ -94,36 +101,89 @@ fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> f64
     ];
     let envoy = Envoy::start_yaml_under(label, bootstrap, &wrapper);
     let mut client = Client::new(envoy.port);
-    for i in 0..warm {
-        request(&mut client, i);
-    }
-    callgrind_control(&["--instr=on"], envoy.pid());
-    for i in warm..warm + counted {
-        request(&mut client, i);
-    }
-    callgrind_control(&["--dump"], envoy.pid());
-    assert!(
-        envoy.vm_failures().is_empty(),
-        "{label}: {:?}",
-        envoy.vm_failures()
-    );
+    let mut not_ok = (0..warm)
+        .filter(|&i| request(&mut client, i) != 200)
+        .count();
+    callgrind_control(&["--instr=on"], envoy.pid())?;
+    not_ok += (warm..warm + counted)
+        .filter(|&i| request(&mut client, i) != 200)
+        .count();
+    callgrind_control(&["--dump"], envoy.pid())?;
+    let failures = envoy.vm_failures();
     drop(envoy);
-    let total = totals(&dir.join("callgrind.out.1"));
+    let total = totals(&dir.join("callgrind.out.1"))?;
     let _ = std::fs::remove_dir_all(&dir);
-    total as f64 / counted as f64
+    if not_ok > 0 {
+        return Err(format!(
+            "{not_ok} of {} requests not answered 200",
+            warm + counted
+        ));
+    }
+    if let Some(f) = failures.first() {
+        return Err(format!("the VM failed: {f}"));
+    }
+    Ok(total as f64 / counted as f64)
 }
 
-pub fn run(smoke: bool) -> String {
+/// `per_request` for each (label, bootstrap); side by side when `parallel` (instruction counts
+/// do not depend on the wall clock, so only the run's length changes). A start that panics is
+/// an error like any other.
+fn measure_all(
+    jobs: Vec<(String, String)>,
+    warm: usize,
+    counted: usize,
+    parallel: bool,
+) -> Vec<Result<f64, String>> {
+    let one = |(label, yaml): &(String, String)| {
+        std::panic::catch_unwind(|| per_request(label, yaml, warm, counted)).unwrap_or_else(|p| {
+            Err(p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into()))
+        })
+    };
+    if !parallel {
+        return jobs.iter().map(one).collect();
+    }
+    let one = &one;
+    std::thread::scope(|s| {
+        let threads: Vec<_> = jobs.iter().map(|job| s.spawn(move || one(job))).collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect()
+    })
+}
+
+pub fn run(smoke: bool, checks: &mut Checks) -> String {
     // The JIT settles within a few hundred requests: more warm-up changes the count by <0.1%.
     let (warm, counted) = if smoke { (20, 20) } else { (300, 1000) };
-    let sink = sink();
-    let measured: Vec<(&str, &str, f64)> = configurations(sink.port)
+    // The native configuration proxies to a second Envoy: its count would include proxying.
+    // So no sink is needed here (the port it would have is never used).
+    let chosen: Vec<(&str, &str, String)> = configurations(0)
         .into_iter()
-        // The native configuration proxies to a second Envoy: its count would include proxying.
         .filter(|(key, _, _)| *key != "native")
         .filter(|(key, _, _)| !smoke || ["none", "calls", "dial"].contains(key))
-        .map(|(key, name, yaml)| (key, name, per_request(key, &yaml, warm, counted)))
         .collect();
+    let jobs = chosen
+        .iter()
+        .map(|(key, _, yaml)| (key.to_string(), yaml.clone()))
+        .collect();
+    // A smoke run's starts under callgrind dominate its time: side by side they take half.
+    let results = measure_all(jobs, warm, counted, smoke);
+    let mut measured: Vec<(&str, &str, f64)> = Vec::new();
+    for ((key, name, _), result) in chosen.iter().zip(results) {
+        checks.check(
+            result.is_ok(),
+            format!(
+                "{name}: callgrind counted {} instructions per request, over {counted} requests answered 200, no VM failure{}",
+                result.as_ref().map_or("no".to_string(), |n| format!("{n:.0}")),
+                result.as_ref().err().map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+        );
+        measured.push((key, name, result.unwrap_or(f64::NAN)));
+    }
     let count = |key: &str| {
         measured
             .iter()
@@ -131,6 +191,26 @@ pub fn run(smoke: bool) -> String {
             .map_or(f64::NAN, |(_, _, n)| *n)
     };
     let dial = count("dial");
+    // The counts measure the requests: each filter costs Envoy more than none (by tens of
+    // thousands of instructions, where a smoke run's counts move by ~1%).
+    let none = count("none");
+    let not_costlier: Vec<&str> = measured
+        .iter()
+        .filter(|(key, _, _)| *key != "none")
+        .filter(|(_, _, n)| n.partial_cmp(&none) != Some(std::cmp::Ordering::Greater))
+        .map(|(key, _, _)| *key)
+        .collect();
+    checks.check(
+        not_costlier.is_empty() && none > 0.0,
+        format!(
+            "every configuration with a filter costs more instructions per request than Envoy without one{}",
+            if not_costlier.is_empty() {
+                String::new()
+            } else {
+                format!(" (not: {})", not_costlier.join(", "))
+            }
+        ),
+    );
 
     let mut out = format!(
         "## What a request costs Envoy, in instructions\n\n\
@@ -157,19 +237,32 @@ pub fn run(smoke: bool) -> String {
              | Host call | instructions |\n|---|---:|\n",
         );
         let mut costs = Vec::new();
-        for (calls, one, what) in HOST_CALLS {
+        let jobs = HOST_CALLS
+            .iter()
+            .map(|(calls, one, _)| (format!("call-{one}"), floor_bootstrap(calls)))
+            .collect();
+        for ((calls, one, what), result) in HOST_CALLS
+            .iter()
+            .zip(measure_all(jobs, warm, counted, false))
+        {
             let base = if calls.contains(',') {
                 count("set1")
             } else {
                 empty
             };
-            let n = per_request(
-                &format!("call-{one}"),
-                &floor_bootstrap(calls),
-                warm,
-                counted,
+            checks.check(
+                result.is_ok(),
+                format!(
+                    "host call {one}: callgrind counted it{}",
+                    result
+                        .as_ref()
+                        .err()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
             );
-            costs.push((one, n - base));
+            let n = result.unwrap_or(f64::NAN);
+            costs.push((*one, n - base));
             out.push_str(&format!("| {what} | {:.0} |\n", n - base));
         }
         let sum: f64 = DIALS_HOST_CALLS

@@ -2,12 +2,17 @@
 //! from a second process on loopback. Routes answer with direct_response, so no upstream is
 //! measured (except for Envoy's native weighted_clusters, which needs clusters: its requests go
 //! to a sink Envoy, an extra hop the table says). Configurations run interleaved, round after
-//! round, and the median round counts.
+//! round, and the median round counts. Before measuring, every configuration must answer 500
+//! users as it should (counted checks); a smoke run then loads them all side by side, briefly.
 
 use std::process::Command;
 use std::time::Duration;
 
+use crate::checks::Checks;
+use crate::support::policies::Core;
 use crate::support::{module_path, repo_root, scratch_dir, Envoy};
+
+const HOST: &str = "shop.example.com";
 
 struct Variant {
     key: &'static str,
@@ -20,6 +25,8 @@ struct Variant {
     /// the queueing a saturating load adds.
     solo_p50: Vec<f64>,
     solo_p99: Vec<f64>,
+    /// wrk runs that failed (reported by a check).
+    wrk_errors: Vec<String>,
 }
 
 fn floor_module() -> std::path::PathBuf {
@@ -182,7 +189,14 @@ fn parse_wrk(out: &str) -> (f64, f64, f64) {
     (rps, percentile("50%"), percentile("99%"))
 }
 
-fn wrk(port: u16, connections: u32, seconds: u64, script: &std::path::Path) -> (f64, f64, f64) {
+/// One wrk run: requests/s, p50 and p99 in µs; an error if wrk failed, an answer was not 2xx
+/// or its report does not parse.
+fn wrk(
+    port: u16,
+    connections: u32,
+    seconds: u64,
+    script: &std::path::Path,
+) -> Result<(f64, f64, f64), String> {
     let out = Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), "--latency"])
         .arg(format!("-d{seconds}s"))
@@ -190,29 +204,31 @@ fn wrk(port: u16, connections: u32, seconds: u64, script: &std::path::Path) -> (
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
-        .expect("wrk is installed (make bench installs it)");
+        .map_err(|e| format!("cannot run wrk (make bench installs it): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "wrk failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
-    parse_wrk(&text)
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if text.contains("Non-2xx") {
+        return Err(format!("errors under load:\n{text}"));
+    }
+    let (rps, p50, p99) = parse_wrk(&text);
+    if !(rps > 0.0 && p50 > 0.0 && p99 >= p50) {
+        return Err(format!(
+            "unreadable wrk report ({rps}, {p50}, {p99}):\n{text}"
+        ));
+    }
+    Ok((rps, p50, p99))
 }
 
-fn get_port(variants: &[Variant], key: &str) -> u16 {
-    variants
-        .iter()
-        .find(|v| v.key == key)
-        .map(|v| v.envoy.port)
-        .unwrap_or(0)
-}
-
+/// NaN for no runs (a configuration whose runs all failed, which a check reports).
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    s[s.len() / 2]
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The host calls Dial makes for one request of the benchmark's traffic, in the floor's
@@ -285,72 +301,216 @@ pub fn sink() -> Envoy {
     )
 }
 
-pub fn run(smoke: bool) -> String {
-    let sink = sink();
-    let configs = configurations(sink.port);
-    let mut variants: Vec<Variant> = configs
-        .into_iter()
-        .map(|(key, name, yaml)| Variant {
-            key,
-            name,
-            envoy: Envoy::start_yaml(key, &yaml),
-            rps: Vec::new(),
-            p50: Vec::new(),
-            p99: Vec::new(),
-            solo_p50: Vec::new(),
-            solo_p99: Vec::new(),
-        })
-        .collect();
-
-    // The Lua filter must make Dial's assignment, or the comparison means nothing.
-    let mut on_dial = crate::support::Client::new(get_port(&variants, "dial"));
-    let mut on_lua = crate::support::Client::new(get_port(&variants, "lua"));
-    for i in 0..500 {
-        let user = format!("user-{i}");
-        let h = [("x-user-id", user.as_str())];
-        let (d, l) = (
-            on_dial.get("shop.example.com", "/checkout", &h),
-            on_lua.get("shop.example.com", "/checkout", &h),
-        );
-        assert_eq!(d.text(), l.text(), "Dial and Lua disagree on {user}");
+/// The headers of user `i` in the answer check: browser-like, like wrk's, and every tenth user
+/// of a kind that exercises one rule (or the cookie key) instead of the hash.
+fn user_headers(i: usize) -> Vec<(String, String)> {
+    let user = format!("user-{i}");
+    let mut cookie = format!("session=3f2a9c; theme=dark; uid={user}; consent=yes");
+    let mut headers = vec![(
+        "user-agent".to_string(),
+        "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0".to_string(),
+    )];
+    let mut key = Some(user);
+    match i % 10 {
+        1 => headers.push(("x-beta".into(), "true".into())),
+        2 => headers.push(("x-group".into(), "staff".into())),
+        3 => cookie.push_str("; beta=1"),
+        4 => cookie.push_str("; plan=enterprise-gold"),
+        5 => key = Some(format!("vip-{i}")),
+        6 => key = None, // the key comes from the `uid` cookie
+        _ => {}
     }
+    headers.extend(key.map(|k| ("x-user-id".to_string(), k)));
+    headers.push(("cookie".into(), cookie));
+    headers
+}
+
+/// Every configuration answers the same users as it must, user by user: Dial as its core
+/// decides, the Lua filter as Dial does (or the comparison means nothing), the native routes
+/// through the sink, and the floors (which always set `stable`) and Envoy alone with stable.
+fn check_answers(variants: &[Variant], checks: &mut Checks) {
+    let core = Core::new(&crate::core_bench::realistic_policy(10_000, 0, 0));
+    let users = 500;
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for v in variants {
+        let mut client = crate::support::Client::new(v.envoy.port);
+        answers.push(
+            (0..users)
+                .map(|i| {
+                    let headers = user_headers(i);
+                    let h: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    let r = client.get(HOST, "/checkout", &h);
+                    format!("{} {}", r.status, r.text())
+                })
+                .collect(),
+        );
+    }
+    let dial = variants.iter().position(|v| v.key == "dial").unwrap();
+    for (v, got) in variants.iter().zip(&answers) {
+        let (want, what): (Vec<String>, &str) = match v.key {
+            "dial" => (
+                (0..users)
+                    .map(|i| {
+                        let headers = user_headers(i);
+                        let mut h: Vec<(&str, &str)> = headers
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .collect();
+                        h.extend([(":authority", HOST), (":path", "/checkout")]);
+                        let a = core.decide(&h).expect("the checkout release applies");
+                        format!("200 {}", core.subset_name(&a))
+                    })
+                    .collect(),
+                "assigned as Dial's core decides",
+            ),
+            "lua" => (answers[dial].clone(), "assigned as Dial did"),
+            "native" => (
+                vec!["200 sink".to_string(); users],
+                "answered through the sink",
+            ),
+            _ => (
+                vec!["200 stable".to_string(); users],
+                "answered by the stable route",
+            ),
+        };
+        let wrong: Vec<usize> = (0..users).filter(|&i| got[i] != want[i]).collect();
+        checks.check(
+            wrong.is_empty(),
+            format!(
+                "{}: {} of {users} users {what}{}",
+                v.name,
+                users - wrong.len(),
+                wrong
+                    .first()
+                    .map(|&i| format!(
+                        " (first wrong: user {i}, {:?} instead of {:?})",
+                        got[i], want[i]
+                    ))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+}
+
+pub fn run(smoke: bool, checks: &mut Checks) -> String {
+    let sink = sink();
+    // Started side by side: a start's work (V8 compiling the module) does not affect a
+    // measurement, which begins once every configuration is up.
+    let mut variants: Vec<Variant> = std::thread::scope(|s| {
+        let starts: Vec<_> = configurations(sink.port)
+            .into_iter()
+            .map(|(key, name, yaml)| {
+                s.spawn(move || Variant {
+                    key,
+                    name,
+                    envoy: Envoy::start_yaml(key, &yaml),
+                    rps: Vec::new(),
+                    p50: Vec::new(),
+                    p99: Vec::new(),
+                    solo_p50: Vec::new(),
+                    solo_p99: Vec::new(),
+                    wrk_errors: Vec::new(),
+                })
+            })
+            .collect();
+        starts
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+
+    check_answers(&variants, checks);
 
     let dir = scratch_dir("bench-wrk");
     let script = dir.join("users.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
     let (rounds, seconds) = if smoke { (1, 1) } else { (5, 4) };
-    for v in &variants {
-        wrk(v.envoy.port, 8, 1, &script); // warm up: JIT, connection pools
+    let measure = |v: &mut Variant| {
+        let pause = || {
+            if !smoke {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        match wrk(v.envoy.port, 8, seconds, &script) {
+            Ok((rps, p50, p99)) => {
+                v.rps.push(rps);
+                v.p50.push(p50);
+                v.p99.push(p99);
+            }
+            Err(e) => v.wrk_errors.push(e),
+        }
+        pause();
+        match wrk(v.envoy.port, 1, seconds.div_ceil(2), &script) {
+            Ok((_, p50, p99)) => {
+                v.solo_p50.push(p50);
+                v.solo_p99.push(p99);
+            }
+            Err(e) => v.wrk_errors.push(e),
+        }
+        pause();
+    };
+    if !smoke {
+        for v in &variants {
+            let _ = wrk(v.envoy.port, 8, 1, &script); // warm up: JIT, connection pools
+        }
     }
     for _ in 0..rounds {
-        for v in variants.iter_mut() {
-            let (rps, p50, p99) = wrk(v.envoy.port, 8, seconds, &script);
-            v.rps.push(rps);
-            v.p50.push(p50);
-            v.p99.push(p99);
-            std::thread::sleep(Duration::from_millis(200));
-            let (_, p50, p99) = wrk(v.envoy.port, 1, seconds.div_ceil(2), &script);
-            v.solo_p50.push(p50);
-            v.solo_p99.push(p99);
-            std::thread::sleep(Duration::from_millis(200));
+        if smoke {
+            // A smoke run's numbers mean nothing; what it proves is that every configuration
+            // serves wrk's load and its report reads. Side by side, that takes two seconds.
+            let measure = &measure;
+            std::thread::scope(|s| {
+                for v in variants.iter_mut() {
+                    s.spawn(move || measure(v));
+                }
+            });
+        } else {
+            for v in variants.iter_mut() {
+                measure(v);
+            }
         }
     }
     for v in &variants {
-        assert!(
-            v.envoy.vm_failures().is_empty(),
-            "{}: {:?}",
-            v.key,
-            v.envoy.vm_failures()
+        checks.check(
+            v.wrk_errors.is_empty(),
+            format!(
+                "{}: {} wrk runs, every answer 2xx and the report read{}",
+                v.name,
+                rounds * 2,
+                v.wrk_errors
+                    .first()
+                    .map(|e| format!(" ({} failed, first: {e})", v.wrk_errors.len()))
+                    .unwrap_or_default()
+            ),
         );
     }
+    let failures: Vec<String> = variants
+        .iter()
+        .flat_map(|v| {
+            v.envoy
+                .vm_failures()
+                .into_iter()
+                .map(move |f| format!("{}: {f}", v.key))
+        })
+        .collect();
+    checks.check(
+        failures.is_empty(),
+        format!(
+            "no wasm VM panicked or trapped in any of the {} configurations{}",
+            variants.len(),
+            failures
+                .first()
+                .map(|f| format!(" (first: {f})"))
+                .unwrap_or_default()
+        ),
+    );
 
     // Dial's own view: requests it assigned, and its VM's linear memory after them.
-    let metrics = variants
-        .iter()
-        .find(|v| v.key == "dial")
-        .unwrap()
-        .envoy
-        .prometheus();
+    let dial_envoy = &variants.iter().find(|v| v.key == "dial").unwrap().envoy;
+    let metrics = dial_envoy.prometheus();
     let assigned: f64 = metrics
         .iter()
         .filter(|m| m.name == "dial_requests_total")
@@ -358,6 +518,16 @@ pub fn run(smoke: bool) -> String {
         .sum();
     let memory = crate::support::prometheus::value(&metrics, "dial_vm_memory_bytes", &[])
         .unwrap_or(f64::NAN);
+    // Every request of this run was on /checkout, in a release: Dial assigned each one.
+    let received = dial_envoy.stat("http.bench.downstream_rq_total");
+    checks.check(
+        assigned == received as f64 && received > 0,
+        format!("Dial counted every request Envoy received as assigned ({assigned} of {received})"),
+    );
+    checks.check(
+        memory > 0.0,
+        format!("Dial reported its VM's linear memory ({memory} bytes)"),
+    );
 
     let get = |key: &str| variants.iter().find(|v| v.key == key).unwrap();
     let (dial_v, floor_v, lua_v) = (get("dial"), get("set1"), get("lua"));

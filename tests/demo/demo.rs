@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use support::policies::{envoy_example, Core};
 use support::{envoy_binary, module_path, repo_root, Backend, Client};
 
 const PORT: u16 = 10000;
@@ -84,9 +86,44 @@ fn assignment_field<'a>(r: &'a support::http::Response, key: &str) -> &'a str {
         .unwrap_or("-")
 }
 
+/// A release of the example policy, by name.
+fn release<'a>(policy: &'a Value, name: &str) -> &'a Value {
+    policy["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no release {name} in envoy-config/envoy.yaml"))
+}
+
+/// A release's subsets: (name, version, weight).
+fn subsets(release: &Value) -> Vec<(String, String, u64)> {
+    release["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["version"].as_str().unwrap().to_string(),
+                s["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// "90/10".
+fn split(subsets: &[(String, String, u64)]) -> String {
+    subsets
+        .iter()
+        .map(|(_, _, w)| w.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn print_table(
     title: &str,
-    weights: &[(&str, &str, u32)],
+    weights: &[(String, String, u64)],
     rows: &HashMap<String, Row>,
     total: usize,
 ) {
@@ -96,7 +133,7 @@ fn print_table(
         "subset", "version", "weight", "users", "share", "answered by"
     );
     for (subset, version, weight) in weights {
-        let row = rows.get(*subset);
+        let row = rows.get(subset);
         let users = row.map_or(0, |r| r.users);
         let stayed = row.map_or(0, |r| r.stayed);
         let backend = row
@@ -156,37 +193,71 @@ fn visit_twice(
     rows
 }
 
-fn showcase() {
+/// One request per rule of the checkout release and per safety property, built from the
+/// policy itself so the demo shows what the shipped example does.
+fn showcase(policy_text: &str, policy: &Value) -> usize {
     println!("\nRules and safety, one request each (curl -H ... http://127.0.0.1:{PORT}/checkout -H 'host: {HOST}'):");
+    let checkout = release(policy, "checkout");
+    let names: Vec<String> = subsets(checkout).into_iter().map(|(n, ..)| n).collect();
+    let (first, last) = (&names[0], &names[names.len() - 1]);
+    let key = checkout["key"][0]["header"].as_str().unwrap_or("x-user-id");
+    let user = Core::new(policy_text).users_on(HOST, "/checkout", first, 1)[0].clone();
+    let own = |extra: &[(&str, &str)]| {
+        let mut h = vec![(key.to_string(), user.clone())];
+        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        h
+    };
+    let mut cases: Vec<(String, Vec<(String, String)>)> =
+        vec![(format!("a {first} user"), own(&[]))];
+    for rule in checkout["rules"].as_array().into_iter().flatten() {
+        let matched = |m: &Value| {
+            let name = m["name"].as_str().unwrap_or_default().to_string();
+            let value = m["equals"]
+                .as_str()
+                .or_else(|| m["prefix"].as_str())
+                .or_else(|| m["oneOf"][0].as_str())
+                .unwrap_or("1")
+                .to_string();
+            (name, value)
+        };
+        if rule["header"].is_object() {
+            let (name, value) = matched(&rule["header"]);
+            cases.push((format!("{name}: {value}"), own(&[(&name, &value)])));
+        } else if rule["cookie"].is_object() {
+            let (name, value) = matched(&rule["cookie"]);
+            let cookie = format!("{name}={value}");
+            cases.push((format!("cookie {cookie}"), own(&[("cookie", &cookie)])));
+        } else if let Some(allowed) = rule["users"][0].as_str() {
+            cases.push((
+                format!("{key}: {allowed} (allowlist)"),
+                vec![(key.to_string(), allowed.to_string())],
+            ));
+        }
+    }
+    cases.push((
+        format!("client sends x-dial-subset: {last}"),
+        own(&[("x-dial-subset", last)]),
+    ));
+    if let (Some(header), Some(token)) = (
+        checkout["override"]["header"].as_str(),
+        checkout["override"]["token"].as_str(),
+    ) {
+        cases.push((
+            format!("{header}: {last} (no token)"),
+            own(&[(header, last)]),
+        ));
+        cases.push((
+            format!("{header}: {last}; token=..."),
+            own(&[(header, &format!("{last}; token={token}"))]),
+        ));
+    }
     let mut c = Client::new(PORT);
-    let cases: [(&str, Vec<(&str, &str)>); 7] = [
-        ("a stable user", vec![("x-user-id", "user-1")]),
-        (
-            "x-beta: true",
-            vec![("x-user-id", "user-1"), ("x-beta", "true")],
-        ),
-        (
-            "cookie beta=1",
-            vec![("x-user-id", "user-1"), ("cookie", "beta=1")],
-        ),
-        ("x-user-id: alice (allowlist)", vec![("x-user-id", "alice")]),
-        (
-            "client sends x-dial-subset: canary",
-            vec![("x-user-id", "user-1"), ("x-dial-subset", "canary")],
-        ),
-        (
-            "x-dial-override: canary (no token)",
-            vec![("x-user-id", "user-1"), ("x-dial-override", "canary")],
-        ),
-        (
-            "x-dial-override: canary; token=...",
-            vec![
-                ("x-user-id", "user-1"),
-                ("x-dial-override", "canary; token=demo-token-change-me"),
-            ],
-        ),
-    ];
+    let shown = cases.len();
     for (what, headers) in cases {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let r = c.get(HOST, "/checkout", &headers);
         println!(
             "  {:<38} -> {:<7} answered by {:<12} reason={}",
@@ -196,23 +267,36 @@ fn showcase() {
             assignment_field(&r, "reason")
         );
     }
+    shown
 }
 
 /// What the shadow received, and Dial's metrics as Prometheus scrapes them.
-fn shadow_and_metrics(shadow: &Backend) {
-    // Mirrors are sent asynchronously; give the last ones a moment.
-    std::thread::sleep(Duration::from_millis(300));
+fn shadow_and_metrics(shadow: &Backend, policy: &Value) {
+    let text = || support::envoy::admin_get(9901, "/stats/prometheus").unwrap_or_default();
+    // Mirrors are sent asynchronously: wait until the shadow has every copy Dial marked.
+    let marked: f64 = support::prometheus::parse(&text())
+        .iter()
+        .filter(|s| s.name == "dial_mirrored_requests_total")
+        .map(|s| s.value)
+        .sum();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (shadow.count() as f64) < marked && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mirror = &release(policy, "checkout")["mirror"];
     let seen = shadow.seen();
     let gets = seen.iter().filter(|s| s.method == "GET").count();
     println!(
-        "\nShadow traffic: checkout mirrors 5% of safe requests (by user) to v3. The shadow received {} copies ({} GET), each marked x-dial-mirror: {} and x-dial-shadow-of: {}",
+        "\nShadow traffic: checkout mirrors {}% of safe requests (by user) to {}. Dial marked {marked} requests; the shadow received {} copies ({} GET), each marked x-dial-mirror: {} and x-dial-shadow-of: {}",
+        mirror["percent"],
+        mirror["version"].as_str().unwrap_or_default(),
         seen.len(),
         gets,
         seen.first().and_then(|s| s.header("x-dial-mirror")).unwrap_or_default(),
         seen.first().and_then(|s| s.header("x-dial-shadow-of")).unwrap_or_default(),
     );
 
-    let text = support::envoy::admin_get(9901, "/stats/prometheus").unwrap_or_default();
+    let text = text();
     println!("\nDial's metrics from http://127.0.0.1:9901/stats/prometheus (non-zero series):");
     for line in text.lines().filter(|l| {
         (l.starts_with("dial_requests_total")
@@ -246,31 +330,45 @@ fn main() {
         std::fs::metadata(&module).map(|m| m.len()).unwrap_or(0)
     );
 
+    // The policy Envoy runs, read from its config: the tables follow it.
+    let policy_text = envoy_example();
+    let policy: Value = serde_json::from_str(&policy_text).unwrap();
+    let (checkout, search) = (
+        subsets(release(&policy, "checkout")),
+        subsets(release(&policy, "search")),
+    );
+
     let started = Instant::now();
     let rows = visit_twice("/checkout", SIGNED_IN, |i| Some(format!("user-{i}")));
     print_table(
-        &format!("checkout: {SIGNED_IN} signed-in users (key: x-user-id), murmur3 split 90/10"),
-        &[("stable", "v1", 90), ("canary", "v2", 10)],
+        &format!(
+            "checkout: {SIGNED_IN} signed-in users (key: x-user-id), murmur3 split {}",
+            split(&checkout)
+        ),
+        &checkout,
         &rows,
         SIGNED_IN,
     );
     let rows = visit_twice("/checkout", ANONYMOUS, |_| None);
     print_table(
         &format!("checkout: {ANONYMOUS} anonymous visitors (no key: Dial sets a sticky cookie)"),
-        &[("stable", "v1", 90), ("canary", "v2", 10)],
+        &checkout,
         &rows,
         ANONYMOUS,
     );
     let rows = visit_twice("/search", SEARCHERS, |i| Some(format!("user-{i}")));
     print_table(
-        &format!("search: {SEARCHERS} users, A/B test 50/50 (salted by release: independent of checkout)"),
-        &[("ranker-a", "r1", 50), ("ranker-b", "r2", 50)],
+        &format!(
+            "search: {SEARCHERS} users, A/B test {} (salted by release: independent of checkout)",
+            split(&search)
+        ),
+        &search,
         &rows,
         SEARCHERS,
     );
-    showcase();
-    shadow_and_metrics(&_backends[4]);
-    let requests = 2 * (SIGNED_IN + ANONYMOUS + SEARCHERS) + 7;
+    let shown = showcase(&policy_text, &policy);
+    shadow_and_metrics(&_backends[4], &policy);
+    let requests = 2 * (SIGNED_IN + ANONYMOUS + SEARCHERS) + shown;
     // (The table above counts client requests; the shadow copies are extra.)
     println!(
         "\n{requests} requests through Envoy in {:.1}s. Envoy's log: target/demo/envoy.log",

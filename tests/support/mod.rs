@@ -7,6 +7,7 @@ pub mod bad_policies;
 pub mod config;
 pub mod envoy;
 pub mod http;
+pub mod policies;
 pub mod prometheus;
 
 use std::path::{Path, PathBuf};
