@@ -19,7 +19,7 @@ ISTIO_TOOLS   := $(ISTIO_NODE)/.installed
 # The npm package whose validators and declarations hold Istio's CRD schemas (Istio 1.29.2's).
 ISTIO_MODELS_VERSION := 3.0.1
 
-.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test oci-tools oci-test e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools
+.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test oci-tools oci-test prometheus-tools panic-probe e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools
 
 all: build
 
@@ -90,9 +90,29 @@ oci-tools:
 oci-test: oci oci-tools
 	$(PYTHON) tests/istio/check_oci_image.py $(OCI_DIR) $(MODULE)
 
+# The test-only module that panics on request (feature panic-probe; tests/panic.rs), kept apart
+# from every shipped build.
+panic-probe: toolchain
+	cargo build --quiet --target $(TARGET) --features panic-probe
+	@mkdir -p target/panic-probe && cp target/$(TARGET)/debug/dial.wasm target/panic-probe/dial.wasm
+
+# Prometheus and promtool (Debian's package) for tests/prometheus.rs, which starts its own
+# Prometheus on loopback. The install must not leave a system Prometheus running: a policy-rc.d
+# (a container's own is kept) forbids service starts while apt runs, Recommends (the node
+# exporter, another listener) stay out, and under systemd the unit is disabled.
+prometheus-tools:
+	@command -v prometheus >/dev/null || { \
+	  own=; [ -e /usr/sbin/policy-rc.d ] || { own=1; printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; rc=$$?; \
+	  [ -z "$$own" ] || rm -f /usr/sbin/policy-rc.d; \
+	  [ $$rc -eq 0 ] || exit $$rc; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
+	@command -v promtool >/dev/null || { echo "promtool missing: the prometheus package ships it"; exit 1; }
+
 # tests/istio.rs derives the Envoy settings istiod would give each WasmPlugin by running
-# tests/istio/check_manifests.mjs itself, hence istio-tools.
-e2e-test: build envoy istio-tools
+# tests/istio/check_manifests.mjs itself, hence istio-tools; tests/prometheus.rs reads the
+# analysis templates with the same js-yaml, and runs Prometheus and promtool.
+e2e-test: build panic-probe envoy istio-tools prometheus-tools
 	cargo test --test '*' -- --test-threads 2
 
 lint: toolchain

@@ -26,7 +26,7 @@ impl Scope {
         if self.hosts.is_empty() {
             return true;
         }
-        let Some(host) = host.map(strip_port) else {
+        let Some(host) = host.map(strip_port).map(strip_root_dot) else {
             return false;
         };
         self.hosts.iter().any(|p| match p {
@@ -49,6 +49,15 @@ impl Scope {
         self.path_prefixes
             .iter()
             .any(|p| path.starts_with(p.as_bytes()))
+    }
+}
+
+/// `shop.example.com.` → `shop.example.com`: an absolute name (with the root's empty label) is
+/// the same host, and must not fall outside the release.
+fn strip_root_dot(host: &[u8]) -> &[u8] {
+    match host.strip_suffix(b".") {
+        Some(name) if !name.is_empty() && !name.ends_with(b".") => name,
+        _ => host,
     }
 }
 
@@ -86,6 +95,21 @@ mod tests {
         assert!(!s.matches(Some(b"shop.example.com.evil"), Some(b"/")));
         assert!(!s.matches(Some(b"www.shop.example.com"), Some(b"/")));
         assert!(!s.matches(None, Some(b"/")));
+    }
+
+    #[test]
+    fn an_absolute_host_name_is_the_same_host() {
+        let exact = scope(&[HostPattern::Exact("shop.example.com".into())], &[]);
+        let wildcard = scope(&[HostPattern::Suffix(".example.com".into())], &[]);
+        for host in [&b"shop.example.com."[..], b"SHOP.example.com.:8443"] {
+            assert!(exact.matches(Some(host), None), "{host:?}");
+            assert!(wildcard.matches(Some(host), None), "{host:?}");
+        }
+        // Only one root dot; an empty name is no host.
+        for host in [&b"shop.example.com.."[..], b".", b"example.com."] {
+            assert!(!exact.matches(Some(host), None), "{host:?}");
+        }
+        assert!(!wildcard.matches(Some(b"example.com."), None));
     }
 
     #[test]

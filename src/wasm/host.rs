@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use crate::core::host::{Host, MetricIndex};
 
@@ -66,6 +66,20 @@ extern "C" {
         cas: u32,
     ) -> Status;
     fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> Status;
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
 }
 
 fn ok(status: Status) -> Result<(), Status> {
@@ -205,6 +219,39 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, Status
         Status::CasMismatch => Ok(false),
         other => Err(other),
     }
+}
+
+/// The plugin configuration (the policy), whole.
+pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size_out) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the host writes `data`/`size_out` only on Ok, with a buffer we then own.
+    unsafe {
+        match proxy_get_buffer_bytes(
+            BufferType::PluginConfiguration,
+            0,
+            size,
+            &mut data,
+            &mut size_out,
+        ) {
+            Status::Ok => Ok(take(data, size_out)),
+            Status::NotFound => Ok(Vec::new()),
+            other => Err(other),
+        }
+    }
+}
+
+/// Defines a metric by name (the same name is the same Envoy stat process-wide); its id.
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    let mut id = 0u32;
+    // SAFETY: the name is a live slice; the host writes one u32 to a live local.
+    ok(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+/// Writes to Envoy's log. A failure cannot be reported anywhere, so it is ignored.
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: pointer and length of a live slice, only read by the host.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
 /// Asks for `on_tick` every `millis` milliseconds on this VM's root context (0: no more ticks).

@@ -3,16 +3,17 @@
 //! the header map and the clock, then hands the exchange to the core's lifecycle with a `Host`
 //! made of raw host calls (`host`). A panic would trap the worker's VM (its share of traffic
 //! becomes 503s), and the SDK's `hostcalls` panic on any status they do not expect; so every call
-//! made while serving requests is raw, and the SDK's are used only at configure time.
+//! Dial makes is raw (`host`), at configure time too; the SDK provides the context traits and
+//! the entry points. `logger` logs and reports panics without ever panicking itself.
 
 mod host;
+mod logger;
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
@@ -25,7 +26,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    logger::install();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(DialRoot::default()) });
 }}
 
@@ -81,7 +82,7 @@ fn define(metric: &Metric) -> Result<u32, String> {
         Kind::Gauge => MetricType::Gauge,
         Kind::Histogram => MetricType::Histogram,
     };
-    hostcalls::define_metric(kind, &metric.name)
+    host::define_metric(kind, &metric.name)
         .map_err(|status| format!("cannot define metric {}: {status:?}", metric.name))
 }
 
@@ -92,17 +93,17 @@ fn define(metric: &Metric) -> Result<u32, String> {
 fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
     let key = format!("{}.{outcome}", shared.prefix);
     let fingerprint = &shared.fingerprint;
-    match hostcalls::get_shared_data(&key) {
+    match host::shared_data(&key) {
         Ok((Some(seen), _)) if &seen == fingerprint => false,
         // A CAS mismatch means another VM recorded it first.
-        Ok((_, cas)) => hostcalls::set_shared_data(&key, Some(fingerprint), cas).is_ok(),
+        Ok((_, cas)) => host::set_shared_data(&key, fingerprint, cas).unwrap_or(false),
         Err(_) => true,
     }
 }
 
 /// Where this plugin's shared state lives, and this configuration's fingerprint.
 fn shared_scope(configuration: &[u8]) -> Shared {
-    let plugin = hostcalls::get_property(vec!["plugin_name"])
+    let plugin = host::property(b"plugin_name")
         .ok()
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -135,12 +136,8 @@ impl RootContext for DialRoot {
 
     /// Returning false rejects the configuration: Envoy refuses the listener (or NACKs it).
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(
-            BufferType::PluginConfiguration,
-            0,
-            plugin_configuration_size,
-        ) {
-            Ok(bytes) => bytes.unwrap_or_default(),
+        let bytes = match host::plugin_configuration(plugin_configuration_size) {
+            Ok(bytes) => bytes,
             Err(status) => {
                 log::error!("dial: cannot read the plugin configuration: {status:?}");
                 return false;
@@ -262,6 +259,8 @@ impl HttpContext for DialHttp {
             log::warn!("dial: malformed request header map");
             return Action::Continue;
         };
+        #[cfg(feature = "panic-probe")]
+        probe(&headers);
         // The clock, read once: the decision's time and the start of the exchange's duration.
         let context = Context {
             now_nanos: host::now_nanos().ok(),
@@ -291,5 +290,14 @@ impl HttpContext for DialHttp {
             sample_memory(loaded.vm_memory);
             self.exchange.on_end(&loaded.engine, &mut loaded.host());
         }
+    }
+}
+
+/// The test-only panic (feature `panic-probe`).
+#[cfg(feature = "panic-probe")]
+#[allow(clippy::panic)]
+fn probe(headers: &SerializedHeaders) {
+    if let Some(value) = headers.header("x-dial-panic-probe") {
+        panic!("panic probe: {}", String::from_utf8_lossy(value));
     }
 }

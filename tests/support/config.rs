@@ -33,6 +33,8 @@ pub struct EnvoyConfig {
     pub vm_env: Vec<(String, String)>,
     /// Shadow cluster: requests Dial marks with `x-dial-mirror` are mirrored there.
     pub mirror_cluster: Option<String>,
+    /// Another module than the release build (the panic probe's).
+    pub module: Option<std::path::PathBuf>,
 }
 
 impl EnvoyConfig {
@@ -61,6 +63,7 @@ impl EnvoyConfig {
             omit_configuration: false,
             vm_env: Vec::new(),
             mirror_cluster: None,
+            module: None,
         }
     }
 
@@ -117,7 +120,7 @@ impl EnvoyConfig {
             .unwrap();
         }
         let policy = serde_json::to_string(&self.policy).unwrap();
-        let module = super::module_path();
+        let module = self.module.clone().unwrap_or_else(super::module_path);
         let yaml = format!(
             "name: main
 address:

@@ -75,6 +75,17 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// The test-only module that panics on request (`make panic-probe` builds it).
+pub fn panic_probe_module() -> PathBuf {
+    let path = repo_root().join("target/panic-probe/dial.wasm");
+    assert!(
+        path.exists(),
+        "the panic probe module is not at {}: run `make panic-probe` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
 /// A fresh, empty scratch directory for one test.
 pub fn scratch_dir(label: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -52,7 +52,8 @@ pub struct Assignment {
     pub release: usize,
     pub subset: usize,
     pub reason: Reason,
-    /// A sticky key minted for this request: the response must set the release's cookie to it.
+    /// A sticky key the response must set the release's cookie to: minted for this request, or
+    /// the request's own, signed again with the current secret.
     pub new_sticky_key: Option<[u8; KEY_LEN]>,
     /// Sampled for shadow traffic: mark the request for a copy to the release's mirror version.
     pub mirror: bool,
@@ -223,24 +224,25 @@ fn assign<'r>(
     match &release.when_no_key {
         WhenNoKey::Subset(s) => (done(*s, Reason::Fallback), None),
         WhenNoKey::Sticky(cookie) => {
-            let existing = request
-                .cookie(&cookie.name)
-                .filter(|v| sticky::is_valid_key(v));
-            let (new_sticky_key, sampling) = match existing {
-                Some(v) => (None, SamplingKey::Borrowed(v)),
+            let existing = request.cookie(&cookie.name).and_then(|v| cookie.read(v));
+            // (the key to set in the response, if any; where the key came from; the key)
+            let (new_sticky_key, origin, sampling) = match existing {
+                Some(p) if p.resign => (
+                    <[u8; KEY_LEN]>::try_from(p.key).ok(),
+                    KeyOrigin::StickyCookie,
+                    SamplingKey::Borrowed(p.key),
+                ),
+                Some(p) => (None, KeyOrigin::StickyCookie, SamplingKey::Borrowed(p.key)),
                 None => {
                     let fresh = sticky::mint_key(request.entropy());
-                    (Some(fresh), SamplingKey::Minted(fresh))
+                    (Some(fresh), KeyOrigin::Minted, SamplingKey::Minted(fresh))
                 }
             };
             let position = release.split_hash.position(&sampling);
             let assignment = match place(release, position, now) {
                 Some(subset) => Assignment {
                     new_sticky_key,
-                    key: Some(match new_sticky_key {
-                        Some(_) => KeyOrigin::Minted,
-                        None => KeyOrigin::StickyCookie,
-                    }),
+                    key: Some(origin),
                     position: Some(position),
                     ..Assignment::new(index, subset, Reason::StickyCookie)
                 },

@@ -469,3 +469,68 @@ fn ramped_doc() -> serde_json::Value {
                    { "weight": 50, "hold": "2m" }, { "weight": 100 } ] });
     doc
 }
+
+fn signed_sticky(secret: &str, previous: Option<&str>) -> Policy {
+    let mut cookie = json!({ "name": "dial-checkout", "maxAgeSeconds": 2592000, "secret": secret });
+    if let Some(p) = previous {
+        cookie["previousSecret"] = json!(p);
+    }
+    policy(json!({ "whenNoKey": { "stickyCookie": cookie } }))
+}
+
+fn sticky_of(p: &Policy, cookie: &str, entropy: u64) -> Assignment {
+    let mut r = request(&[("cookie", cookie)]);
+    r.entropy = entropy;
+    match decide(p, &Context::default(), &r) {
+        Decision::Assign(a) => a,
+        Decision::Pass => panic!("passed"),
+    }
+}
+
+/// The example's gap: with bare keys, `0000000000000001` lands on the canary every time. With a
+/// secret, a key the client chose is not honoured: it gets a freshly minted one.
+#[test]
+fn a_signed_sticky_cookie_cannot_be_chosen_by_the_client() {
+    let bare = policy(json!({}));
+    let chosen = "dial-checkout=0000000000000001";
+    let a = sticky_of(&bare, chosen, 7);
+    assert_eq!(
+        (a.reason, a.new_sticky_key, a.key),
+        (Reason::StickyCookie, None, Some(KeyOrigin::StickyCookie))
+    );
+
+    let p = signed_sticky("a-long-random-secret-1", None);
+    let forged = sticky_of(&p, chosen, 0x0123_4567_89ab_cdef);
+    assert_eq!(forged.key, Some(KeyOrigin::Minted));
+    assert_eq!(forged.new_sticky_key.as_ref(), Some(b"0123456789abcdef"));
+
+    // The value Dial minted, signed, is honoured as it is: same subset, nothing to set.
+    let WhenNoKey::Sticky(cookie) = &p.releases[0].when_no_key else {
+        panic!()
+    };
+    let value = cookie.value(b"0123456789abcdef");
+    let back = sticky_of(&p, &format!("dial-checkout={value}"), 99);
+    assert_eq!(
+        (back.subset, back.new_sticky_key, back.key),
+        (forged.subset, None, Some(KeyOrigin::StickyCookie))
+    );
+}
+
+#[test]
+fn rotating_the_secret_keeps_every_anonymous_user_where_they_were() {
+    let old = signed_sticky("the-first-secret-00", None);
+    let rotated = signed_sticky("the-second-secret-0", Some("the-first-secret-00"));
+    let WhenNoKey::Sticky(old_cookie) = &old.releases[0].when_no_key else {
+        panic!()
+    };
+    for i in 0..300u64 {
+        let key = crate::core::sticky::mint_key(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let value = format!("dial-checkout={}", old_cookie.value(&key));
+        let before = sticky_of(&old, &value, 1);
+        let after = sticky_of(&rotated, &value, 2);
+        assert_eq!(after.subset, before.subset, "{value}");
+        // Honoured, and to be signed again with the current secret.
+        assert_eq!(after.key, Some(KeyOrigin::StickyCookie));
+        assert_eq!(after.new_sticky_key, Some(key));
+    }
+}

@@ -91,6 +91,8 @@ pub struct RawStickyCookie {
     pub max_age_seconds: Option<i64>,
     pub path: Option<String>,
     pub secure: bool,
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
 }
 
 #[derive(Debug)]
@@ -287,11 +289,15 @@ fn sticky_cookie(r: &mut Reader, o: &mut Object) -> Option<RawStickyCookie> {
     let max_age_seconds = r.optional(o, "maxAgeSeconds", integer);
     let path = r.optional(o, "path", string);
     let secure = r.optional(o, "secure", boolean);
+    let secret = r.optional(o, "secret", string);
+    let previous_secret = r.optional(o, "previousSecret", string);
     Some(RawStickyCookie {
         name: name?,
         max_age_seconds,
         path,
         secure: secure.unwrap_or(false),
+        secret,
+        previous_secret,
     })
 }
 

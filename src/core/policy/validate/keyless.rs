@@ -2,11 +2,11 @@
 
 use super::checker::Checker;
 use super::release::SubsetRefs;
-use super::MAX_COOKIE_AGE;
+use super::{MAX_COOKIE_AGE, MIN_TOKEN_LEN};
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawStickyCookie, RawWhenNoKey};
 use crate::core::policy::WhenNoKey;
-use crate::core::sticky::StickyCookie;
+use crate::core::sticky::{Signing, StickyCookie};
 
 pub fn when_no_key(
     c: &mut Checker,
@@ -62,11 +62,53 @@ fn sticky_cookie(c: &mut Checker, path: &JsonPath, s: RawStickyCookie) -> Option
             ),
         );
     }
+    for (field, secret) in [
+        ("secret", &s.secret),
+        ("previousSecret", &s.previous_secret),
+    ] {
+        if let Some(secret) = secret {
+            check_secret(c, path.key(field), secret);
+        }
+    }
+    let signing = match (s.secret, s.previous_secret) {
+        (Some(secret), previous) => {
+            if previous.as_ref() == Some(&secret) {
+                c.fail_here(
+                    path.key("previousSecret"),
+                    ProblemKind::Conflict,
+                    "the previous secret is the current one: drop \"previousSecret\" or rotate \"secret\"",
+                );
+            }
+            Some(Signing { secret, previous })
+        }
+        (None, Some(_)) => {
+            c.fail_here(
+                path.key("previousSecret"),
+                ProblemKind::Conflict,
+                "a previous secret needs a current \"secret\" to sign new cookies with",
+            );
+            None
+        }
+        (None, None) => None,
+    };
     let name = name?;
     c.clean_since(mark).then_some(StickyCookie {
         name,
         max_age_seconds: max_age,
         path: cookie_path,
         secure: s.secure,
+        signing,
     })
+}
+
+/// The rules of the override token: long enough, printable, and safe in a header value. The
+/// value itself is never repeated in a problem.
+pub fn check_secret(c: &mut Checker, path: JsonPath, secret: &str) {
+    if secret.len() < MIN_TOKEN_LEN || secret.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+        c.fail_here(
+            path,
+            ProblemKind::InvalidValue,
+            format!("a secret must be at least {MIN_TOKEN_LEN} printable characters without ';' or spaces"),
+        );
+    }
 }
