@@ -1,7 +1,9 @@
 //! Consistent bucketing: murmur3 x86_32 of a salted key, mapped onto weighted subsets.
 //!
-//! The hash input is `"<salt>:<key>"` (the salt is the release name), the same shape Unleash
-//! hashes (`groupId:userId`), so two releases bucket the same user independently.
+//! Dial's own scheme hashes `"<salt>:<key>"` (the salt is the release name), so two releases
+//! bucket the same user independently. (Unleash hashes `"<groupId>:<userId>"` too, but maps the
+//! hash with `% 100 + 1`; flagd hashes `flagKey ++ key` with no separator. `scheme` implements
+//! those, for releases that must agree with an app-side flag.)
 //! The 32-bit hash is read as a position `h / 2^32` in `[0, 1)`; subset `i` owns the half-open
 //! interval `[C(i-1)/T, C(i)/T)` of cumulative weights `C` over the total `T`. In integers that is
 //! `bucket = (h * T) >> 32` (no modulo bias) and the first subset with `bucket < C(i)`.
@@ -18,10 +20,17 @@ pub fn position(salt: &[u8], key: &[u8]) -> u32 {
 pub struct Salted(Murmur3);
 
 impl Salted {
+    /// Hashes `salt ++ ":" ++ key` (seed 0).
     pub fn new(salt: &[u8]) -> Salted {
-        let mut h = Murmur3::default();
-        h.write(salt);
-        h.write(b":");
+        Salted::prefixed(0, &[salt, b":"])
+    }
+
+    /// Hashes the concatenation of `prefix` and the key, from a murmur3 `seed`.
+    pub fn prefixed(seed: u32, prefix: &[&[u8]]) -> Salted {
+        let mut h = Murmur3::seeded(seed);
+        for part in prefix {
+            h.write(part);
+        }
         Salted(h)
     }
 
@@ -45,6 +54,13 @@ pub struct Murmur3 {
 }
 
 impl Murmur3 {
+    pub fn seeded(seed: u32) -> Murmur3 {
+        Murmur3 {
+            state: seed,
+            ..Murmur3::default()
+        }
+    }
+
     pub fn write(&mut self, mut bytes: &[u8]) {
         // The length is mixed in modulo 2^32, as in the reference implementation.
         self.len = self.len.wrapping_add(bytes.len() as u32);
@@ -167,6 +183,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn seeded_hashes_match_the_reference() {
+        for seed in [0, 1, 86_028_157, u32::MAX] {
+            for text in [&b""[..], b"a", b"checkout:alice", b"The quick brown fox"] {
+                let mut h = Murmur3::seeded(seed);
+                h.write(text);
+                assert_eq!(
+                    h.finish(),
+                    murmur3::murmur3_32(&mut &text[..], seed).unwrap()
+                );
+            }
+        }
+        let flagd = Salted::prefixed(0, &[b"checkout"]);
+        assert_eq!(
+            flagd.position(b"alice"),
+            murmur3::murmur3_32(&mut &b"checkoutalice"[..], 0).unwrap()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! remove, which metrics to count, what the response gets) against the small `Host` interface
 //! each binding implements. It never imports a host SDK, so it is tested natively and on wasm32.
 
+pub mod baggage;
 pub mod bucket;
 pub mod cookie;
 pub mod decide;
@@ -15,6 +16,7 @@ pub mod recording;
 pub mod request;
 pub mod rules;
 pub mod runtime;
+pub mod scheme;
 pub mod scope;
 pub mod stats;
 pub mod sticky;

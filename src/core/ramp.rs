@@ -21,7 +21,7 @@ pub struct Ramp {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The ramped subset's share during this step.
     pub share_ppm: u32,
@@ -30,6 +30,9 @@ pub struct Step {
     pub taken_ppm: u32,
     /// When this step ends (the next begins); `None` for the last step, which holds forever.
     pub until: Option<u64>,
+    /// The step's weights as running sums out of `PPM` (the ramped subset at `share_ppm`, the
+    /// others in their written proportions): what a flag system's weights would be at this step.
+    pub cumulative: Vec<u32>,
 }
 
 impl Ramp {
@@ -57,6 +60,39 @@ pub fn percent(ppm: u64) -> String {
         f if f % 10 == 0 => format!("{whole}.{}", f / 10),
         f => format!("{whole}.{f:02}"),
     }
+}
+
+/// The running sums of the weights at a step: the ramped subset at `share_ppm` of `PPM`, the
+/// others sharing the rest in their written proportions (the rounding remainder to the first).
+pub fn step_cumulative(weights: &[u32], ramped: usize, share_ppm: u32) -> Vec<u32> {
+    let others: u64 = weights
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != ramped)
+        .map(|(_, w)| u64::from(*w))
+        .sum();
+    let rest = u64::from(PPM - share_ppm.min(PPM));
+    let mut step: Vec<u32> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match i == ramped {
+            true => share_ppm.min(PPM),
+            false if others == 0 => 0,
+            false => u32::try_from(u64::from(*w) * rest / others).unwrap_or(0),
+        })
+        .collect();
+    let short = PPM - step.iter().sum::<u32>().min(PPM);
+    if let Some(first) = (0..step.len()).find(|i| *i != ramped && weights.get(*i) != Some(&0)) {
+        if let Some(w) = step.get_mut(first) {
+            *w += short;
+        }
+    }
+    step.iter()
+        .scan(0u32, |sum, w| {
+            *sum += w;
+            Some(*sum)
+        })
+        .collect()
 }
 
 /// `f` for a step: the share of the others' space the ramped subset needs on top of its written
@@ -218,6 +254,21 @@ mod tests {
     }
 
     #[test]
+    fn step_weights_keep_the_others_in_proportion() {
+        assert_eq!(step_cumulative(&[90, 10], 1, 250_000), [750_000, PPM]);
+        assert_eq!(
+            step_cumulative(&[50, 30, 20], 2, 600_000),
+            [250_000, 400_000, PPM]
+        );
+        // Rounding: a third each of 900,000 does not divide; the first takes the remainder.
+        assert_eq!(
+            step_cumulative(&[1, 1, 1, 0], 3, 100_000),
+            [300_000, 600_000, 900_000, PPM]
+        );
+        assert_eq!(step_cumulative(&[90, 10], 1, PPM), [0, PPM]);
+    }
+
+    #[test]
     fn percentages_are_written_without_floats() {
         assert_eq!(percent(0), "0");
         assert_eq!(percent(100_000), "10");
@@ -237,16 +288,19 @@ mod tests {
                     share_ppm: 10_000,
                     taken_ppm: 1,
                     until: Some(1_600),
+                    cumulative: vec![],
                 },
                 Step {
                     share_ppm: 50_000,
                     taken_ppm: 2,
                     until: Some(2_000),
+                    cumulative: vec![],
                 },
                 Step {
                     share_ppm: PPM,
                     taken_ppm: 3,
                     until: None,
+                    cumulative: vec![],
                 },
             ],
         };

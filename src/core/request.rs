@@ -10,6 +10,11 @@ pub trait RequestView {
     fn header(&self, name: &str) -> Option<&[u8]>;
     /// Every `Cookie` header's value, in order.
     fn cookie_headers(&self) -> impl Iterator<Item = &[u8]>;
+    /// Every value of a header, in order (by default the first only: views of a real header map
+    /// give them all).
+    fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + Clone {
+        self.header(name).into_iter()
+    }
     /// The first cookie of that name across all `Cookie` headers.
     fn cookie(&self, name: &str) -> Option<&[u8]> {
         cookie::find(self.cookie_headers(), name)
@@ -89,9 +94,13 @@ impl RequestView for HeaderList {
     }
 
     fn cookie_headers(&self) -> impl Iterator<Item = &[u8]> {
+        self.header_values("cookie")
+    }
+
+    fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + Clone {
         self.pairs
             .iter()
-            .filter(|(n, _)| same(n.as_bytes(), b"cookie"))
+            .filter(move |(n, _)| same(n.as_bytes(), name.as_bytes()))
             .map(|(_, v)| v.as_slice())
     }
 
@@ -157,7 +166,7 @@ impl<'a> SerializedHeaders<'a> {
     }
 
     /// Where each header's name and value sit, from the size table alone.
-    fn spans(&self) -> impl Iterator<Item = Span> + 'a {
+    fn spans(&self) -> impl Iterator<Item = Span> + Clone + 'a {
         let sizes = self.buf.get(4..4 + 8 * self.count).unwrap_or_default();
         let mut at = 4 + 8 * self.count;
         sizes.chunks_exact(8).map(move |pair| {
@@ -184,7 +193,10 @@ impl<'a> SerializedHeaders<'a> {
     }
 
     /// The values of every header called `name`, in order.
-    fn values<'n>(&self, want: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    pub fn values<'n>(
+        &self,
+        want: &'n [u8],
+    ) -> impl Iterator<Item = &'a [u8]> + Clone + use<'a, 'n> {
         let buf = self.buf;
         self.spans()
             .filter(move |span| span.name_len == want.len())
@@ -217,6 +229,10 @@ impl<S: Fn() -> Option<IpAddr>> RequestView for SerializedRequest<'_, S> {
 
     fn cookie_headers(&self) -> impl Iterator<Item = &[u8]> {
         self.headers.cookie_headers()
+    }
+
+    fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + Clone {
+        self.headers.values(name.as_bytes())
     }
 
     fn source_ip(&self) -> Option<IpAddr> {

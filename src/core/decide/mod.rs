@@ -5,11 +5,15 @@
 //! Order for the first release whose scope fits: trusted override, then rules in order, then the
 //! weighted split of the user key; without a key, the release's `whenNoKey`.
 
+use std::borrow::Cow;
+
+use crate::core::baggage;
 use crate::core::bucket;
 use crate::core::policy::{KeySource, Policy, Release, WhenNoKey, MAX_KEY_LEN};
 use crate::core::ramp;
 use crate::core::request::RequestView;
 use crate::core::rules::RuleKind;
+use crate::core::scheme::{self, FlagdVersion, Scheme};
 use crate::core::sticky::{self, KEY_LEN};
 use crate::core::trust;
 
@@ -177,7 +181,7 @@ fn assign<'r>(
     // A tripped guard stops the ramp: the written weights apply.
     let now = if tripped { None } else { context.now_nanos };
     let key = user_key(release, request);
-    let origin = key.map(|(source, _)| KeyOrigin::Source(source));
+    let origin = key.as_ref().map(|(source, _)| KeyOrigin::Source(*source));
     let key = key.map(|(_, value)| value);
     let done = |subset, reason| Assignment {
         key: origin,
@@ -185,17 +189,14 @@ fn assign<'r>(
     };
 
     if let Some(subset) = trusted_override(release, request) {
-        return (
-            done(subset, Reason::Override),
-            key.map(SamplingKey::Borrowed),
-        );
+        return (done(subset, Reason::Override), key.map(SamplingKey::from));
     }
 
     if let Some((i, rule)) = release
         .rules
         .iter()
         .enumerate()
-        .find(|(_, r)| r.matches(request, key))
+        .find(|(_, r)| r.matches(request, key.as_deref()))
     {
         let reason = match rule.kind() {
             RuleKind::Header => Reason::HeaderRule,
@@ -206,19 +207,18 @@ fn assign<'r>(
             rule: Some(i),
             ..done(rule.subset, reason)
         };
-        return (assignment, key.map(SamplingKey::Borrowed));
+        return (assignment, key.map(SamplingKey::from));
     }
 
     if let Some(key) = key {
-        let position = release.split_hash.position(key);
-        let assignment = match place(release, position, now) {
-            Some(s) => Assignment {
+        let assignment = match place(release, &key, now) {
+            Some((s, position)) => Assignment {
                 position: Some(position),
                 ..done(s, Reason::Hash)
             },
             None => fallback(index, release),
         };
-        return (assignment, Some(SamplingKey::Borrowed(key)));
+        return (assignment, Some(SamplingKey::from(key)));
     }
 
     match &release.when_no_key {
@@ -238,9 +238,8 @@ fn assign<'r>(
                     (Some(fresh), KeyOrigin::Minted, SamplingKey::Minted(fresh))
                 }
             };
-            let position = release.split_hash.position(&sampling);
-            let assignment = match place(release, position, now) {
-                Some(subset) => Assignment {
+            let assignment = match place(release, &sampling, now) {
+                Some((subset, position)) => Assignment {
                     new_sticky_key,
                     key: Some(origin),
                     position: Some(position),
@@ -253,15 +252,40 @@ fn assign<'r>(
     }
 }
 
-/// The subset a hash position falls in at `now`: the written split, or the ramp's step.
-fn place(release: &Release, position: u32, now: Option<u64>) -> Option<usize> {
-    match release
+/// The subset a key falls in at `now` under the release's scheme (and ramp), with the hash the
+/// scheme computed.
+fn place(release: &Release, key: &[u8], now: Option<u64>) -> Option<(usize, u32)> {
+    let step = release
         .ramp
         .as_ref()
-        .and_then(|r| Some((r, r.step_at(now)?.1)))
-    {
-        Some((r, step)) => ramp::pick(position, &release.cumulative, r.subset, step.taken_ppm),
-        None => bucket::pick(position, &release.cumulative),
+        .and_then(|r| Some((r, r.step_at(now)?.1)));
+    match &release.scheme {
+        Scheme::Dial => {
+            let p = release.split_hash.position(key);
+            let subset = match step {
+                Some((r, s)) => ramp::pick(p, &release.cumulative, r.subset, s.taken_ppm),
+                None => bucket::pick(p, &release.cumulative),
+            };
+            Some((subset?, p))
+        }
+        Scheme::UnleashRollout { hash, percent } => {
+            let h = hash.position(key);
+            let percent = step.map_or(*percent, |(_, s)| s.share_ppm / (ramp::PPM / 100));
+            Some((scheme::unleash_rollout(h, percent), h))
+        }
+        Scheme::UnleashVariants { hash, cumulative } => {
+            let h = hash.position(key);
+            Some((scheme::unleash_variant(h, cumulative)?, h))
+        }
+        Scheme::Flagd { hash, version } => {
+            let h = hash.position(key);
+            let cumulative = step.map_or(&release.cumulative, |(_, s)| &s.cumulative);
+            let subset = match version {
+                FlagdVersion::V2 => scheme::flagd_v2(h, cumulative),
+                FlagdVersion::V1 => scheme::flagd_v1(h, cumulative),
+            };
+            Some((subset?, h))
+        }
     }
 }
 
@@ -269,7 +293,18 @@ fn place(release: &Release, position: u32, now: Option<u64>) -> Option<usize> {
 /// key minted for it.
 enum SamplingKey<'r> {
     Borrowed(&'r [u8]),
+    /// Percent-decoded from baggage.
+    Decoded(Vec<u8>),
     Minted([u8; KEY_LEN]),
+}
+
+impl<'r> From<Cow<'r, [u8]>> for SamplingKey<'r> {
+    fn from(key: Cow<'r, [u8]>) -> Self {
+        match key {
+            Cow::Borrowed(k) => SamplingKey::Borrowed(k),
+            Cow::Owned(k) => SamplingKey::Decoded(k),
+        }
+    }
 }
 
 impl std::ops::Deref for SamplingKey<'_> {
@@ -277,6 +312,7 @@ impl std::ops::Deref for SamplingKey<'_> {
     fn deref(&self) -> &[u8] {
         match self {
             SamplingKey::Borrowed(k) => k,
+            SamplingKey::Decoded(k) => k,
             SamplingKey::Minted(k) => k,
         }
     }
@@ -310,11 +346,15 @@ fn fallback(index: usize, release: &Release) -> Assignment {
 
 /// The first present, non-empty, reasonably sized value among the release's key sources, with
 /// the index of its source.
-fn user_key<'a>(release: &Release, request: &'a impl RequestView) -> Option<(usize, &'a [u8])> {
+fn user_key<'a>(
+    release: &Release,
+    request: &'a impl RequestView,
+) -> Option<(usize, Cow<'a, [u8]>)> {
     release.key.iter().enumerate().find_map(|(i, source)| {
         let value = match source {
-            KeySource::Header(name) => request.header(name),
-            KeySource::Cookie(name) => request.cookie(name),
+            KeySource::Header(name) => request.header(name).map(Cow::Borrowed),
+            KeySource::Cookie(name) => request.cookie(name).map(Cow::Borrowed),
+            KeySource::Baggage(name) => baggage::member(request.header_values("baggage"), name),
         };
         value
             .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)

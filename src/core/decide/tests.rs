@@ -534,3 +534,143 @@ fn rotating_the_secret_keeps_every_anonymous_user_where_they_were() {
         assert_eq!(after.new_sticky_key, Some(key));
     }
 }
+
+fn subset_of_key(p: &Policy, key: &str) -> usize {
+    match decide(p, &Context::default(), &request(&[("x-user-id", key)])) {
+        Decision::Assign(a) => a.subset,
+        Decision::Pass => panic!("passed"),
+    }
+}
+
+fn reference_murmur(text: &str, seed: u32) -> u32 {
+    murmur3::murmur3_32(&mut text.as_bytes(), seed).unwrap()
+}
+
+/// Each scheme's documented formula, from the reference murmur3: the wiring, not the agreement
+/// with the SDKs themselves. (`% 100 + 1 <= p` is written as Unleash writes it.)
+#[test]
+#[allow(clippy::int_plus_one)]
+fn each_scheme_buckets_by_its_own_formula() {
+    let with = |bucketing: serde_json::Value, subsets: serde_json::Value| {
+        policy(json!({ "bucketing": bucketing, "subsets": subsets, "rules": [] }))
+    };
+    let two = json!([{ "name": "stable", "version": "v1", "weight": 75 },
+                     { "name": "canary", "version": "v2", "weight": 25 }]);
+    let three = json!([{ "name": "a", "version": "v1", "weight": 50 },
+                       { "name": "b", "version": "v2", "weight": 30 },
+                       { "name": "c", "version": "v3", "weight": 20 }]);
+    let rollout = with(
+        json!({ "scheme": "unleash", "groupId": "new-checkout" }),
+        two.clone(),
+    );
+    let variants = with(
+        json!({ "scheme": "unleash", "groupId": "new-checkout" }),
+        three.clone(),
+    );
+    let flagd = with(
+        json!({ "scheme": "flagd", "flagKey": "new-checkout" }),
+        three.clone(),
+    );
+    let flagd_v1 = with(
+        json!({ "scheme": "flagd", "flagKey": "new-checkout", "version": 1 }),
+        three,
+    );
+    for i in 0..2000 {
+        let key = format!("user-{i}");
+        let h = reference_murmur(&format!("new-checkout:{key}"), 0);
+        assert_eq!(
+            subset_of_key(&rollout, &key),
+            usize::from(h % 100 + 1 <= 25),
+            "{key}"
+        );
+        let v = reference_murmur(&format!("new-checkout:{key}"), 86_028_157) % 1000 + 1;
+        let want = if v <= 500 {
+            0
+        } else if v <= 800 {
+            1
+        } else {
+            2
+        };
+        assert_eq!(subset_of_key(&variants, &key), want, "{key}");
+        let f = reference_murmur(&format!("new-checkout{key}"), 0);
+        let bucket = (u64::from(f) * 100) >> 32;
+        let want = if bucket < 50 {
+            0
+        } else if bucket < 80 {
+            1
+        } else {
+            2
+        };
+        assert_eq!(subset_of_key(&flagd, &key), want, "{key}");
+        let ratio = f64::from(f as i32).abs() / f64::from(i32::MAX) * 100.0;
+        let want = if ratio < 50.0 {
+            0
+        } else if ratio < 80.0 {
+            1
+        } else {
+            2
+        };
+        assert_eq!(subset_of_key(&flagd_v1, &key), want, "{key}");
+    }
+}
+
+#[test]
+#[allow(clippy::int_plus_one)]
+fn an_unleash_ramp_raises_the_rollout_and_never_moves_a_user_back() {
+    let p = policy(json!({
+        "bucketing": { "scheme": "unleash", "groupId": "checkout" },
+        "rules": [],
+        "ramp": { "subset": "canary", "start": "2026-12-01T09:00:00Z",
+                  "steps": [ { "weight": 10, "hold": "1m" }, { "weight": 25, "hold": "1m" }, { "weight": 100 } ] }
+    }));
+    let mut previous: Option<Vec<bool>> = None;
+    for (t, rollout) in [(T0, 10), (T0 + MINUTE, 25), (T0 + 2 * MINUTE, 100)] {
+        let context = Context {
+            now_nanos: Some(t),
+            tripped: 0,
+        };
+        let now: Vec<bool> = (0..2000)
+            .map(|i| {
+                let key = format!("user-{i}");
+                let on = matches!(decide(&p, &context, &request(&[("x-user-id", &key)])),
+                    Decision::Assign(a) if a.subset == 1);
+                let h = reference_murmur(&format!("checkout:{key}"), 0);
+                assert_eq!(on, h % 100 + 1 <= rollout, "{key} at {rollout}%");
+                on
+            })
+            .collect();
+        if let Some(before) = &previous {
+            assert!(before.iter().zip(&now).all(|(b, a)| !b || *a));
+        }
+        previous = Some(now);
+    }
+}
+
+#[test]
+fn a_key_can_come_from_baggage() {
+    let p = policy(json!({ "key": [ { "baggage": "user.id" }, { "header": "x-user-id" } ] }));
+    let from_baggage = request(&[("baggage", "tenant=acme, user.id=carol%40example.com;p=1")]);
+    let from_header = request(&[("x-user-id", "carol@example.com")]);
+    let (a, b) = match (
+        decide(&p, &Context::default(), &from_baggage),
+        decide(&p, &Context::default(), &from_header),
+    ) {
+        (Decision::Assign(a), Decision::Assign(b)) => (a, b),
+        _ => panic!("passed"),
+    };
+    assert_eq!(
+        (a.subset, a.position, a.key),
+        (b.subset, b.position, Some(KeyOrigin::Source(0)))
+    );
+    // Malformed baggage: no key from it; the next source is used.
+    let malformed = request(&[
+        ("baggage", "user.id=%zz"),
+        ("x-user-id", "carol@example.com"),
+    ]);
+    match decide(&p, &Context::default(), &malformed) {
+        Decision::Assign(m) => {
+            assert_eq!((m.subset, m.key), (b.subset, Some(KeyOrigin::Source(1))))
+        }
+        Decision::Pass => panic!("passed"),
+    }
+}

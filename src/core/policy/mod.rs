@@ -13,6 +13,7 @@ use crate::core::bucket::Salted;
 use crate::core::guard::Guard;
 use crate::core::ramp::Ramp;
 use crate::core::rules::Rule;
+use crate::core::scheme::Scheme;
 use crate::core::scope::Scope;
 use crate::core::sticky::StickyCookie;
 use crate::core::trust::Trust;
@@ -50,8 +51,10 @@ pub struct Release {
     pub subsets: Vec<Subset>,
     /// Running sums of the subset weights; the last one is the total (> 0).
     pub cumulative: Vec<u32>,
-    /// Hashes user keys for the split, salted with the release name.
+    /// Hashes user keys for the split, salted with the release name (the `dial` scheme).
     pub split_hash: Salted,
+    /// How keys become subsets: Dial's own split, or an app-side flag system's.
+    pub scheme: Scheme,
     pub key: Vec<KeySource>,
     pub rules: Vec<Rule>,
     pub when_no_key: WhenNoKey,
@@ -75,6 +78,8 @@ pub struct Subset {
 pub enum KeySource {
     Header(String),
     Cookie(String),
+    /// A member of the W3C `baggage` header.
+    Baggage(String),
 }
 
 /// What a request without a user key gets.

@@ -41,6 +41,15 @@ pub struct RawRelease {
     pub mirror: Option<RawMirror>,
     pub ramp: Option<RawRamp>,
     pub guard: Option<RawGuard>,
+    pub bucketing: Option<RawBucketing>,
+}
+
+#[derive(Debug)]
+pub struct RawBucketing {
+    pub scheme: String,
+    pub group_id: Option<String>,
+    pub flag_key: Option<String>,
+    pub version: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +69,7 @@ pub struct RawSubset {
 pub struct RawKeySource {
     pub header: Option<String>,
     pub cookie: Option<String>,
+    pub baggage: Option<String>,
 }
 
 #[derive(Debug)]
@@ -201,6 +211,7 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
         let mirror = r.optional(o, "mirror", |r, v, p| r.object(v, p, mirror));
         let ramp = r.optional(o, "ramp", |r, v, p| r.object(v, p, ramp));
         let guard = r.optional(o, "guard", |r, v, p| r.object(v, p, guard));
+        let bucketing = r.optional(o, "bucketing", |r, v, p| r.object(v, p, bucketing));
         Some(RawRelease {
             name: name?,
             scope: scope.unwrap_or_default(),
@@ -212,6 +223,7 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
             mirror,
             ramp,
             guard,
+            bucketing,
         })
     })
 }
@@ -243,6 +255,7 @@ fn key_source(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawKeySo
         Some(RawKeySource {
             header: r.optional(o, "header", string),
             cookie: r.optional(o, "cookie", string),
+            baggage: r.optional(o, "baggage", string),
         })
     })
 }
@@ -370,5 +383,18 @@ fn slow_rate(r: &mut Reader, o: &mut Object) -> Option<RawSlowRate> {
     Some(RawSlowRate {
         over_ms: over_ms?,
         rate: rate?,
+    })
+}
+
+fn bucketing(r: &mut Reader, o: &mut Object) -> Option<RawBucketing> {
+    let scheme = r.required(o, "scheme", string);
+    let group_id = r.optional(o, "groupId", string);
+    let flag_key = r.optional(o, "flagKey", string);
+    let version = r.optional(o, "version", integer);
+    Some(RawBucketing {
+        scheme: scheme?,
+        group_id,
+        flag_key,
+        version,
     })
 }

@@ -2,6 +2,7 @@
 //! collected with its JSON path, its kind and the offending value, so one reload shows them all.
 //! The top level (headers, the list of releases) is here; each part of a release has its file.
 
+mod bucketing;
 mod checker;
 mod keyless;
 mod mirror;

@@ -128,10 +128,12 @@ pub fn ramp(
                 }
             },
         };
+        let weights: Vec<u32> = subsets.iter().map(|s| s.weight).collect();
         steps.push(Step {
             share_ppm: share,
             taken_ppm: ramp::taken_ppm(share, ramped_weight, total.max(ramped_weight + 1)),
             until,
+            cumulative: ramp::step_cumulative(&weights, subset.unwrap_or(0), share),
         });
     }
     let (subset, start) = (subset?, start?);

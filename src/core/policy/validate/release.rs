@@ -1,11 +1,14 @@
 //! One release: its name, scope, subsets and weights, key sources, and each of its parts.
 
 use super::checker::Checker;
-use super::{keyless, mirror, override_, progress, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL};
+use super::{
+    bucketing, keyless, mirror, override_, progress, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL,
+};
 use crate::core::bucket::Salted;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawKeySource, RawRelease, RawSubset};
 use crate::core::policy::{KeySource, Release, Subset, WhenNoKey};
+use crate::core::scheme::Scheme;
 
 pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Release> {
     let mark = c.mark();
@@ -44,10 +47,20 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
     let guard = r
         .guard
         .and_then(|g| progress::guard(c, &path.key("guard"), g, &refs));
+    let scheme = match r.bucketing {
+        None => Some(Scheme::Dial),
+        Some(b) => {
+            bucketing::bucketing(c, &path.key("bucketing"), b, &subsets, &path.key("subsets"))
+        }
+    };
+    if let (Some(ramp), Some(scheme)) = (&ramp, &scheme) {
+        bucketing::ramp_fits(c, &path.key("ramp"), ramp, scheme, &subsets);
+    }
 
-    let when_no_key = when_no_key?;
+    let (when_no_key, scheme) = (when_no_key?, scheme?);
     c.clean_since(mark).then_some(Release {
         split_hash: Salted::new(r.name.as_bytes()),
+        scheme,
         name: r.name,
         scope: scope?,
         subsets,
@@ -179,21 +192,27 @@ fn key_sources(c: &mut Checker, path: &JsonPath, raw: Vec<RawKeySource>) -> Vec<
     let mut key = Vec::with_capacity(raw.len());
     for (j, k) in raw.into_iter().enumerate() {
         let at = path.index(j);
-        match (k.header, k.cookie) {
-            (Some(h), None) => {
+        match (k.header, k.cookie, k.baggage) {
+            (Some(h), None, None) => {
                 if let Some(h) = c.header_name(at.key("header"), &h, false) {
                     key.push(KeySource::Header(h));
                 }
             }
-            (None, Some(ck)) => {
+            (None, Some(ck), None) => {
                 if let Some(ck) = c.cookie_name(at.key("cookie"), &ck) {
                     key.push(KeySource::Cookie(ck));
+                }
+            }
+            (None, None, Some(member)) => {
+                // A baggage key is a token, as a header name is (but case-sensitive).
+                if c.header_name(at.key("baggage"), &member, false).is_some() {
+                    key.push(KeySource::Baggage(member));
                 }
             }
             _ => c.fail_here(
                 at,
                 ProblemKind::Conflict,
-                "a key source needs exactly one of \"header\" or \"cookie\"",
+                "a key source needs exactly one of \"header\", \"cookie\" or \"baggage\"",
             ),
         }
     }
