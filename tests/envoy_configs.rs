@@ -88,7 +88,7 @@ fn validation_runs_dials_policy_checks() {
 /// The example policy in `envoy-config/envoy.yaml` (what `make demo` runs) and the tests' copy in
 /// `tests/data/checkout.json` cannot drift apart: the shipped one is a valid policy whose
 /// checkout release is the tests' one, but for what an example adds: its own override token, a
-/// mirror to the shadow, and a second release (search).
+/// mirror to the shadow, a ramp and a guard for the canary, and a second release (search).
 #[test]
 fn the_shipped_example_policy_is_the_tests_checkout_policy() {
     let text = envoy_example();
@@ -113,21 +113,41 @@ fn the_shipped_example_policy_is_the_tests_checkout_policy() {
     let routing = |release: &Value| {
         let mut r = release.clone();
         let fields = r.as_object_mut().unwrap();
-        let mirror = fields.remove("mirror");
+        let added = ["mirror", "ramp", "guard"].map(|f| fields.remove(f));
         let token = fields
             .get_mut("override")
             .and_then(|o| o.as_object_mut()?.remove("token"));
-        (r, mirror, token)
+        (r, added, token)
     };
-    let (shipped_release, mirror, shipped_token) = routing(&shipped["releases"][0]);
-    let (tests_release, no_mirror, tests_token) = routing(&tests["releases"][0]);
+    let (shipped_release, [mirror, ramp, guard], shipped_token) = routing(&shipped["releases"][0]);
+    let (tests_release, not_added, tests_token) = routing(&tests["releases"][0]);
     assert_eq!(shipped_release, tests_release);
+    assert_eq!(not_added, [None, None, None]);
     assert_eq!(
         mirror.map(|m| m["version"].clone()),
         Some(Value::from("v3")),
         "the example mirrors to v3, which its shadow route serves"
     );
-    assert_eq!(no_mirror, None);
+    // The ramp takes the canary from its written share to everyone; the guard pulls the canary
+    // back to stable (the policy check above has validated the rest of both).
+    let ramp = ramp.expect("the example ramps the canary");
+    let steps: Vec<f64> = ramp["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["weight"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ramp["subset"], "canary");
+    assert_eq!(
+        (steps.first(), steps.last()),
+        (Some(&10.0), Some(&100.0)),
+        "the ramp starts at the canary's written 10% and ends at 100%"
+    );
+    let guard = guard.expect("the example guards the canary");
+    assert_eq!(
+        (&guard["subset"], &guard["fallback"]),
+        (&Value::from("canary"), &Value::from("stable"))
+    );
     // Both trust the override by token only (sourceCidrs and allowAnyone are compared above).
     assert!(shipped_token.is_some() && tests_token.is_some());
 

@@ -1,6 +1,8 @@
 //! `make demo`: Envoy with Dial and the example policy in `envoy-config/envoy.yaml`, four demo
 //! backends on loopback, traffic from thousands of synthetic users, and a table of where they
-//! went. `make up` (`--keep-running`) leaves it all running for curl.
+//! went; then the example's ramp and guard in demo time, on a timeline (`timeline.rs`), drawn
+//! into `target/demo/timeline.svg` (`svg.rs`). `make up` (`--keep-running`) leaves the first
+//! part running for curl.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,13 +13,19 @@
 // The end-to-end harness's backends and client, shared rather than written twice.
 #[path = "../support/mod.rs"]
 mod support;
+mod svg;
+mod timeline;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dial::core::decide::{decide, Context, Decision};
+use dial::core::policy::Policy;
+use dial::core::request::HeaderList;
 use serde_json::Value;
-use support::policies::{envoy_example, Core};
+use support::policies::envoy_example;
 use support::{envoy_binary, module_path, repo_root, Backend, Client};
 
 const PORT: u16 = 10000;
@@ -30,9 +38,37 @@ struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        envoy_stopped(self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The Envoys this demo started and has not stopped. The release profile aborts on a panic, so
+/// no destructor stops them then, and a leftover Envoy would keep the demo's ports: the panic
+/// hook stops them instead.
+static ENVOYS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn envoys() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    ENVOYS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn envoy_started(pid: u32) {
+    envoys().push(pid);
+}
+
+pub fn envoy_stopped(pid: u32) {
+    envoys().retain(|p| *p != pid);
+}
+
+fn stop_envoys_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        for pid in envoys().drain(..) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }));
 }
 
 fn start_envoy() -> Running {
@@ -50,6 +86,7 @@ fn start_envoy() -> Running {
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .expect("start Envoy");
+    envoy_started(child.id());
     let mut envoy = Running(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err() {
@@ -96,34 +133,135 @@ fn release<'a>(policy: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no release {name} in envoy-config/envoy.yaml"))
 }
 
-/// A release's subsets: (name, version, weight).
-fn subsets(release: &Value) -> Vec<(String, String, u64)> {
+/// A release's subsets: (name, version, effective weight in percent). The weight is Envoy's
+/// `dial_subset_weight` gauge: the written weights, or a ramp's step once it has started.
+fn subsets(release: &Value) -> Vec<(String, String, String)> {
+    let samples = support::prometheus::parse(
+        &support::envoy::admin_get(9901, "/stats/prometheus").unwrap_or_default(),
+    );
+    let name = release["name"].as_str().unwrap();
     release["subsets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| {
+            let subset = s["name"].as_str().unwrap();
+            let weight = support::prometheus::value(
+                &samples,
+                "dial_subset_weight",
+                &[("release", name), ("subset", subset)],
+            )
+            .map_or_else(|| "?".into(), |bp| (bp / 100.0).to_string());
             (
-                s["name"].as_str().unwrap().to_string(),
+                subset.to_string(),
                 s["version"].as_str().unwrap().to_string(),
-                s["weight"].as_u64().unwrap(),
+                weight,
             )
         })
         .collect()
 }
 
 /// "90/10".
-fn split(subsets: &[(String, String, u64)]) -> String {
+fn split(subsets: &[(String, String, String)]) -> String {
     subsets
         .iter()
-        .map(|(_, _, w)| w.to_string())
+        .map(|(_, _, w)| w.as_str())
         .collect::<Vec<_>>()
         .join("/")
 }
 
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The ramp and guard of release `name`, in a line each, with where the ramp stands now.
+fn progress(policy_text: &str, policy: &Value, name: &str) -> String {
+    let release = release(policy, name);
+    let mut out = String::new();
+    let ramp = &release["ramp"];
+    if let Some(steps) = ramp["steps"].as_array() {
+        let core = Policy::parse(policy_text.as_bytes()).unwrap();
+        let written = core
+            .releases
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.ramp.as_ref());
+        let now = match written.and_then(|r| r.step_at(Some(now_nanos()))) {
+            None => "not started yet: the written weights apply".to_string(),
+            Some((i, _)) => format!("now at step {} of {}", i + 1, steps.len()),
+        };
+        let steps: Vec<String> = steps
+            .iter()
+            .map(|s| match s["hold"].as_str() {
+                Some(hold) => format!("{}% for {hold}", s["weight"]),
+                None => format!("then {}%", s["weight"]),
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n  ramp: {} from {}: {}; {now}",
+            ramp["subset"].as_str().unwrap_or_default(),
+            ramp["start"].as_str().unwrap_or_default(),
+            steps.join(", ")
+        ));
+    }
+    let guard = &release["guard"];
+    if guard.is_object() {
+        let mut limits = Vec::new();
+        let fallback = guard["fallback"].as_str().unwrap_or_default();
+        let points = |rate: f64| {
+            let p = rate * 100.0;
+            format!("{p} point{}", if p == 1.0 { "" } else { "s" })
+        };
+        if let Some(rate) = guard["maxErrorRate"].as_f64() {
+            limits.push(format!(
+                "its 5xx rate exceeds {fallback}'s by {}",
+                points(rate)
+            ));
+        }
+        if let Some(slow) = guard["maxSlowRate"].as_object() {
+            limits.push(format!(
+                "its share slower than {} ms by {}",
+                slow["overMs"],
+                points(slow["rate"].as_f64().unwrap_or_default())
+            ));
+        }
+        out.push_str(&format!(
+            "\n  guard: {} -> {fallback} if, over {} (at least {} responses), {}",
+            guard["subset"].as_str().unwrap_or_default(),
+            guard["window"].as_str().unwrap_or_default(),
+            guard["minRequests"],
+            limits.join(", or ")
+        ));
+    }
+    out
+}
+
+/// The first of `user-0`, `user-1`, ... that Dial puts on `subset` now (the ramp's step in
+/// force applied), by the same core the filter runs.
+fn user_on(policy_text: &str, subset: &str) -> String {
+    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
+    let context = Context::at(now_nanos());
+    (0..100_000)
+        .map(|i| format!("user-{i}"))
+        .find(|u| {
+            let request = HeaderList::from_strs(&[
+                (":method", "GET"),
+                (":authority", HOST),
+                (":path", "/checkout"),
+                ("x-user-id", u),
+            ]);
+            matches!(decide(&policy, &context, &request),
+                Decision::Assign(a) if policy.releases[a.release].subsets[a.subset].name == subset)
+        })
+        .unwrap_or_else(|| "user-0".into())
+}
+
 fn print_table(
     title: &str,
-    weights: &[(String, String, u64)],
+    weights: &[(String, String, String)],
     rows: &HashMap<String, Row>,
     total: usize,
 ) {
@@ -201,7 +339,7 @@ fn showcase(policy_text: &str, policy: &Value) -> usize {
     let names: Vec<String> = subsets(checkout).into_iter().map(|(n, ..)| n).collect();
     let (first, last) = (&names[0], &names[names.len() - 1]);
     let key = checkout["key"][0]["header"].as_str().unwrap_or("x-user-id");
-    let user = Core::new(policy_text).users_on(HOST, "/checkout", first, 1)[0].clone();
+    let user = user_on(policy_text, first);
     let own = |extra: &[(&str, &str)]| {
         let mut h = vec![(key.to_string(), user.clone())];
         h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
@@ -310,6 +448,8 @@ fn shadow_and_metrics(shadow: &Backend, policy: &Value) {
 }
 
 fn main() {
+    let demo_started = Instant::now();
+    stop_envoys_on_panic();
     let keep_running = std::env::args().any(|a| a == "--keep-running");
     let module = module_path();
     let _backends: Vec<Backend> = [
@@ -342,8 +482,9 @@ fn main() {
     let rows = visit_twice("/checkout", SIGNED_IN, |i| Some(format!("user-{i}")));
     print_table(
         &format!(
-            "checkout: {SIGNED_IN} signed-in users (key: x-user-id), murmur3 split {}",
-            split(&checkout)
+            "checkout: {SIGNED_IN} signed-in users (key: x-user-id), murmur3 split {}{}",
+            split(&checkout),
+            progress(&policy_text, &policy, "checkout")
         ),
         &checkout,
         &rows,
@@ -384,4 +525,9 @@ fn main() {
         }
     }
     drop(envoy);
+    timeline::run(&policy);
+    println!(
+        "\nThe whole demo took {:.1}s.",
+        demo_started.elapsed().as_secs_f64()
+    );
 }

@@ -1,0 +1,495 @@
+//! The demo's last part: the example policy's ramp and guard in demo time. Envoy with two
+//! workers and steady load from several connections; the ramp advances step by step; then the
+//! canary answers 500 and the guard pulls it back. Every 500 ms a row: who answered (the
+//! clients' `x-backend` and Dial's `x-dial-assignment` echo), the canary's 5xx rate, and Envoy's
+//! own gauges (`dial_subset_weight`, `dial_guard_tripped`). Printed as a table, drawn as an SVG.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::support::prometheus::{value, Sample};
+use crate::support::{repo_root, Backend, Client, Envoy, EnvoyConfig};
+use crate::svg;
+
+const HOST: &str = "shop.example.com";
+const PATH: &str = "/checkout";
+/// Demo time: each held step of the ramp lasts this long (the example's hold for hours).
+const HOLD_SECONDS: u64 = 4;
+/// The guard's window in demo time (the example's is 10 s).
+const WINDOW: &str = "3s";
+/// The timeline starts this long before the ramp: the written split first.
+const LEAD: Duration = Duration::from_secs(2);
+/// The canary starts failing this long into the ramp's last held step.
+const FAIL_INTO_STEP: Duration = Duration::from_millis(1500);
+/// The timeline goes on this long after the trip.
+const AFTER_TRIP: Duration = Duration::from_secs(4);
+/// The demo fails if the guard has not tripped this long after the canary started failing.
+const TRIP_DEADLINE: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_millis(500);
+/// The clients start this long before the timeline.
+const WARM_UP: Duration = Duration::from_millis(300);
+/// Clients, each on its own connection with its own 500 signed-in users.
+const CONNECTIONS: usize = 8;
+/// Requests a second per connection.
+const PER_CONNECTION: u32 = 50;
+const CANARY_BACKEND: &str = "checkout-v2";
+
+/// One response, as a client saw it.
+struct Seen {
+    at: Instant,
+    canary: bool,
+    error: bool,
+    guardrail: bool,
+}
+
+/// Clients on their own connections, each sending its users' requests in turn at a steady
+/// pace, until stopped; every response is recorded.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let period = Duration::from_secs(1) / PER_CONNECTION;
+        let threads = (0..CONNECTIONS)
+            .map(|c| {
+                let (stop, seen) = (stop.clone(), seen.clone());
+                let users: Vec<String> = (0..500)
+                    .map(|i| format!("user-{}", c * 100_000 + i))
+                    .collect();
+                // Staggered, so the connections do not send in bursts.
+                let mut next = Instant::now() + period * c as u32 / CONNECTIONS as u32;
+                thread::spawn(move || {
+                    let mut client = Client::new(port);
+                    for n in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        thread::sleep(next.saturating_duration_since(Instant::now()));
+                        // Late (a busy machine): carry on from now, without a burst to catch up.
+                        next = (next + period).max(Instant::now());
+                        let user = &users[n % users.len()];
+                        let r = client.get(HOST, PATH, &[("x-user-id", user)]);
+                        let response = Seen {
+                            at: Instant::now(),
+                            canary: r.backend() == CANARY_BACKEND,
+                            error: r.status >= 500,
+                            guardrail: r
+                                .header("x-dial-assignment")
+                                .is_some_and(|a| a.ends_with("reason=guardrail")),
+                        };
+                        seen.lock().unwrap().push(response);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            seen,
+            threads,
+        }
+    }
+
+    /// The responses since the last call.
+    fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// One 500 ms interval of the timeline.
+struct Row {
+    /// The interval's end, in seconds since the timeline began.
+    t: f64,
+    requests: usize,
+    errors: usize,
+    canary: usize,
+    canary_errors: usize,
+    guardrail: usize,
+    /// Envoy's gauges at the interval's end: the canary's effective weight (basis points),
+    /// whether its guard is tripped.
+    weight: Option<f64>,
+    tripped: bool,
+    events: Vec<String>,
+}
+
+fn pct(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
+}
+
+fn show(p: Option<f64>) -> String {
+    p.map_or_else(|| "-".into(), |p| format!("{p:.1}%"))
+}
+
+impl Row {
+    fn print(&self) {
+        let line = format!(
+            "  {:>5.1}  {:>6}  {:>5}  {:>6}  {:>6}  {:>10}  {:>9}  {:<7}  {}",
+            self.t,
+            self.weight
+                .map_or_else(|| "-".into(), |w| format!("{}%", w / 100.0)),
+            self.requests,
+            show(pct(self.requests - self.canary, self.requests)),
+            show(pct(self.canary, self.requests)),
+            show(pct(self.canary_errors, self.canary)),
+            show(pct(self.guardrail, self.requests)),
+            if self.tripped { "TRIPPED" } else { "ok" },
+            self.events.join("; ")
+        );
+        println!("{}", line.trim_end());
+    }
+}
+
+/// An RFC 3339 UTC time, `seconds` after the epoch.
+fn rfc3339(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The example's checkout release rewritten for demo time: the ramp starts at `start` (seconds
+/// since the epoch) and holds each step HOLD_SECONDS; the guard judges a WINDOW.
+fn demo_time(example: &Value, start: u64) -> Value {
+    let mut doc = example.clone();
+    let release = doc["releases"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["name"] == "checkout")
+        .expect("the example has a checkout release");
+    assert!(
+        release["ramp"].is_object() && release["guard"].is_object(),
+        "the example's checkout release has no ramp or no guard: see envoy-config/envoy.yaml"
+    );
+    let ramp = &mut release["ramp"];
+    ramp["start"] = Value::from(rfc3339(start));
+    for step in ramp["steps"].as_array_mut().unwrap() {
+        if step.get("hold").is_some() {
+            step["hold"] = Value::from(format!("{HOLD_SECONDS}s"));
+        }
+    }
+    release["guard"]["window"] = Value::from(WINDOW);
+    doc
+}
+
+fn checkout(doc: &Value) -> &Value {
+    doc["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "checkout")
+        .unwrap()
+}
+
+fn canary_gauge(samples: &[Sample], name: &str) -> Option<f64> {
+    value(
+        samples,
+        name,
+        &[("release", "checkout"), ("subset", "canary")],
+    )
+}
+
+/// Runs the timeline with the example policy `example` (the one `envoy-config/envoy.yaml`
+/// ships); panics (the demo fails) if the guard does not pull the failing canary back.
+pub fn run(example: &Value) {
+    // The ramp starts a few seconds from now, at a whole second (RFC 3339 as a policy writes
+    // it), leaving Envoy time to start before the timeline begins LEAD ahead of the ramp.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let start = now.as_secs() + 5;
+    let doc = demo_time(example, start);
+    let shipped = checkout(example);
+    let demo = checkout(&doc);
+    let steps: Vec<f64> = demo["ramp"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["weight"].as_f64().unwrap())
+        .collect();
+    let holds: Vec<&str> = shipped["ramp"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["hold"].as_str())
+        .collect();
+    let guard = &demo["guard"];
+    assert!(
+        steps.len() >= 2,
+        "the example's ramp needs two steps or more"
+    );
+
+    let stable = Backend::start("checkout-v1");
+    let canary = Backend::start(CANARY_BACKEND);
+    let config = EnvoyConfig::new(
+        &doc.to_string(),
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
+    let envoy = Envoy::start_with_workers(&config, 2);
+    crate::envoy_started(envoy.pid());
+
+    // The timeline's t = 0: LEAD before the ramp's start.
+    let until_start = (UNIX_EPOCH + Duration::from_secs(start))
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let ramp_at = Instant::now() + until_start;
+    let t0 = ramp_at
+        .checked_sub(LEAD)
+        .unwrap_or(ramp_at)
+        .max(Instant::now() + WARM_UP);
+    let secs = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
+    let hold = Duration::from_secs(HOLD_SECONDS);
+    let boundaries: Vec<f64> = (0..steps.len())
+        .map(|i| secs(ramp_at + hold * i as u32))
+        .collect();
+    // In the last held step (the one before the ramp's last).
+    let fail_at = ramp_at + hold * (steps.len() - 2) as u32 + FAIL_INTO_STEP;
+
+    println!(
+        "\nRamp and guardrail on a timeline: the example's checkout policy in demo time (the ramp's holds of {} cut to\n{HOLD_SECONDS}s each, the guard's window of {} to {WINDOW}); Envoy with 2 workers; ~{} requests/s of signed-in users on {CONNECTIONS} connections.",
+        holds.join(", "),
+        shipped["guard"]["window"].as_str().unwrap_or("?"),
+        CONNECTIONS as u32 * PER_CONNECTION
+    );
+    println!(
+        "  ramp: canary {} from t={:.1} s",
+        steps
+            .iter()
+            .map(|w| format!("{w}%"))
+            .collect::<Vec<_>>()
+            .join(" -> "),
+        boundaries[0],
+    );
+    println!(
+        "  guard: canary -> stable once its 5xx rate is {} points above stable's over {WINDOW} (at least {} canary responses)",
+        guard["maxErrorRate"].as_f64().unwrap_or(0.0) * 100.0,
+        guard["minRequests"]
+    );
+    println!(
+        "  at t={:.1} s the canary ({CANARY_BACKEND}) starts answering 500",
+        secs(fail_at)
+    );
+    println!("\n  Each row: the 500 ms up to t. weight: the canary's effective share (Envoy's dial_subset_weight gauge).");
+    println!(
+        "  stable, canary: who answered (x-backend). canary 5xx: share of the canary's answers."
+    );
+    println!("  guardrail: sent to stable by the tripped guard (reason in x-dial-assignment). guard: dial_guard_tripped.");
+    println!(
+        "  {:>5}  {:>6}  {:>5}  {:>6}  {:>6}  {:>10}  {:>9}  {:<7}  event",
+        "t (s)", "weight", "reqs", "stable", "canary", "canary 5xx", "guardrail", "guard"
+    );
+
+    // The clients start a moment early, so the first interval is as full as the others.
+    thread::sleep(t0.saturating_duration_since(Instant::now() + WARM_UP));
+    let load = Load::start(envoy.port);
+    thread::sleep(t0.saturating_duration_since(Instant::now()));
+    load.take();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failed: Option<Instant> = None;
+    // The first request the tripped guard sent to stable: the trip, as the clients saw it.
+    let mut tripped: Option<Instant> = None;
+    let mut marked_trip = false;
+    for k in 1u32.. {
+        let due = t0 + INTERVAL * k;
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let batch = load.take();
+        let samples = envoy.prometheus();
+        let t = secs(due);
+        let gauge_tripped = canary_gauge(&samples, "dial_guard_tripped") == Some(1.0);
+        if tripped.is_none() {
+            tripped = batch.iter().filter(|s| s.guardrail).map(|s| s.at).min();
+        }
+        let mut events = Vec::new();
+        let from = t - INTERVAL.as_secs_f64();
+        for (i, (b, w)) in boundaries.iter().zip(&steps).enumerate() {
+            // A step that begins at an interval's end shows in the next one.
+            if from <= *b && *b < t {
+                events.push(match (i, tripped.is_some_and(|at| secs(at) < *b)) {
+                    (_, true) => format!("ramp step {w}%: not taken (guard tripped)"),
+                    (0, false) => format!("ramp starts: {w}%"),
+                    (_, false) => format!("ramp step: {w}%"),
+                });
+            }
+        }
+        if failed.is_some_and(|at| from <= secs(at) && secs(at) < t) {
+            events.push("canary fails (500)".into());
+        }
+        if !marked_trip && (tripped.is_some() || gauge_tripped) {
+            marked_trip = true;
+            events.push("guard tripped".into());
+        }
+        let row = Row {
+            t,
+            requests: batch.len(),
+            errors: batch.iter().filter(|s| s.error).count(),
+            canary: batch.iter().filter(|s| s.canary).count(),
+            canary_errors: batch.iter().filter(|s| s.canary && s.error).count(),
+            guardrail: batch.iter().filter(|s| s.guardrail).count(),
+            weight: canary_gauge(&samples, "dial_subset_weight"),
+            tripped: gauge_tripped,
+            events,
+        };
+        row.print();
+        rows.push(row);
+
+        if let Some(at) = tripped {
+            if Instant::now() >= at + AFTER_TRIP {
+                break;
+            }
+        }
+        if let Some(at) = failed {
+            if Instant::now() >= at + TRIP_DEADLINE {
+                load.stop();
+                panic!(
+                    "the guard did not trip within {TRIP_DEADLINE:?} of the canary failing; Envoy's log:\n{}",
+                    envoy.log()
+                );
+            }
+        } else if Instant::now() + INTERVAL / 10 >= fail_at {
+            canary.set_status(500);
+            failed = Some(Instant::now());
+        }
+    }
+    load.stop();
+    let end = secs(Instant::now());
+    let (failed, tripped) = (failed.unwrap(), tripped.unwrap());
+
+    // The canary's own account: its first 500 and the last request it received.
+    let at_canary = canary.seen();
+    let first_500 = at_canary
+        .iter()
+        .filter(|s| s.status >= 500)
+        .map(|s| s.at)
+        .min()
+        .unwrap_or(failed);
+    let last = at_canary.iter().map(|s| s.at).max().unwrap_or(first_500);
+    let after = |at: Instant| at.saturating_duration_since(first_500).as_secs_f64();
+    let requests: usize = rows.iter().map(|r| r.requests).sum();
+    let errors: usize = rows.iter().map(|r| r.errors).sum();
+    let canary_errors: usize = rows.iter().map(|r| r.canary_errors).sum();
+    let guardrail: usize = rows.iter().map(|r| r.guardrail).sum();
+    println!("\nThe canary's first 500: t={:.2} s.", secs(first_500));
+    println!(
+        "The guard tripped within {:.2} s of it (t={:.2} s: the first request sent to stable with reason=guardrail).",
+        after(tripped),
+        secs(tripped),
+    );
+    println!(
+        "The last request reached the canary {:.2} s after its first 500 (t={:.2} s).",
+        after(last),
+        secs(last)
+    );
+    println!(
+        "{requests} requests in {end:.1} s; {errors} answered 5xx ({}); {guardrail} sent to stable by the guardrail.",
+        if errors == canary_errors {
+            "all by the canary".to_string()
+        } else {
+            format!("{canary_errors} by the canary")
+        }
+    );
+    let log = envoy.log();
+    if let Some(line) = log.lines().find_map(|l| {
+        l.find("dial: guard tripped")
+            .map(|i| l.get(i..).unwrap_or(l))
+    }) {
+        println!("Envoy's log: {line}");
+    }
+    let samples = envoy.prometheus();
+    let weight = |subset| {
+        value(
+            &samples,
+            "dial_subset_weight",
+            &[("release", "checkout"), ("subset", subset)],
+        )
+        .map_or_else(|| "-".into(), |w| w.to_string())
+    };
+    println!(
+        "Envoy's gauges now: dial_subset_weight canary {}, stable {}; dial_guard_tripped {}; dial_guard_trips_total {}",
+        weight("canary"),
+        weight("stable"),
+        canary_gauge(&samples, "dial_guard_tripped").unwrap_or(-1.0),
+        canary_gauge(&samples, "dial_guard_trips_total").unwrap_or(-1.0),
+    );
+
+    let dir = repo_root().join("target/demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("timeline-envoy.log"), &log).unwrap();
+    let chart = svg::Chart {
+        points: rows
+            .iter()
+            .map(|r| svg::Point {
+                t: r.t,
+                stable: pct(r.requests - r.canary, r.requests),
+                canary: pct(r.canary, r.requests),
+                guardrail: pct(r.guardrail, r.requests),
+                errors: pct(r.canary_errors, r.canary),
+                weight: r.weight.map(|w| w / 100.0),
+            })
+            .collect(),
+        interval: INTERVAL.as_secs_f64(),
+        end,
+        steps: boundaries
+            .iter()
+            .copied()
+            .zip(steps.iter().copied())
+            .collect(),
+        written: demo["subsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "canary")
+            .and_then(|s| {
+                let total: f64 = demo["subsets"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| s["weight"].as_f64())
+                    .sum();
+                Some(s["weight"].as_f64()? * 100.0 / total)
+            })
+            .unwrap_or(0.0),
+        failed: secs(first_500),
+        tripped: secs(tripped),
+        last_canary: secs(last),
+        threshold: guard["maxErrorRate"].as_f64().unwrap_or(0.0) * 100.0,
+        window: WINDOW.to_string(),
+        load: format!(
+            "~{} requests/s of signed-in users on {CONNECTIONS} connections",
+            CONNECTIONS as u32 * PER_CONNECTION
+        ),
+    };
+    let path = dir.join("timeline.svg");
+    std::fs::write(&path, svg::render(&chart)).unwrap();
+    println!(
+        "Timeline drawn: {} (Envoy's log: target/demo/timeline-envoy.log)",
+        path.strip_prefix(repo_root()).unwrap_or(&path).display()
+    );
+    assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
+    crate::envoy_stopped(envoy.pid());
+}
