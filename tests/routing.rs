@@ -9,7 +9,7 @@
 mod support;
 
 use support::policies::{Core, CHECKOUT, HOST};
-use support::{Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
 
 struct Setup {
     stable: Backend,
@@ -17,10 +17,11 @@ struct Setup {
     envoy: Envoy,
 }
 
-fn setup() -> Setup {
+fn setup(build: Build) -> Setup {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let config = EnvoyConfig::new(
+    let config = EnvoyConfig::for_build(
+        build,
         CHECKOUT,
         &[("stable", stable.port), ("canary", canary.port)],
     );
@@ -38,9 +39,18 @@ fn users_on(subset: &str, n: usize) -> Vec<String> {
     Core::new(CHECKOUT).users_on(HOST, "/checkout", subset, n)
 }
 
-#[test]
-fn the_subset_header_changes_the_route_and_reaches_the_upstream() {
-    let s = setup();
+for_each_build!(
+    the_subset_header_changes_the_route_and_reaches_the_upstream,
+    rules_beat_the_hash,
+    client_sent_dial_headers_never_steer,
+    overrides_need_the_token_and_never_reach_the_upstream,
+    anonymous_users_get_a_sticky_cookie_and_keep_their_subset,
+    hostile_requests_get_a_fallback_not_a_trap,
+    an_absolute_host_name_is_inside_the_release,
+);
+
+fn the_subset_header_changes_the_route_and_reaches_the_upstream(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let (stable_users, canary_users) = (users_on("stable", 1), users_on("canary", 1));
 
@@ -72,9 +82,8 @@ fn the_subset_header_changes_the_route_and_reaches_the_upstream() {
     );
 }
 
-#[test]
-fn rules_beat_the_hash() {
-    let s = setup();
+fn rules_beat_the_hash(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
@@ -112,9 +121,8 @@ fn rules_beat_the_hash() {
     }
 }
 
-#[test]
-fn client_sent_dial_headers_never_steer() {
-    let s = setup();
+fn client_sent_dial_headers_never_steer(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
@@ -148,9 +156,8 @@ fn client_sent_dial_headers_never_steer() {
     assert_eq!(r.header("x-dial-assignment"), None);
 }
 
-#[test]
-fn overrides_need_the_token_and_never_reach_the_upstream() {
-    let s = setup();
+fn overrides_need_the_token_and_never_reach_the_upstream(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let stable_users = users_on("stable", 1);
     let u = stable_users[0].as_str();
@@ -191,9 +198,8 @@ fn overrides_need_the_token_and_never_reach_the_upstream() {
     );
 }
 
-#[test]
-fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset() {
-    let s = setup();
+fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let core = Core::new(CHECKOUT);
     let mut seen_backends = std::collections::HashSet::new();
@@ -233,9 +239,8 @@ fn anonymous_users_get_a_sticky_cookie_and_keep_their_subset() {
     assert!(seen_backends.contains("stable"));
 }
 
-#[test]
-fn hostile_requests_get_a_fallback_not_a_trap() {
-    let s = setup();
+fn hostile_requests_get_a_fallback_not_a_trap(build: Build) {
+    let s = setup(build);
     let mut c = Client::new(s.envoy.port);
     let huge_cookie = format!("uid={}; beta=0", "x".repeat(50_000));
     let long_key = "k".repeat(5_000);
@@ -274,4 +279,51 @@ fn hostile_requests_get_a_fallback_not_a_trap() {
         "{:?}",
         s.envoy.vm_failures()
     );
+}
+
+fn an_absolute_host_name_is_inside_the_release(build: Build) {
+    let s = setup(build);
+    let mut c = Client::new(s.envoy.port);
+    let users: Vec<(String, &str)> = users_on("stable", 3)
+        .into_iter()
+        .map(|u| (u, "stable"))
+        .chain(users_on("canary", 3).into_iter().map(|u| (u, "canary")))
+        .collect();
+    for (u, subset) in &users {
+        let plain = c.get(HOST, "/checkout", &[("x-user-id", u)]);
+        for host in [
+            "shop.example.com.",
+            "SHOP.Example.com.",
+            "shop.example.com.:10000",
+        ] {
+            let r = c.get(host, "/checkout", &[("x-user-id", u)]);
+            assert_eq!((r.status, r.backend()), (200, *subset), "{host} {u}");
+            assert_eq!(
+                r.header("x-dial-assignment"),
+                plain.header("x-dial-assignment"),
+                "{host} {u}"
+            );
+            assert!(r.header("x-dial-assignment").is_some(), "{host} {u}");
+            // Envoy passed the host on as the client wrote it: Dial, not Envoy, took the dot.
+            let backend = if *subset == "canary" {
+                &s.canary
+            } else {
+                &s.stable
+            };
+            assert_eq!(
+                backend.seen().pop().unwrap().header("host").as_deref(),
+                Some(host)
+            );
+        }
+    }
+    // Only one root dot, and only the release's own name.
+    for host in [
+        "shop.example.com..",
+        "shop.example.com.evil",
+        "example.com.",
+    ] {
+        let r = c.get(host, "/checkout", &[("x-user-id", &users[3].0)]);
+        assert_eq!((r.status, r.backend()), (200, "stable"), "{host}");
+        assert_eq!(r.header("x-dial-assignment"), None, "{host}");
+    }
 }

@@ -123,9 +123,9 @@ pub fn load_one(file: &str, select: Option<&str>) -> Result<Loaded, Failure> {
         (None, 1) => 0,
         (None, n) => {
             return Err(Failure::usage(format!(
-                "{file} holds {n} Dial policies; pick one with --policy N (or a part of its name):\n{}",
-                list(&found)
-            )))
+            "{file} holds {n} Dial policies; pick one with --policy N (or a part of its name):\n{}",
+            list(&found)
+        )))
         }
         (Some(s), _) => match s.parse::<usize>() {
             Ok(n) if (1..=found.len()).contains(&n) => n - 1,
@@ -147,10 +147,10 @@ pub fn load_one(file: &str, select: Option<&str>) -> Result<Loaded, Failure> {
                     [one] => *one,
                     _ => {
                         return Err(Failure::usage(format!(
-                            "--policy {s}: {} of the policies in {file} match; give its number:\n{}",
-                            matching.len(),
-                            list(&found)
-                        )))
+                        "--policy {s}: {} of the policies in {file} match; give its number:\n{}",
+                        matching.len(),
+                        list(&found)
+                    )))
                     }
                 }
             }
@@ -192,13 +192,20 @@ fn list(found: &[Found]) -> String {
 pub fn parse_at(at: Option<&str>) -> Result<u64, Failure> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        // Whole seconds: output that reads well, and the same answer within a second.
+        .map(|d| d.as_secs().saturating_mul(1_000_000_000))
         .map_err(|_| Failure::usage("the system clock is before 1970: give --at"))?;
     let Some(at) = at else { return Ok(now) };
     let parsed = match at {
         "now" => Some(now),
-        _ if at.starts_with('+') => at.get(1..).and_then(parse_duration).map(|d| now.saturating_add(d)),
-        _ if at.starts_with('-') => at.get(1..).and_then(parse_duration).map(|d| now.saturating_sub(d)),
+        _ if at.starts_with('+') => at
+            .get(1..)
+            .and_then(parse_duration)
+            .map(|d| now.saturating_add(d)),
+        _ if at.starts_with('-') => at
+            .get(1..)
+            .and_then(parse_duration)
+            .map(|d| now.saturating_sub(d)),
         _ => parse_instant(at),
     };
     parsed.ok_or_else(|| {
@@ -281,7 +288,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn new(release: &Release) -> Probe {
+    pub fn new(release: &Release) -> Result<Probe, Failure> {
         let mut pairs: Vec<(String, Vec<u8>)> = vec![
             (":authority".into(), in_scope_host(release).into_bytes()),
             (
@@ -296,19 +303,27 @@ impl Probe {
             ),
             (":method".into(), b"GET".to_vec()),
         ];
-        let slot = release.key.first().map(|source| {
-            let (name, prefix) = match source {
-                KeySource::Header(h) => (h.clone(), Vec::new()),
-                KeySource::Cookie(c) => ("cookie".to_string(), format!("{c}=").into_bytes()),
-            };
-            let len = prefix.len();
-            pairs.push((name, prefix));
-            (pairs.len() - 1, len)
-        });
-        Probe {
+        // The first source this tool can write: earlier ones stay absent, as in a request
+        // that only carries this one.
+        let slot = match release.key.iter().find_map(slot_for) {
+            Some((name, prefix)) => {
+                let len = prefix.len();
+                pairs.push((name, prefix));
+                Some((pairs.len() - 1, len))
+            }
+            None if release.key.is_empty() => None,
+            None => {
+                return Err(Failure::usage(format!(
+                    "release {} reads its key from {}, which this tool cannot simulate yet",
+                    release.name,
+                    key_sources(release)
+                )))
+            }
+        };
+        Ok(Probe {
             request: HeaderList::new(pairs),
             slot,
-        }
+        })
     }
 
     /// Puts `key` in the key source (or, for a release without one, makes it the entropy an
@@ -335,6 +350,28 @@ impl Probe {
     }
 }
 
+/// The request header that carries a key source's key, and what precedes the key in its
+/// value; `None` for a kind of source this tool cannot write yet.
+pub fn slot_for(source: &KeySource) -> Option<(String, Vec<u8>)> {
+    #[allow(unreachable_patterns)]
+    match source {
+        KeySource::Header(h) => Some((h.clone(), Vec::new())),
+        KeySource::Cookie(c) => Some(("cookie".to_string(), format!("{c}=").into_bytes())),
+        _ => None,
+    }
+}
+
+/// A key source's value in a request, for the kinds this tool reads itself.
+pub fn read_source<'r>(source: &KeySource, request: &'r HeaderList) -> Option<Option<&'r [u8]>> {
+    use dial::core::request::RequestView;
+    #[allow(unreachable_patterns)]
+    match source {
+        KeySource::Header(name) => Some(request.header(name)),
+        KeySource::Cookie(name) => Some(request.cookie(name)),
+        _ => None,
+    }
+}
+
 /// A host the release's scope accepts.
 pub fn in_scope_host(release: &Release) -> String {
     match release.scope.hosts.first() {
@@ -346,9 +383,15 @@ pub fn in_scope_host(release: &Release) -> String {
 
 /// `header x-user-id`, `cookie uid`.
 pub fn key_source(source: &KeySource) -> String {
+    #[allow(unreachable_patterns)]
     match source {
         KeySource::Header(h) => format!("header {h}"),
         KeySource::Cookie(c) => format!("cookie {c}"),
+        other => format!("{other:?}")
+            .to_ascii_lowercase()
+            .replace(['(', ')', '"'], " ")
+            .trim()
+            .to_string(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use dial::core::bucket;
 use dial::core::decide::{decide, Assignment, Context, Decision, KeyOrigin, Reason};
 use dial::core::exchange::Engine;
-use dial::core::policy::{KeySource, Release, WhenNoKey, MAX_KEY_LEN};
+use dial::core::policy::{Release, WhenNoKey, MAX_KEY_LEN};
 use dial::core::ramp;
 use dial::core::recording::{Call, RecordingHost};
 use dial::core::request::{fresh_entropy, HeaderList, RequestView};
@@ -18,8 +18,8 @@ use dial::core::trust::parse_override;
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    key_source, load_one, parse_at, release_alone, tripped_bits, Failure, Format, Loaded, Outcome,
-    OK,
+    key_source, load_one, parse_at, read_source, release_alone, slot_for, tripped_bits, Failure,
+    Format, Loaded, Outcome, OK,
 };
 use crate::population::{KeyArgs, Keys};
 use crate::report;
@@ -63,6 +63,7 @@ pub struct Args {
     /// Which policy, when the file holds several: its number or a part of its name
     #[arg(long, value_name = "N|NAME")]
     pub policy: Option<String>,
+    /// `json`: the explanation as one object (with --users or --keys, one object per line)
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Explain the request for N users (user-0 …), one line each, each key in the release's key source
@@ -95,16 +96,28 @@ pub fn run(args: &Args) -> Outcome {
         Format::Json => {
             let mut json = explanation.json;
             if let Value::Object(map) = &mut json {
-                map.insert("policy".into(), json!({ "file": loaded.file, "source": loaded.origin.to_string() }));
+                map.insert(
+                    "policy".into(),
+                    json!({ "file": loaded.file, "source": loaded.origin.to_string() }),
+                );
                 map.insert("at".into(), Value::String(report::instant(now)));
             }
             println!("{json}");
         }
         Format::Text => {
-            println!("{:<10}{}, at {}", "Policy:", loaded.label, report::instant(now));
+            println!(
+                "{:<10}{}, at {}",
+                "Policy:",
+                loaded.label,
+                report::instant(now)
+            );
             for (label, lines) in &explanation.text {
                 for (i, line) in lines.iter().enumerate() {
-                    let label = if i == 0 { format!("{label}:") } else { String::new() };
+                    let label = if i == 0 {
+                        format!("{label}:")
+                    } else {
+                        String::new()
+                    };
                     println!("{label:<10}{line}");
                 }
             }
@@ -120,7 +133,10 @@ fn request(args: &Args) -> Result<HeaderList, Failure> {
         pairs.push((":authority".into(), host.as_bytes().to_vec()));
     }
     pairs.push((":path".into(), args.path.as_bytes().to_vec()));
-    pairs.push((":method".into(), args.method.to_ascii_uppercase().into_bytes()));
+    pairs.push((
+        ":method".into(),
+        args.method.to_ascii_uppercase().into_bytes(),
+    ));
     for h in &args.headers {
         // `:authority: x` too: the name may itself start with a colon.
         let split = h.get(1..).and_then(|rest| rest.find(':')).map(|i| i + 1);
@@ -178,7 +194,11 @@ fn report_quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
-fn explain(loaded: &Loaded, context: &Context, request: &HeaderList) -> Result<Explanation, Failure> {
+fn explain(
+    loaded: &Loaded,
+    context: &Context,
+    request: &HeaderList,
+) -> Result<Explanation, Failure> {
     let engine = &loaded.engine;
     let policy = &engine.policy;
     let mut b = Builder {
@@ -190,10 +210,16 @@ fn explain(loaded: &Loaded, context: &Context, request: &HeaderList) -> Result<E
     let host = request.host();
     let path = request.path();
     let method = request.header(":method").unwrap_or(b"GET");
-    let shown = |v: Option<&[u8]>| v.map_or("(none)".into(), |v| String::from_utf8_lossy(v).into_owned());
+    let shown =
+        |v: Option<&[u8]>| v.map_or("(none)".into(), |v| String::from_utf8_lossy(v).into_owned());
     b.line(
         "Request",
-        format!("{} {} {}", String::from_utf8_lossy(method), shown(host), shown(path)),
+        format!(
+            "{} {} {}",
+            String::from_utf8_lossy(method),
+            shown(host),
+            shown(path)
+        ),
     );
     for (n, v) in request.pairs.iter().filter(|(n, _)| !n.starts_with(':')) {
         b.line("Request", format!("{n}: {}", String::from_utf8_lossy(v)));
@@ -232,7 +258,10 @@ fn explain(loaded: &Loaded, context: &Context, request: &HeaderList) -> Result<E
 
     let assignment = match decision {
         Decision::Pass => {
-            b.line("Result", "no release applies: the request passes untouched".into());
+            b.line(
+                "Result",
+                "no release applies: the request passes untouched".into(),
+            );
             b.set("release", Value::Null);
             b.set("subset", Value::Null);
             None
@@ -275,10 +304,19 @@ fn scope_verdict(scope: &Scope, host: Option<&[u8]>, path: Option<&[u8]>) -> (bo
     };
     let host_ok = host_scope.matches(host, None);
     let path_ok = path_scope.matches(None, path);
-    let hosts = scope.hosts.iter().map(pattern).collect::<Vec<_>>().join(", ");
+    let hosts = scope
+        .hosts
+        .iter()
+        .map(pattern)
+        .collect::<Vec<_>>()
+        .join(", ");
     let prefixes = scope.path_prefixes.join(", ");
-    let h = host.map_or("(no host)".into(), |h| String::from_utf8_lossy(h).into_owned());
-    let p = path.map_or("(no path)".into(), |p| String::from_utf8_lossy(p).into_owned());
+    let h = host.map_or("(no host)".into(), |h| {
+        String::from_utf8_lossy(h).into_owned()
+    });
+    let p = path.map_or("(no path)".into(), |p| {
+        String::from_utf8_lossy(p).into_owned()
+    });
     let host_part = if scope.hosts.is_empty() {
         "any host".to_string()
     } else if host_ok {
@@ -303,19 +341,6 @@ fn subset_name(release: &Release, i: usize) -> String {
         .map_or_else(|| format!("#{i}"), |s| s.name.clone())
 }
 
-/// The user key as `decide` reads it: the first present, non-empty, short enough source.
-fn user_key<'r>(release: &Release, request: &'r HeaderList) -> Option<(usize, &'r [u8])> {
-    release.key.iter().enumerate().find_map(|(i, source)| {
-        let value = match source {
-            KeySource::Header(name) => request.header(name),
-            KeySource::Cookie(name) => request.cookie(name),
-        };
-        value
-            .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)
-            .map(|v| (i, v))
-    })
-}
-
 fn assigned(
     b: &mut Builder,
     loaded: &Loaded,
@@ -324,28 +349,42 @@ fn assigned(
     release: &Release,
     a: &Assignment,
 ) -> Result<(), Failure> {
-    b.set("release", json!({ "index": a.release, "name": release.name }));
+    b.set(
+        "release",
+        json!({ "index": a.release, "name": release.name }),
+    );
 
-    // The key.
-    let key = user_key(release, request);
+    // The key: the decision says which source gave it.
+    let key_index = match a.key {
+        Some(KeyOrigin::Source(i)) => Some(i),
+        _ => None,
+    };
+    let key: Option<(usize, Option<&[u8]>)> = key_index.map(|i| {
+        let value = release
+            .key
+            .get(i)
+            .and_then(|s| read_source(s, request))
+            .flatten();
+        (i, value)
+    });
     let mut sources = Vec::new();
     for (i, source) in release.key.iter().enumerate() {
-        let value = match source {
-            KeySource::Header(name) => request.header(name),
-            KeySource::Cookie(name) => request.cookie(name),
-        };
-        let state = match value {
-            None => "absent".to_string(),
-            Some([]) => "empty: skipped".to_string(),
-            Some(v) if v.len() > MAX_KEY_LEN => {
+        let state = match read_source(source, request) {
+            _ if key_index == Some(i) => match key.and_then(|(_, v)| v) {
+                Some(v) => format!("{}: the key", text(v)),
+                None => "the key".to_string(),
+            },
+            None => "not read by this tool".to_string(),
+            Some(None) => "absent".to_string(),
+            Some(Some([])) => "empty: skipped".to_string(),
+            Some(Some(v)) if v.len() > MAX_KEY_LEN => {
                 format!("{} bytes, over {MAX_KEY_LEN}: ignored", v.len())
             }
-            Some(v) if key.is_some_and(|(k, _)| k == i) => format!("{}: the key", text(v)),
-            Some(v) => format!("{}: not needed", text(v)),
+            Some(Some(v)) => format!("{}: not used", text(v)),
         };
         sources.push(json!({ "index": i, "source": key_source(source), "state": state }));
         b.line("Key", format!("key[{i}] {}: {state}", key_source(source)));
-        if key.is_some_and(|(k, _)| k == i) {
+        if key_index == Some(i) {
             break;
         }
     }
@@ -358,12 +397,17 @@ fn assigned(
         Some(KeyOrigin::StickyCookie) => {
             let name = sticky_name.unwrap_or("?");
             let value = request.cookie(name).map(text).unwrap_or_default();
-            b.line("Key", format!("no user key: the sticky cookie {name} = {value} (minted by Dial earlier)"));
+            b.line(
+                "Key",
+                format!("no user key: the sticky cookie {name} = {value}, minted by Dial earlier"),
+            );
             json!({ "from": "sticky_cookie", "cookie": name })
         }
         Some(KeyOrigin::Minted) => {
             let name = sticky_name.unwrap_or("?");
-            let minted = a.new_sticky_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+            let minted = a
+                .new_sticky_key
+                .map(|k| String::from_utf8_lossy(&k).into_owned());
             b.line(
                 "Key",
                 format!(
@@ -385,7 +429,7 @@ fn assigned(
     b.set(
         "key",
         json!({
-            "value": key.map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+            "value": key.and_then(|(_, v)| v).map(|v| String::from_utf8_lossy(v).into_owned()),
             "origin": origin,
             "sources": sources,
         }),
@@ -399,11 +443,22 @@ fn assigned(
                 let asked = parse_override(value);
                 let subset = String::from_utf8_lossy(asked.subset).into_owned();
                 if a.reason == Reason::Override {
-                    format!("{}: asks for {subset}: honoured ({})", o.header, trusted_because(o, request, asked.token))
+                    format!(
+                        "{}: asks for {subset}: honoured, {}",
+                        o.header,
+                        trusted_because(o, request, asked.token)
+                    )
                 } else if release.subset_index(asked.subset).is_none() {
-                    format!("{}: asks for {subset}, which is not a subset: ignored", o.header)
+                    format!(
+                        "{}: asks for {subset}, which is not a subset: ignored",
+                        o.header
+                    )
                 } else {
-                    format!("{}: asks for {subset}: not trusted ({}): ignored", o.header, untrusted_because(o, request, asked.token))
+                    format!(
+                        "{}: asks for {subset}: ignored, not trusted: {}",
+                        o.header,
+                        untrusted_because(o, request, asked.token)
+                    )
                 }
             }
         };
@@ -411,22 +466,19 @@ fn assigned(
         b.set("override", json!({ "header": o.header, "verdict": verdict, "honoured": a.reason == Reason::Override }));
     }
 
-    // The rules, in order, up to the first match.
-    let rule_key = key.map(|(_, v)| v);
+    // The rules, in order, up to the first match: the decision says which matched.
+    let rule_key = key.and_then(|(_, v)| v);
     let mut rules = Vec::new();
     for (i, rule) in release.rules.iter().enumerate() {
         let then = subset_name(release, rule.subset);
         let described = condition(&rule.condition, request, rule_key);
-        let state = if a.reason == Reason::Override {
-            "not tried (the override decided)".to_string()
-        } else if rules.iter().any(|r: &Value| r["matched"] == Value::Bool(true)) {
-            "not tried".to_string()
-        } else if rule.matches(request, rule_key) {
-            format!("matches: {then}")
-        } else {
-            "no".to_string()
+        let state = match (a.reason, a.rule) {
+            (Reason::Override, _) => "not tried (the override decided)".to_string(),
+            (_, Some(m)) if m == i => "matches".to_string(),
+            (_, Some(m)) if m < i => "not tried".to_string(),
+            _ => "no".to_string(),
         };
-        let matched = state.starts_with("matches");
+        let matched = a.rule == Some(i) && a.reason != Reason::Override;
         b.line("Rules", format!("[{i}] {described} -> {then}: {state}"));
         rules.push(json!({ "index": i, "condition": described, "subset": then, "matched": matched, "state": state }));
     }
@@ -488,10 +540,19 @@ fn assigned(
                     m.methods.join(", ")
                 )
             } else {
-                let sample = key.map(|(_, k)| m.sample_hash.position(k));
+                let sample = key.and_then(|(_, k)| k).map(|k| m.sample_hash.position(k));
                 let basis = match sample {
-                    Some(p) => format!("the key's sampling position {p} is {} {} ({percent:.2}% of 2^32)", if a.mirror { "below" } else { "not below" }, m.threshold),
-                    None => "sampled at random (no user key)".into(),
+                    Some(p) => format!(
+                        "the key's sampling position {p} is {} {} ({percent:.2}% of 2^32)",
+                        if a.mirror { "below" } else { "not below" },
+                        m.threshold
+                    ),
+                    None => match a.key {
+                        Some(KeyOrigin::StickyCookie | KeyOrigin::Minted) => {
+                            format!("sampling follows the sticky key; {percent:.2}% of keys are sampled")
+                        }
+                        _ => format!("no key: sampled at random, {percent:.2}% of requests"),
+                    },
                 };
                 if a.mirror {
                     format!("yes: a copy goes to version {} ({basis})", m.version)
@@ -507,7 +568,11 @@ fn assigned(
     Ok(())
 }
 
-fn trusted_because(o: &dial::core::policy::Override, request: &HeaderList, token: Option<&[u8]>) -> String {
+fn trusted_because(
+    o: &dial::core::policy::Override,
+    request: &HeaderList,
+    token: Option<&[u8]>,
+) -> String {
     let t = &o.trust;
     if t.anyone {
         return "allowAnyone".into();
@@ -521,16 +586,27 @@ fn trusted_because(o: &dial::core::policy::Override, request: &HeaderList, token
     }
 }
 
-fn untrusted_because(o: &dial::core::policy::Override, request: &HeaderList, token: Option<&[u8]>) -> String {
+fn untrusted_because(
+    o: &dial::core::policy::Override,
+    request: &HeaderList,
+    token: Option<&[u8]>,
+) -> String {
     let t = &o.trust;
     let mut why = Vec::new();
     if t.token.is_some() {
-        why.push(if token.is_some() { "the token does not match" } else { "no token" }.to_string());
+        why.push(
+            if token.is_some() {
+                "the token does not match"
+            } else {
+                "no token"
+            }
+            .to_string(),
+        );
     }
     if !t.source_cidrs.is_empty() {
         why.push(match request.source_ip {
             Some(ip) => format!("source {ip} is outside sourceCidrs"),
-            None => "source address unknown (give --source-ip)".into(),
+            None => "source address unknown (--source-ip gives it)".into(),
         });
     }
     if why.is_empty() {
@@ -555,10 +631,18 @@ fn condition(c: &Condition, request: &HeaderList, key: Option<&[u8]>) -> String 
     let seen = |v: Option<&[u8]>| v.map_or("absent".into(), |v| format!("got {}", text(v)));
     match c {
         Condition::Header { name, matcher: m } => {
-            format!("header {name} {} ({})", matcher(m), seen(request.header(name)))
+            format!(
+                "header {name} {} ({})",
+                matcher(m),
+                seen(request.header(name))
+            )
         }
         Condition::Cookie { name, matcher: m } => {
-            format!("cookie {name} {} ({})", matcher(m), seen(request.cookie(name)))
+            format!(
+                "cookie {name} {} ({})",
+                matcher(m),
+                seen(request.cookie(name))
+            )
         }
         Condition::Users(users) => format!(
             "the key is in the allowlist of {} ({})",
@@ -580,7 +664,10 @@ fn split(
 ) -> Result<(), Failure> {
     let tripped = context.is_tripped(a.release);
     let now = if tripped { None } else { context.now_nanos };
-    let step = release.ramp.as_ref().and_then(|r| Some((r, r.step_at(now)?)));
+    let step = release
+        .ramp
+        .as_ref()
+        .and_then(|r| Some((r, r.step_at(now)?)));
     if let Some((r, (k, s))) = step {
         b.line(
             "Split",
@@ -590,12 +677,26 @@ fn split(
                 k + 1,
                 r.steps.len(),
                 ramp::percent(u64::from(s.share_ppm)),
-                report::instant(if k == 0 { r.start } else { r.steps.get(k - 1).and_then(|p| p.until).unwrap_or(r.start) })
+                report::instant(if k == 0 {
+                    r.start
+                } else {
+                    r.steps.get(k - 1).and_then(|p| p.until).unwrap_or(r.start)
+                })
             ),
         );
     } else if let Some(r) = &release.ramp {
-        let when = if tripped { "stopped: the guard is tripped".to_string() } else { format!("not started (starts {})", report::instant(r.start)) };
-        b.line("Split", format!("ramp of {}: {when}; the written weights apply", subset_name(release, r.subset)));
+        let when = if tripped {
+            "stopped: the guard is tripped".to_string()
+        } else {
+            format!("not started (starts {})", report::instant(r.start))
+        };
+        b.line(
+            "Split",
+            format!(
+                "ramp of {}: {when}; the written weights apply",
+                subset_name(release, r.subset)
+            ),
+        );
     }
     // Where the split puts (or would put) the request.
     let (position, placed, hypothetical) = match (a.reason, a.position) {
@@ -620,37 +721,106 @@ fn split(
     let total = release.cumulative.last().copied().unwrap_or(0);
     let fraction = f64::from(position) / 4_294_967_296.0;
     let bucket_of = bucket::bucket(position, total.max(1));
-    // Bucket and intervals are Dial's split: shown when they are what placed the key.
-    let agrees = match step {
-        Some((r, (_, s))) => ramp::pick(position, &release.cumulative, r.subset, s.taken_ppm),
-        None => bucket::pick(position, &release.cumulative),
-    } == placed;
-    let lead = if hypothetical { "if no rule or override had decided: " } else { "" };
-    b.line("Split", format!("{lead}position {position} of 2^32 ({fraction:.6}), bucket {bucket_of} of {total}"));
-    let mut intervals = Vec::new();
-    let mut low = 0u32;
-    for (i, (s, high)) in release.subsets.iter().zip(&release.cumulative).enumerate() {
-        intervals.push(json!({ "subset": s.name, "from": low, "to": high }));
-        let here = if Some(i) == placed && bucket_of >= low && bucket_of < *high { " <- the key" } else { "" };
-        b.line("Split", format!("  {} [{low}, {high}){here}", s.name));
-        low = *high;
+    // Bucket and intervals are Dial's split: shown when it is the release's scheme (the
+    // policy's `bucketing`, Dial's by default) and they are what placed the key.
+    let scheme: Option<String> = serde_json::from_slice::<Value>(&loaded.text)
+        .ok()
+        .and_then(|d| {
+            d.get("releases")?
+                .get(a.release)?
+                .get("bucketing")?
+                .get("scheme")?
+                .as_str()
+                .map(str::to_string)
+        });
+    let agrees = scheme.as_deref().is_none_or(|s| s == "dial")
+        && match step {
+            Some((r, (_, s))) => ramp::pick(position, &release.cumulative, r.subset, s.taken_ppm),
+            None => bucket::pick(position, &release.cumulative),
+        } == placed;
+    let lead = if hypothetical {
+        "if no rule or override had decided: "
+    } else {
+        ""
+    };
+    if !agrees {
+        // Another bucketing scheme (the policy's `bucketing`) placed the key: its hash, not
+        // Dial's buckets.
+        b.line(
+            "Split",
+            format!(
+                "{lead}hash {position}, placed by the release's bucketing scheme ({})",
+                scheme.as_deref().unwrap_or("dial")
+            ),
+        );
+    } else {
+        b.line(
+            "Split",
+            format!(
+                "{lead}position {position} of 2^32 ({fraction:.6}), bucket {bucket_of} of {total}"
+            ),
+        );
     }
-    if let (Some((r, (_, s))), Some(p)) = (step, placed) {
-        if p == r.subset && bucket::pick(position, &release.cumulative) != Some(p) {
-            b.line(
-                "Split",
-                format!(
-                    "  the ramp gives {} the top {}% of every other subset's interval: the key is in it",
-                    subset_name(release, r.subset),
-                    ramp::percent(u64::from(s.taken_ppm))
-                ),
-            );
+    // Each subset's share of [0, total): the written intervals, or with a ramp's step the top
+    // fraction of every other subset's interval given to the ramped one.
+    let taken = step.map(|(r, (_, s))| (r.subset, f64::from(s.taken_ppm) / 1e6));
+    let mut pieces: Vec<Vec<(f64, f64)>> = vec![Vec::new(); release.subsets.len()];
+    let mut low = 0f64;
+    for (i, high) in release.cumulative.iter().enumerate() {
+        let high = f64::from(*high);
+        let cut = match taken {
+            Some((ramped, f)) if ramped != i && f > 0.0 => high - (high - low) * f,
+            _ => high,
+        };
+        let mut add = |s: usize, from: f64, to: f64| {
+            if let Some(p) = pieces.get_mut(s) {
+                match p.last_mut() {
+                    Some(last) if last.1 == from => last.1 = to,
+                    _ if to > from => p.push((from, to)),
+                    _ => {}
+                }
+            }
+        };
+        add(i, low, cut);
+        if let Some((ramped, _)) = taken {
+            add(ramped, cut, high);
         }
+        low = high;
+    }
+    let mut intervals = Vec::new();
+    for (i, (s, own)) in release
+        .subsets
+        .iter()
+        .zip(&pieces)
+        .enumerate()
+        .filter(|_| agrees)
+    {
+        for (from, to) in own {
+            intervals.push(json!({ "subset": s.name, "from": from, "to": to }));
+        }
+        let spans = if own.is_empty() {
+            "nothing".to_string()
+        } else {
+            own.iter()
+                .map(|(f, t)| format!("[{}, {})", units(*f), units(*t)))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        let here = if Some(i) == placed { " <- the key" } else { "" };
+        b.line("Split", format!("  {} {spans}{here}", s.name));
     }
     if let Some(p) = placed {
         b.line(
             "Split",
-            format!("{}subset {}", if hypothetical { "the split would give " } else { "the split gives " }, subset_name(release, p)),
+            format!(
+                "{}subset {}",
+                if hypothetical {
+                    "the split would give "
+                } else {
+                    "the split gives "
+                },
+                subset_name(release, p)
+            ),
         );
     }
     b.set(
@@ -668,6 +838,16 @@ fn split(
     Ok(())
 }
 
+/// A bound in bucket units: `90`, `67.5`.
+fn units(x: f64) -> String {
+    let rounded = (x * 100.0).round() / 100.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded}")
+    }
+}
+
 /// The subset and position the release's split alone gives the request (rules and override
 /// left out), from the release on its own.
 fn split_alone(
@@ -678,7 +858,11 @@ fn split_alone(
 ) -> Result<Option<(usize, u32)>, Failure> {
     let mut doc: Value = serde_json::from_slice(&loaded.text)
         .map_err(|e| Failure::problems(format!("cannot reread the policy: {e}")))?;
-    if let Some(r) = doc.get_mut("releases").and_then(|r| r.get_mut(index)).and_then(Value::as_object_mut) {
+    if let Some(r) = doc
+        .get_mut("releases")
+        .and_then(|r| r.get_mut(index))
+        .and_then(Value::as_object_mut)
+    {
         r.remove("rules");
         r.remove("override");
     }
@@ -695,7 +879,13 @@ fn split_alone(
 
 /// What Dial does to the request's headers and to the response's: the exchange, run against a
 /// recording host.
-fn headers(b: &mut Builder, engine: &Engine, context: &Context, request: &HeaderList, decision: Decision) {
+fn headers(
+    b: &mut Builder,
+    engine: &Engine,
+    context: &Context,
+    request: &HeaderList,
+    decision: Decision,
+) {
     let mut host = RecordingHost::new(request);
     let mut exchange = engine.apply(&mut host, request, context, decision);
     let request_calls = host.calls.len();
@@ -705,7 +895,12 @@ fn headers(b: &mut Builder, engine: &Engine, context: &Context, request: &Header
     for (i, call) in host.calls.iter().enumerate() {
         match call {
             Call::SetRequestHeader(n, v) if i < request_calls => {
-                b.line("Headers", format!("sets {n}: {v}"));
+                let replaces = if request.header(n).is_some() {
+                    " (replacing the client's)"
+                } else {
+                    ""
+                };
+                b.line("Headers", format!("sets {n}: {v}{replaces}"));
                 set.push(json!([n, v]));
             }
             Call::RemoveRequestHeader(n) => {
@@ -729,7 +924,13 @@ fn headers(b: &mut Builder, engine: &Engine, context: &Context, request: &Header
 }
 
 /// The request for each key, one line (or JSON object) per key.
-fn many(args: &Args, loaded: &Loaded, context: &Context, template: HeaderList, keys: &Keys) -> Outcome {
+fn many(
+    args: &Args,
+    loaded: &Loaded,
+    context: &Context,
+    template: HeaderList,
+    keys: &Keys,
+) -> Outcome {
     let policy = &loaded.engine.policy;
     let Decision::Assign(first) = decide(policy, context, &template) else {
         return Err(Failure::usage(format!(
@@ -749,14 +950,19 @@ fn many(args: &Args, loaded: &Loaded, context: &Context, template: HeaderList, k
         )));
     };
     // The key goes first, so it wins over any copy in the request given.
-    let (name, prefix) = match source {
-        KeySource::Header(h) => (h.clone(), Vec::new()),
-        KeySource::Cookie(c) => ("cookie".to_string(), format!("{c}=").into_bytes()),
+    let Some((name, prefix)) = slot_for(source) else {
+        return Err(Failure::usage(format!(
+            "release {} reads its key from {}, which this tool cannot write yet: explain one request at a time",
+            release.name,
+            key_source(source)
+        )));
     };
     let mut request = template;
     request.pairs.insert(0, (name, prefix.clone()));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut table = report::Table::new(&["key", "release", "subset", "version", "reason", "position", "mirror"]);
+    let mut table = report::Table::new(&[
+        "key", "release", "subset", "version", "reason", "position", "mirror",
+    ]);
     let mut failed = None;
     keys.each(|key| {
         if let Some((_, v)) = request.pairs.first_mut() {

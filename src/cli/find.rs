@@ -303,7 +303,10 @@ impl Scan {
 
     fn kubernetes(&mut self, context: &mut Context<'_>, doc: &Node) {
         let kind = doc.get("kind").and_then(Node::str).unwrap_or_default();
-        let api = doc.get("apiVersion").and_then(Node::str).unwrap_or_default();
+        let api = doc
+            .get("apiVersion")
+            .and_then(Node::str)
+            .unwrap_or_default();
         if kind == "List" {
             if let Some(Kind::Sequence(items)) = doc.get("items").map(|n| &n.kind) {
                 for item in items {
@@ -320,7 +323,10 @@ impl Scan {
             .and_then(|m| m.get("name"))
             .and_then(Node::str)
             .unwrap_or("(unnamed)");
-        let name = match metadata.and_then(|m| m.get("namespace")).and_then(Node::str) {
+        let name = match metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::str)
+        {
             Some(ns) => format!("{ns}/{name}"),
             None => name.to_string(),
         };
@@ -333,7 +339,9 @@ impl Scan {
             self.skipped.push(Skipped {
                 file: context.file.into(),
                 document: context.document,
-                why: format!("WasmPlugin {name} is not Dial's (pluginName, url and name do not say dial)"),
+                why: format!(
+                    "WasmPlugin {name} is not Dial's (pluginName, url and name do not say dial)"
+                ),
             });
             return;
         }
@@ -503,7 +511,8 @@ struct Context<'a> {
 }
 
 fn is_kubernetes(doc: &Node) -> bool {
-    doc.get("apiVersion").and_then(Node::str).is_some() && doc.get("kind").and_then(Node::str).is_some()
+    doc.get("apiVersion").and_then(Node::str).is_some()
+        && doc.get("kind").and_then(Node::str).is_some()
 }
 
 /// `oci://registry/dial:0.1.0` → `dial`; `/etc/envoy/dial.wasm` → `dial.wasm`.
@@ -526,7 +535,8 @@ fn embedded(file: &str, at: Position, value: &str, style: ScalarStyle) -> Place 
                 .enumerate()
                 .skip(at.line.saturating_sub(1))
                 .find(|(_, l)| l.trim() == first.trim() && !l.trim().is_empty())?;
-            let indent = line.len() - line.trim_start().len() - (first.len() - first.trim_start().len());
+            let indent =
+                line.len() - line.trim_start().len() - (first.len() - first.trim_start().len());
             Some(((n + 1).saturating_sub(k), indent))
         })
         .flatten();
@@ -537,7 +547,10 @@ fn base64(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut buffer = 0u32;
     let mut bits = 0;
-    for c in text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=') {
+    for c in text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+    {
         let v = match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
@@ -643,7 +656,13 @@ mod tests {
             .iter()
             .find(|p| p.to_string().contains("weight must be 0 or more"))
             .unwrap();
-        assert_eq!(found.position(weight), Position { line: 11, column: 64 });
+        assert_eq!(
+            found.position(weight),
+            Position {
+                line: 11,
+                column: 70
+            }
+        );
         assert_eq!(found.origin.to_string(), "Envoy wasm filter dial");
     }
 
@@ -660,7 +679,13 @@ mod tests {
             p.to_string(),
             "$.releases[0].subsets[1].weigth: unknown field `weigth`, expected one of `name`, `version`, `weight`"
         );
-        assert_eq!(found.position(p), Position { line: 14, column: 47 });
+        assert_eq!(
+            found.position(p),
+            Position {
+                line: 14,
+                column: 46
+            }
+        );
     }
 
     #[test]

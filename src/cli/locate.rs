@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(locate(t, &[]), (1, 1));
         assert_eq!(locate(t, &path(&["releases"])), (2, 15));
         assert_eq!(locate(t, &path(&["releases", "0", "name"])), (3, 15));
-        assert_eq!(locate(t, &path(&["releases", "0", "subsets", "1", "w"])), (3, 48));
+        assert_eq!(
+            locate(t, &path(&["releases", "0", "subsets", "1", "w"])),
+            (3, 49)
+        );
         assert_eq!(locate(t, &path(&["k"])), (5, 8));
         // Missing: the deepest ancestor present.
         assert_eq!(locate(t, &path(&["releases", "0", "nope"])), (3, 5));

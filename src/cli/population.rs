@@ -26,7 +26,11 @@ pub struct KeyArgs {
 
 pub enum Keys {
     Users(u64),
-    File { name: String, data: Vec<u8>, count: u64 },
+    File {
+        name: String,
+        data: Vec<u8>,
+        count: u64,
+    },
 }
 
 impl KeyArgs {
@@ -41,7 +45,11 @@ impl KeyArgs {
                         "--keys {name}: no keys in it (one user key per line)"
                     )));
                 }
-                Ok(Keys::File { name: name.clone(), data, count })
+                Ok(Keys::File {
+                    name: name.clone(),
+                    data,
+                    count,
+                })
             }
             None => match self.users {
                 Some(0) => Err(Failure::usage("--users 0: give at least one user")),
@@ -167,7 +175,7 @@ pub fn run<S: Send>(
                         for key in lines(chunk) {
                             work(&mut state, key);
                             seen += 1;
-                            if seen % BATCH == 0 {
+                            if seen.is_multiple_of(BATCH) {
                                 done.fetch_add(BATCH, Ordering::Relaxed);
                             }
                         }
@@ -238,7 +246,11 @@ impl<'a> Progress<'a> {
     }
 
     fn show(&mut self, done: u64, elapsed: Duration) {
-        let every = if self.terminal { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let every = if self.terminal {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         if self.quiet || elapsed < Duration::from_secs(1) || elapsed - self.last < every {
             return;
         }

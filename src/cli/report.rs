@@ -7,7 +7,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -160,8 +160,11 @@ impl Table {
 fn is_numeric(s: &str) -> bool {
     s == "-"
         || (!s.is_empty()
-            && s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '+' || c == '-')
-            && s.chars().all(|c| c.is_ascii_digit() || ",.%+-".contains(c)))
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit() || c == '+' || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || ",.%+-() ".contains(c)))
 }
 
 #[cfg(test)]
@@ -191,6 +194,9 @@ mod tests {
         let mut t = Table::new(&["subset", "users"]);
         t.row(vec!["stable".into(), "9,000".into()]);
         t.row(vec!["canary".into(), "10".into()]);
-        assert_eq!(t.render(2), "  subset  users\n  stable  9,000\n  canary     10\n");
+        assert_eq!(
+            t.render(2),
+            "  subset  users\n  stable  9,000\n  canary     10\n"
+        );
     }
 }

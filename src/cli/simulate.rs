@@ -40,6 +40,7 @@ pub struct Args {
     /// Which policy, when the file holds several: its number or a part of its name
     #[arg(long, value_name = "N|NAME")]
     pub policy: Option<String>,
+    /// `json`: the counts as one object, for tools
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
@@ -121,7 +122,7 @@ pub fn run(args: &Args) -> Outcome {
         };
         let ramped = release.ramp.as_ref().map(|r| r.subset);
         let subsets = release.subsets.len();
-        let probe = Probe::new(release);
+        let probe = Probe::new(release)?;
         let keyed = probe.keyed();
         let policy = &engine.policy;
         let tallies = population::run(
@@ -178,7 +179,11 @@ pub fn run(args: &Args) -> Outcome {
             for (p, per) in t.counts.iter().enumerate() {
                 for (s, reasons) in per.iter().enumerate() {
                     for (r, n) in reasons.iter().enumerate() {
-                        if let Some(c) = counts.get_mut(p).and_then(|c| c.get_mut(s)).and_then(|c| c.get_mut(r)) {
+                        if let Some(c) = counts
+                            .get_mut(p)
+                            .and_then(|c| c.get_mut(s))
+                            .and_then(|c| c.get_mut(r))
+                        {
                             *c += n;
                         }
                     }
@@ -199,20 +204,39 @@ pub fn run(args: &Args) -> Outcome {
             effective_weights(&engine, 0, p.context.now_nanos.unwrap_or(at), is_tripped)
         };
         let users_of = |p: usize, s: usize| -> u64 {
-            counts.get(p).and_then(|c| c.get(s)).map_or(0, |r| r.iter().sum())
+            counts
+                .get(p)
+                .and_then(|c| c.get(s))
+                .map_or(0, |r| r.iter().sum())
         };
-        let name = &loaded.engine.policy.releases.get(index).map_or("?", |r| r.name.as_str());
+        let name = &loaded
+            .engine
+            .policy
+            .releases
+            .get(index)
+            .map_or("?", |r| r.name.as_str());
 
         // Text: the table at `--at`, then the ramp's.
-        text.push_str(&format!("\nRelease {name}: key from {}", key_sources(release)));
+        text.push_str(&format!(
+            "\nRelease {name}: key from {}",
+            key_sources(release)
+        ));
         if !keyed {
             text.push_str(" (each key stands for an anonymous visitor's minted key)");
         }
         if is_tripped {
             text.push_str(&format!(
                 "; guard tripped: {} goes to {}",
-                release.guard.as_ref().and_then(|g| release.subsets.get(g.subset)).map_or("?", |s| s.name.as_str()),
-                release.guard.as_ref().and_then(|g| release.subsets.get(g.fallback)).map_or("?", |s| s.name.as_str()),
+                release
+                    .guard
+                    .as_ref()
+                    .and_then(|g| release.subsets.get(g.subset))
+                    .map_or("?", |s| s.name.as_str()),
+                release
+                    .guard
+                    .as_ref()
+                    .and_then(|g| release.subsets.get(g.fallback))
+                    .map_or("?", |s| s.name.as_str()),
             ));
         }
         text.push('\n');
@@ -224,7 +248,11 @@ pub fn run(args: &Args) -> Outcome {
             })
             .collect();
         let mut header = vec!["subset", "version", "weight", "expected", "users", "share"];
-        header.extend(reasons_seen.iter().filter_map(|r| Reason::ALL.get(*r).map(|x| x.as_str())));
+        header.extend(
+            reasons_seen
+                .iter()
+                .filter_map(|r| Reason::ALL.get(*r).map(|x| x.as_str())),
+        );
         let mut table = Table::new(&header);
         let now_expected = periods.get(current).map(expected).unwrap_or_default();
         let mut subsets_json = Vec::new();
@@ -241,11 +269,21 @@ pub fn run(args: &Args) -> Outcome {
             ];
             let mut reasons = serde_json::Map::new();
             for r in &reasons_seen {
-                let n = counts.get(current).and_then(|c| c.get(s)).and_then(|c| c.get(*r)).copied().unwrap_or(0);
+                let n = counts
+                    .get(current)
+                    .and_then(|c| c.get(s))
+                    .and_then(|c| c.get(*r))
+                    .copied()
+                    .unwrap_or(0);
                 row.push(thousands(n));
             }
             for (r, reason) in Reason::ALL.iter().enumerate() {
-                let n = counts.get(current).and_then(|c| c.get(s)).and_then(|c| c.get(r)).copied().unwrap_or(0);
+                let n = counts
+                    .get(current)
+                    .and_then(|c| c.get(s))
+                    .and_then(|c| c.get(r))
+                    .copied()
+                    .unwrap_or(0);
                 if n > 0 {
                     reasons.insert(reason.as_str().into(), n.into());
                 }
@@ -261,21 +299,29 @@ pub fn run(args: &Args) -> Outcome {
         let mirrored_now = mirrored.get(current).copied().unwrap_or(0);
         if let Some(m) = &release.mirror {
             text.push_str(&format!(
-                "  mirrored to {}: {} users ({}; the policy samples {:.2}% of GET, HEAD and OPTIONS)\n",
+                "  mirrored to {}: {} users ({}; the policy samples {:.2}% of {} requests)\n",
                 m.version,
                 thousands(mirrored_now),
                 report::share(mirrored_now, total),
-                m.threshold as f64 * 100.0 / 4_294_967_296.0
+                m.threshold as f64 * 100.0 / 4_294_967_296.0,
+                m.methods.join(", ")
             ));
         }
         let mut ramp_json = Value::Null;
         if let (Some(ramp), true) = (&release.ramp, periods.len() > 1) {
-            let ramped_name = release.subsets.get(ramp.subset).map_or("?", |s| s.name.as_str());
+            let ramped_name = release
+                .subsets
+                .get(ramp.subset)
+                .map_or("?", |s| s.name.as_str());
             text.push_str(&format!(
                 "  ramp of {ramped_name} from {} (at {}: {}); each subset: expected / simulated\n",
                 report::instant(ramp.start),
                 report::instant(at),
-                if current == 0 { "before the start".to_string() } else { format!("step {current}") }
+                if current == 0 {
+                    "before the start".to_string()
+                } else {
+                    format!("step {current}")
+                }
             ));
             let mut header: Vec<String> = vec!["step".into(), "from".into(), "hold".into()];
             header.extend(release.subsets.iter().map(|s| s.name.clone()));
@@ -287,7 +333,11 @@ pub fn run(args: &Args) -> Outcome {
             for (p, period) in periods.iter().enumerate() {
                 let exp = expected(period);
                 let mut row = vec![
-                    if p == current { format!("{} <-", period.label) } else { period.label.clone() },
+                    if p == current {
+                        format!("{} <-", period.label)
+                    } else {
+                        period.label.clone()
+                    },
                     period.from.map_or("-".into(), report::instant),
                     period.hold.map_or("-".into(), report::duration),
                 ];
@@ -302,8 +352,15 @@ pub fn run(args: &Args) -> Outcome {
                         "share": u as f64 / total as f64,
                     }));
                 }
-                let (m, other) = (moved.get(p).copied().unwrap_or(0), moved_elsewhere.get(p).copied().unwrap_or(0));
-                row.push(if p == 0 { "-".into() } else { thousands(m - other) });
+                let (m, other) = (
+                    moved.get(p).copied().unwrap_or(0),
+                    moved_elsewhere.get(p).copied().unwrap_or(0),
+                );
+                row.push(if p == 0 {
+                    "-".into()
+                } else {
+                    thousands(m - other)
+                });
                 row.push(if p == 0 { "-".into() } else { thousands(other) });
                 table.row(row);
                 steps_json.push(json!({
@@ -332,13 +389,16 @@ pub fn run(args: &Args) -> Outcome {
     match args.output {
         Format::Text => {
             println!("Policy: {}, at {}", loaded.label, report::instant(at));
-            println!("Users:  {} ({seconds:.2} s)", keys.describe());
+            println!("Users:  {}, in {seconds:.2} s", keys.describe());
             print!("{text}");
         }
         Format::Json => {
             let mut head = keys.json();
             if let Value::Object(m) = &mut head {
-                m.insert("policy".into(), json!({ "file": loaded.file, "source": loaded.origin.to_string() }));
+                m.insert(
+                    "policy".into(),
+                    json!({ "file": loaded.file, "source": loaded.origin.to_string() }),
+                );
                 m.insert("at".into(), Value::String(report::instant(at)));
                 m.insert("seconds".into(), json!(seconds));
                 m.insert("releases".into(), Value::Array(releases_json));
@@ -348,4 +408,3 @@ pub fn run(args: &Args) -> Outcome {
     }
     Ok(OK)
 }
-

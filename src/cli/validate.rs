@@ -6,6 +6,16 @@ use serde_json::{json, Value};
 use crate::common::{issue_line, problem_line, Format, Outcome, OK, PROBLEMS, USAGE};
 use crate::find::{self, Found, Issue};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  dial validate tests/data/checkout.json
+  dial validate envoy-config/ istio/
+  dial validate -o json istio/gateway/wasmplugin.yaml
+  kustomize build overlays/prod | dial validate -
+
+Each problem is a line `file:line:column: [what holds the policy: ]<JSON path>: <message>`, the
+message being the one Envoy logs when it refuses the policy. Exit code 1 on any problem.";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Policy JSON files, Envoy configurations (YAML or JSON), Kubernetes YAML with WasmPlugins;
@@ -84,7 +94,11 @@ fn releases<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.collect();
     format!(
         "{} {}",
-        if names.len() == 1 { "release" } else { "releases" },
+        if names.len() == 1 {
+            "release"
+        } else {
+            "releases"
+        },
         names.join(", ")
     )
 }

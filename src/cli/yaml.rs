@@ -121,7 +121,10 @@ impl<'a> Builder<'a> {
 
     fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, LoadError> {
         if depth > MAX_DEPTH {
-            return Err(error(span, format!("nested more than {MAX_DEPTH} levels deep")));
+            return Err(error(
+                span,
+                format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
         }
         let at = position(span);
         let (node, anchor) = match event {
@@ -263,7 +266,9 @@ impl Node {
     pub fn to_json(&self, schema: Schema) -> Value {
         match &self.kind {
             Kind::Scalar(s) => s.resolve(schema),
-            Kind::Sequence(items) => Value::Array(items.iter().map(|n| n.to_json(schema)).collect()),
+            Kind::Sequence(items) => {
+                Value::Array(items.iter().map(|n| n.to_json(schema)).collect())
+            }
             Kind::Mapping(entries) => Value::Object(
                 entries
                     .iter()
@@ -352,7 +357,9 @@ fn number(text: &str, schema: Schema) -> Option<Value> {
             if let Some(v) = radix("0b", 2) {
                 return Some(v);
             }
-            if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit())
+            if digits.len() > 1
+                && digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit())
             {
                 return radix("0", 8);
             }
@@ -490,7 +497,8 @@ mod tests {
 
     #[test]
     fn scalars_resolve_per_schema() {
-        let doc = &load("a: yes\nb: '90'\nc: 90\nd: 0.05\ne: 1.10\nf: ~\ng: 1_000\nh: 010\n").unwrap()[0];
+        let doc =
+            &load("a: yes\nb: '90'\nc: 90\nd: 0.05\ne: 1.10\nf: ~\ng: 1_000\nh: 010\n").unwrap()[0];
         let k = doc.to_json(Schema::Kubernetes);
         let c = doc.to_json(Schema::Core);
         assert_eq!(k["a"], Value::Bool(true));

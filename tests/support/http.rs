@@ -215,6 +215,91 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One GET on the open connection (or a new one), without the retry `get` makes: an I/O
+    /// error, or the connection closing before a response, is returned, and the connection is
+    /// dropped. A response with `connection: close` drops it too (the next request reconnects).
+    pub fn try_get(
+        &mut self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n").into_bytes();
+        for (n, v) in headers {
+            req.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"content-length: 0\r\n\r\n");
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+            stream.set_nodelay(true)?;
+            let reader = BufReader::new(stream.try_clone()?);
+            self.conn = Some((stream, reader));
+        }
+        let Some((stream, reader)) = self.conn.as_mut() else {
+            unreachable!()
+        };
+        let result = stream.write_all(&req).and_then(|_| {
+            let (status_line, headers) = read_head(reader)?.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before a response",
+                )
+            })?;
+            let body = read_body(reader, &headers)?;
+            let status = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("bad status line {status_line:?}"),
+                    )
+                })?;
+            Ok(Response {
+                status,
+                headers: headers
+                    .into_iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                    .collect(),
+                body,
+            })
+        });
+        match &result {
+            Ok(r) if r.header("connection") != Some("close") => {}
+            _ => self.conn = None,
+        }
+        result
+    }
+
+    /// What an HTTP client does before reusing an idle keep-alive connection: if the server has
+    /// closed it meanwhile (end of stream, or a reset), drop it so the next request opens a new
+    /// one. Returns whether it was closed.
+    pub fn drop_if_closed(&mut self) -> bool {
+        let Some((stream, reader)) = self.conn.as_mut() else {
+            return false;
+        };
+        if !reader.buffer().is_empty() {
+            // Bytes nobody asked for: the connection is out of step; never reuse it.
+            self.conn = None;
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let closed = stream.set_nonblocking(true).is_err()
+            || match stream.peek(&mut byte) {
+                Ok(_) => true,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+        if closed || stream.set_nonblocking(false).is_err() {
+            self.conn = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// What a backend saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -308,6 +393,12 @@ impl Backend {
 
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the requests recorded so far (long runs would otherwise keep every one); the
+    /// count stays.
+    pub fn clear_seen(&self) {
+        self.seen.lock().unwrap().clear();
     }
 
     pub fn set_status(&self, status: u16) {

@@ -81,6 +81,34 @@ impl Core {
         }
     }
 
+    /// The decision at a time (nanoseconds since the Unix epoch), as a proxy whose clock reads
+    /// it decides: ramps follow their schedule (`decide` has no clock: written weights).
+    pub fn decide_at(&self, headers: &[(&str, &str)], now_nanos: u64) -> Option<Assignment> {
+        let mut pairs = headers.to_vec();
+        if !headers.iter().any(|(n, _)| *n == ":method") {
+            pairs.push((":method", "GET"));
+        }
+        match decide(
+            &self.policy,
+            &Context::at(now_nanos),
+            &HeaderList::from_strs(&pairs),
+        ) {
+            Decision::Assign(a) => Some(a),
+            Decision::Pass => None,
+        }
+    }
+
+    /// The subset the core gives `user` on `host` `path` at a time (see `decide_at`).
+    pub fn subset_at(&self, host: &str, path: &str, user: &str, now_nanos: u64) -> String {
+        let a = self
+            .decide_at(
+                &[(":authority", host), (":path", path), ("x-user-id", user)],
+                now_nanos,
+            )
+            .unwrap_or_else(|| panic!("no release applies to {host}{path}"));
+        self.subset_name(&a).to_string()
+    }
+
     /// The subset name an assignment stands for.
     pub fn subset_name(&self, a: &Assignment) -> &str {
         &self.policy.releases[a.release].subsets[a.subset].name

@@ -1,0 +1,757 @@
+//! The `dial` command-line tool, run as the real binary: exit codes, the exact problem lines
+//! (the filter's own messages, placed at their file, line and column), JSON that parses, the
+//! decisions it explains and simulates against the core's, the moves `diff` counts; and, end
+//! to end, `dial explain` against the subset a real Envoy routed each of 1,000 users to.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use dial::core::policy::{Policy, Segment};
+use serde_json::{json, Value};
+use support::policies::{checkout, Core, CHECKOUT, HOST, PATH};
+use support::{bad_policies, repo_root, scratch_dir, Backend, Client, Envoy, EnvoyConfig};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs `dial` from the repository root.
+fn dial(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_dial"))
+        .current_dir(repo_root())
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The (1-based) line and column of the first occurrence of `needle` in `text`.
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not found"));
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[test]
+fn help_shows_examples_and_usage_errors_exit_2() {
+    let help = dial(&["--help"]);
+    assert_eq!(help.code, 0);
+    for command in [
+        "validate",
+        "explain",
+        "simulate",
+        "diff",
+        "Examples:",
+        "Exit codes",
+    ] {
+        assert!(help.stdout.contains(command), "{command}:\n{}", help.stdout);
+    }
+    for command in ["validate", "explain", "simulate", "diff"] {
+        let help = dial(&[command, "--help"]);
+        assert_eq!(help.code, 0, "{command}");
+        assert!(
+            help.stdout.contains("Examples:"),
+            "{command}:\n{}",
+            help.stdout
+        );
+    }
+    assert_eq!(dial(&["frobnicate"]).code, 2);
+    assert_eq!(dial(&["validate"]).code, 2);
+    let bad_header = dial(&["explain", "tests/data/checkout.json", "-H", "no colon"]);
+    assert_eq!(bad_header.code, 2);
+    assert!(
+        bad_header
+            .stderr
+            .contains("write a header as 'name: value'"),
+        "{}",
+        bad_header.stderr
+    );
+    let bad_time = dial(&["simulate", "tests/data/checkout.json", "--at", "tomorrow"]);
+    assert_eq!(bad_time.code, 2);
+    assert!(bad_time.stderr.contains("RFC 3339"), "{}", bad_time.stderr);
+}
+
+#[test]
+fn every_shipped_policy_is_valid() {
+    let run = dial(&[
+        "validate",
+        "envoy-config",
+        "istio",
+        "tests/data/checkout.json",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let valid: Vec<&str> = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(": valid ("))
+        .collect();
+    assert!(
+        valid
+            .iter()
+            .any(|l| l.starts_with("envoy-config/envoy.yaml: Envoy wasm filter dial")),
+        "{valid:?}"
+    );
+    assert!(
+        valid
+            .iter()
+            .any(|l| l.starts_with("istio/sidecar/wasmplugin.yaml: WasmPlugin shop/dial")),
+        "{valid:?}"
+    );
+    assert!(
+        valid
+            .iter()
+            .any(|l| l.starts_with("istio/gateway/wasmplugin.yaml: WasmPlugin")),
+        "{valid:?}"
+    );
+    assert!(
+        valid
+            .iter()
+            .any(|l| l.starts_with("tests/data/checkout.json: valid")),
+        "{valid:?}"
+    );
+    let report = dial(&["validate", "-o", "json", "envoy-config", "istio"]).json();
+    assert_eq!(report["valid"], true);
+    assert!(
+        report["policies"].as_array().unwrap().len() >= 4,
+        "{report}"
+    );
+    assert_eq!(report["problems"], json!([]));
+}
+
+/// Every case of tests/data/bad-policies.json, in files: each problem line is the file, the
+/// line and column of the offending value, and exactly the filter's own line.
+#[test]
+fn bad_policies_get_the_filters_problem_lines() {
+    let dir = scratch_dir("cli-bad");
+    let cases = bad_policies::cases();
+    let kinds = bad_policies::kinds();
+    let files: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, policy, _))| write(&dir, &format!("case-{i:02}.json"), policy))
+        .collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let text = dial(&args);
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    args.extend(["--output", "json"]);
+    let report = dial(&args);
+    assert_eq!(report.code, 1);
+    let report = report.json();
+    assert_eq!(report["valid"], false);
+    let problems = report["problems"].as_array().unwrap();
+
+    for (((name, policy, error), kind), file) in cases.iter().zip(&kinds).zip(&files) {
+        let want = Policy::parse(policy.as_bytes()).unwrap_err().problems;
+        // Text: one line per problem, in the filter's order, each `file:line:column: <problem>`.
+        let lines: Vec<&str> = text
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{file}:")))
+            .collect();
+        assert_eq!(lines.len(), want.len(), "{name}: {lines:?}");
+        for (line, problem) in lines.iter().zip(&want) {
+            let rest = &line[file.len() + 1..];
+            let mut parts = rest.splitn(3, ':');
+            let (l, c) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(
+                l.parse::<usize>().is_ok() && c.parse::<usize>().is_ok(),
+                "{name}: {line}"
+            );
+            assert_eq!(parts.next().unwrap(), format!(" {problem}"), "{name}");
+        }
+        assert!(
+            lines.iter().any(|l| l.contains(error.as_str())),
+            "{name}: {lines:?} lacks {error:?}"
+        );
+
+        // JSON: the same problems, with kind, path, value, and the position of the value.
+        let mine: Vec<&Value> = problems
+            .iter()
+            .filter(|p| p["file"] == file.as_str())
+            .collect();
+        assert_eq!(mine.len(), want.len(), "{name}");
+        assert!(
+            mine.iter().any(|p| p["kind"] == kind.as_str()
+                && p["text"].as_str().unwrap().contains(error.as_str())),
+            "{name}: {mine:?}"
+        );
+        for (got, problem) in mine.iter().zip(&want) {
+            assert_eq!(got["text"], problem.to_string(), "{name}");
+            assert_eq!(got["path"], problem.path.to_string(), "{name}");
+            assert_eq!(got["kind"], problem.kind.as_str(), "{name}");
+            assert_eq!(
+                got["value"],
+                problem.value.clone().unwrap_or(Value::Null),
+                "{name}"
+            );
+            // The position is that of the value at the problem's path.
+            let doc: Option<Value> = serde_json::from_str(policy).ok();
+            let pointer: String = problem
+                .path
+                .segments()
+                .iter()
+                .map(|s| match s {
+                    Segment::Key(k) => format!("/{k}"),
+                    Segment::Index(i) => format!("/{i}"),
+                })
+                .collect();
+            if let Some(value) = doc.as_ref().and_then(|d| d.pointer(&pointer)) {
+                let (l, c) = (
+                    got["line"].as_u64().unwrap() as usize,
+                    got["column"].as_u64().unwrap() as usize,
+                );
+                let line = policy.lines().nth(l - 1).unwrap();
+                let at: String = line.chars().skip(c - 1).collect();
+                let parsed = serde_json::Deserializer::from_str(&at)
+                    .into_iter::<Value>()
+                    .next();
+                assert_eq!(
+                    parsed.and_then(Result::ok).as_ref(),
+                    Some(value),
+                    "{name}: {l}:{c} is {at:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_wasmplugin_and_a_bad_envoy_config_are_pointed_at_their_lines() {
+    let dir = scratch_dir("cli-yaml");
+    // Kubernetes YAML with a ConfigMap, a WasmPlugin of another plugin, and Dial's, broken.
+    let plugins = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: unrelated, namespace: shop }
+data: { a: b }
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: ratelimit, namespace: shop }
+spec:
+  url: oci://registry.example.com/ratelimit:1
+  pluginConfig: { releases: nonsense }
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: dial
+  namespace: shop
+spec:
+  url: oci://registry.example.com/platform/dial:0.1.0
+  pluginName: dial
+  pluginConfig:
+    releases:
+    - name: checkout
+      subsets:
+      - { name: stable, version: v1, weight: 90 }
+      - { name: canary, version: v2, weight: -10 }
+      key:
+      - header: x-user-id
+      mirror: { version: v3, percent: 150 }
+";
+    let file = write(&dir, "plugins.yaml", plugins);
+    let run = dial(&["validate", &file]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let (wl, wc) = position_of(plugins, "-10 }");
+    let (ml, mc) = position_of(plugins, "150 }");
+    assert_eq!(
+        run.lines()[..2],
+        [
+            format!("{file}:{wl}:{wc}: WasmPlugin shop/dial (document 3): $.releases[0].subsets[1].weight: weight must be 0 or more, got -10").as_str(),
+            format!("{file}:{ml}:{mc}: WasmPlugin shop/dial (document 3): $.releases[0].mirror.percent: must be between 0 and 100, got 150").as_str(),
+        ],
+        "{}",
+        run.stdout
+    );
+    let report = dial(&["validate", "-o", "json", &file]).json();
+    assert_eq!(report["problems"][0]["document"], 3);
+    assert_eq!(report["problems"][0]["source"], "WasmPlugin shop/dial");
+    assert_eq!(report["problems"][0]["value"], -10);
+    assert_eq!(report["problems"][1]["value"], 150);
+    assert!(
+        report["skipped"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("ratelimit"),
+        "{report}"
+    );
+
+    // The shipped Envoy configuration with one bad weight in its embedded policy.
+    let example = std::fs::read_to_string(repo_root().join("envoy-config/envoy.yaml")).unwrap();
+    let broken = example.replacen(r#""weight": 90 }"#, r#""weight": -90 }"#, 1);
+    assert_ne!(broken, example);
+    let file = write(&dir, "envoy.yaml", &broken);
+    let run = dial(&["validate", &file]);
+    assert_eq!(run.code, 1);
+    let (l, c) = position_of(&broken, "-90 }");
+    assert_eq!(
+        run.lines()[0],
+        format!("{file}:{l}:{c}: Envoy wasm filter dial (listener main): $.releases[0].subsets[0].weight: weight must be 0 or more, got -90")
+    );
+}
+
+#[test]
+fn unreadable_input_is_exit_2_and_no_policy_is_a_problem() {
+    let missing = dial(&["validate", "no/such/file.json"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stdout.contains("cannot read no/such/file.json"),
+        "{}",
+        missing.stdout
+    );
+    let dir = scratch_dir("cli-none");
+    let file = write(
+        &dir,
+        "dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: x }\n",
+    );
+    let none = dial(&["validate", &file]);
+    assert_eq!(none.code, 1);
+    assert!(
+        none.stdout.contains("no Dial policy found"),
+        "{}",
+        none.stdout
+    );
+    let yaml = write(&dir, "broken.yaml", "a: [1, 2\nb: 3\n");
+    assert_eq!(dial(&["validate", &yaml]).code, 1);
+    // A directory without policies: nothing to check is a problem too.
+    let empty = scratch_dir("cli-empty");
+    assert_eq!(dial(&["validate", empty.to_str().unwrap()]).code, 1);
+    // explain on a rejected policy: its problems, then what to do.
+    let mut bad = checkout();
+    bad["releases"][0]["subsets"][1]["weight"] = json!(-5);
+    let bad = write(&dir, "bad.json", &bad.to_string());
+    let run = dial(&["explain", &bad, "--host", HOST]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("$.releases[0].subsets[1].weight: weight must be 0 or more, got -5"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("dial validate"), "{}", run.stderr);
+}
+
+fn explain_json(args: &[&str]) -> Value {
+    let mut all = vec![
+        "explain",
+        "tests/data/checkout.json",
+        "--host",
+        HOST,
+        "--path",
+        PATH,
+        "-o",
+        "json",
+    ];
+    all.extend(args);
+    let run = dial(&all);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json()
+}
+
+#[test]
+fn explain_tells_the_decision_and_what_dial_does_to_the_headers() {
+    // An allowlisted user: rule [2], with where the split alone would have put them.
+    let alice = explain_json(&["-H", "x-user-id: alice", "-H", "x-dial-subset: stable"]);
+    assert_eq!(alice["release"]["name"], "checkout");
+    assert_eq!(
+        (alice["subset"].as_str(), alice["reason"].as_str()),
+        (Some("canary"), Some("allowlist"))
+    );
+    assert_eq!(alice["rule"], 2);
+    assert_eq!(alice["rules"][2]["matched"], true);
+    assert_eq!(alice["key"]["value"], "alice");
+    assert_eq!(alice["split"]["decided"], false);
+    assert_eq!(
+        alice["headers"]["set"],
+        json!([["x-dial-subset", "canary"], ["x-dial-version", "v2"]])
+    );
+    assert_eq!(
+        alice["headers"]["response"],
+        json!([[
+            "x-dial-assignment",
+            "release=checkout; subset=canary; version=v2; reason=allowlist"
+        ]])
+    );
+
+    // A hashed user: the core's subset and position, and the bucket of that position.
+    let core = Core::new(CHECKOUT);
+    for user in ["user-1", "user-2", "user-3", "user-17"] {
+        let got = explain_json(&["-H", &format!("x-user-id: {user}")]);
+        let want = core.user(HOST, PATH, user);
+        assert_eq!(got["subset"], core.subset_name(&want), "{user}");
+        assert_eq!(got["split"]["position"], want.position.unwrap(), "{user}");
+        let bucket = (u64::from(want.position.unwrap()) * 100) >> 32;
+        assert_eq!(got["split"]["bucket"], bucket, "{user}");
+    }
+
+    // The override with its token: honoured, and the header removed before the upstream.
+    let over = explain_json(&[
+        "-H",
+        "x-user-id: user-1",
+        "-H",
+        "x-dial-override: canary; token=qa-token-0123456789",
+    ]);
+    assert_eq!(over["reason"], "override");
+    assert_eq!(over["headers"]["removed"], json!(["x-dial-override"]));
+    let wrong = explain_json(&["-H", "x-dial-override: canary; token=guess"]);
+    assert_ne!(wrong["reason"], "override");
+    assert!(
+        wrong["override"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("the token does not match"),
+        "{wrong}"
+    );
+
+    // Anonymous: a sticky key is minted and the cookie set.
+    let anonymous = explain_json(&[]);
+    assert_eq!(anonymous["reason"], "sticky_cookie");
+    assert!(
+        anonymous["headers"]["response"][0][1]
+            .as_str()
+            .unwrap()
+            .starts_with("dial-checkout="),
+        "{anonymous}"
+    );
+
+    // Outside every release: passes, and client-sent steering headers are removed.
+    let run = dial(&[
+        "explain",
+        "tests/data/checkout.json",
+        "--host",
+        "other.example.com",
+        "-H",
+        "x-dial-subset: canary",
+        "-o",
+        "json",
+    ]);
+    let pass = run.json();
+    assert_eq!(pass["subset"], Value::Null);
+    assert_eq!(pass["headers"]["removed"], json!(["x-dial-subset"]));
+
+    // The text form reads as a description.
+    let text = dial(&[
+        "explain",
+        "tests/data/checkout.json",
+        "--host",
+        HOST,
+        "--path",
+        PATH,
+        "-H",
+        "x-user-id: alice",
+    ]);
+    assert_eq!(text.code, 0);
+    for label in [
+        "Release:",
+        "Key:",
+        "Rules:",
+        "Split:",
+        "Result:",
+        "Mirror:",
+        "Headers:",
+        "Response:",
+    ] {
+        assert!(text.stdout.contains(label), "{label}\n{}", text.stdout);
+    }
+    assert!(
+        text.stdout
+            .contains("subset canary, version v2, reason allowlist"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn explain_for_many_users_is_the_cores_decision() {
+    let run = dial(&[
+        "explain",
+        "tests/data/checkout.json",
+        "--host",
+        HOST,
+        "--path",
+        PATH,
+        "--users",
+        "2000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let core = Core::new(CHECKOUT);
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2000);
+    for (i, line) in lines.iter().enumerate() {
+        let user = format!("user-{i}");
+        assert_eq!(line["key"], user.as_str());
+        assert_eq!(line["subset"], core.subset_of(HOST, PATH, &user), "{user}");
+    }
+    let dir = scratch_dir("cli-keys");
+    let keys = write(&dir, "keys.txt", "alice\r\nuser-1\n\nbob\n");
+    let run = dial(&[
+        "explain",
+        "tests/data/checkout.json",
+        "--host",
+        HOST,
+        "--path",
+        PATH,
+        "--keys",
+        &keys,
+    ]);
+    assert_eq!(run.code, 0);
+    let rows: Vec<Vec<&str>> = run
+        .lines()
+        .iter()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", run.stdout);
+    assert_eq!(
+        rows[0][..5],
+        ["alice", "checkout", "canary", "v2", "allowlist"]
+    );
+    assert_eq!(
+        rows[2][..5],
+        ["bob", "checkout", "canary", "v2", "allowlist"]
+    );
+}
+
+#[test]
+fn simulate_spreads_users_as_the_weights_and_a_ramp_say() {
+    let run = dial(&[
+        "simulate",
+        "tests/data/checkout.json",
+        "--users",
+        "20000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let subsets = report["releases"][0]["subsets"].as_array().unwrap();
+    let users: u64 = subsets.iter().map(|s| s["users"].as_u64().unwrap()).sum();
+    assert_eq!(users, 20_000);
+    for s in subsets {
+        let (share, expected) = (
+            s["share"].as_f64().unwrap(),
+            s["expected_share"].as_f64().unwrap(),
+        );
+        assert!((share - expected).abs() < 0.01, "{s}");
+    }
+    // The same counts as the core, user by user.
+    let core = Core::new(CHECKOUT);
+    let canary = (0..20_000)
+        .filter(|i| core.subset_of(HOST, PATH, &format!("user-{i}")) == "canary")
+        .count();
+    assert_eq!(subsets[1]["users"], canary as u64);
+
+    // The gateway's ramp, at 10:00 on its first day: step 2 (25%); each step only moves users in.
+    let run = dial(&[
+        "simulate",
+        "istio/gateway/wasmplugin.yaml",
+        "--users",
+        "20000",
+        "--at",
+        "2026-12-01T10:00:00Z",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let release = &run.json()["releases"][0];
+    let steps = release["ramp"]["steps"].as_array().unwrap();
+    assert!(steps.len() >= 3, "{release}");
+    assert!(steps.iter().all(|s| s["moved_elsewhere"] == 0), "{release}");
+    assert!(steps.iter().any(|s| s["current"] == true));
+    let last = steps.last().unwrap();
+    assert_eq!(
+        last["shares"][1]["users"], 20_000,
+        "the last step holds everyone: {last}"
+    );
+
+    let text = dial(&[
+        "simulate",
+        "istio/gateway/wasmplugin.yaml",
+        "--users",
+        "2000",
+        "--at",
+        "2026-12-01T10:00:00Z",
+    ]);
+    assert!(
+        text.stdout
+            .contains("ramp of canary from 2026-12-01T09:00:00Z"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// The example policy with the canary at `canary` and stable at 100 - `canary`.
+fn checkout_at(canary: u64) -> String {
+    let mut doc = checkout();
+    doc["releases"][0]["subsets"][0]["weight"] = json!(100 - canary);
+    doc["releases"][0]["subsets"][1]["weight"] = json!(canary);
+    doc.to_string()
+}
+
+#[test]
+fn diff_of_a_ramp_moves_users_forward_only() {
+    let dir = scratch_dir("cli-diff");
+    let (old, new) = (
+        write(&dir, "10.json", &checkout_at(10)),
+        write(&dir, "25.json", &checkout_at(25)),
+    );
+    let run = dial(&[
+        "diff",
+        &old,
+        &new,
+        "--users",
+        "50000",
+        "--fail-on-move-back",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["moved_back"], 0);
+    let release = &report["releases"][0];
+    assert_eq!(release["back"], 0);
+    let forward = release["forward"].as_f64().unwrap() / 50_000.0;
+    assert!((forward - 0.15).abs() < 0.005, "{release}");
+    assert_eq!(
+        release["moves"],
+        json!([{ "from": "stable", "to": "canary", "users": release["forward"], "share": release["moves"][0]["share"], "kind": "forward" }])
+    );
+    // Exactly the users the core moves.
+    let (a, b) = (Core::new(&checkout_at(10)), Core::new(&checkout_at(25)));
+    let moved = (0..50_000)
+        .map(|i| format!("user-{i}"))
+        .filter(|u| a.subset_of(HOST, PATH, u) != b.subset_of(HOST, PATH, u))
+        .count();
+    assert_eq!(release["forward"], moved as u64);
+
+    let text = dial(&["diff", &old, &new, "--users", "5000"]);
+    assert!(text.stdout.contains("moved back: 0"), "{}", text.stdout);
+    assert!(text.stdout.contains("stable -> canary"), "{}", text.stdout);
+}
+
+#[test]
+fn diff_of_a_reordered_subset_list_moves_users_back_and_fails_when_asked() {
+    let dir = scratch_dir("cli-reorder");
+    let mut reordered = checkout();
+    let subsets = reordered["releases"][0]["subsets"].as_array_mut().unwrap();
+    subsets.reverse();
+    let new = write(&dir, "reordered.json", &reordered.to_string());
+    let old = "tests/data/checkout.json";
+    let report = dial(&["diff", old, &new, "--users", "20000", "-o", "json"]);
+    assert_eq!(
+        report.code, 0,
+        "without --fail-on-move-back a move back is reported, not failed"
+    );
+    let report = report.json();
+    let back = report["moved_back"].as_u64().unwrap();
+    // The old canary's 10% go to stable and as many stable users to the canary.
+    assert!((back as f64 / 20_000.0 - 0.2).abs() < 0.01, "{report}");
+    let moves = report["releases"][0]["moves"].as_array().unwrap();
+    assert!(
+        moves
+            .iter()
+            .any(|m| m["from"] == "canary" && m["to"] == "stable" && m["kind"] == "back"),
+        "{moves:?}"
+    );
+
+    let run = dial(&["diff", old, &new, "--users", "20000", "--fail-on-move-back"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("canary -> stable"), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("moved back: refusing the change (--fail-on-move-back)"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// End to end: for 1,000 users, the subset `dial explain` gives each is the backend a real
+/// Envoy with the module routed that user to. The policy is read from the very bootstrap Envoy
+/// runs (the policy embedded in its wasm filter's StringValue).
+#[test]
+fn explain_agrees_with_envoy_for_a_thousand_users() {
+    let stable = Backend::start("stable");
+    let canary = Backend::start("canary");
+    let config = EnvoyConfig::new(
+        CHECKOUT,
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
+    let envoy = Envoy::start(&config);
+    let dir = scratch_dir("cli-agree");
+    let bootstrap = write(&dir, "envoy.yaml", &config.bootstrap_static());
+
+    let routed = Client::new(envoy.port).backends_of_users(HOST, PATH, 1000);
+    let run = dial(&[
+        "explain", &bootstrap, "--host", HOST, "--path", PATH, "--users", "1000", "-o", "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let explained: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["subset"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(explained.len(), 1000);
+    let wrong: Vec<String> = routed
+        .iter()
+        .zip(&explained)
+        .enumerate()
+        .filter(|(_, (r, e))| r != e)
+        .map(|(i, (r, e))| format!("user-{i}: Envoy {r}, dial explain {e}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of 1000 differ: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    assert!(explained.iter().any(|s| s == "canary") && explained.iter().any(|s| s == "stable"));
+    assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
+}
