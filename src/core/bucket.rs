@@ -39,6 +39,15 @@ impl Salted {
         h.write(key);
         h.finish()
     }
+
+    /// The hash of the prefix followed by each part in turn.
+    pub fn position_of(&self, parts: &[&[u8]]) -> u32 {
+        let mut h = self.0;
+        for part in parts {
+            h.write(part);
+        }
+        h.finish()
+    }
 }
 
 /// murmur3 x86_32 with seed 0, fed in pieces: the same value as hashing the pieces joined.

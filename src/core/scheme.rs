@@ -4,12 +4,15 @@
 //!
 //! - `unleash`, two subsets: the gradual-rollout strategy. `murmur3("<groupId>:<key>", seed 0)
 //!   % 100 + 1`; the second subset ("enabled") when that is at most its whole percentage.
-//! - `unleash`, more subsets: variants. `murmur3("<groupId>:<key>", seed 86028157) % 1000 + 1`
-//!   against the running sums of the weights in thousandths (Unleash stores variant weights so).
+//! - `unleash` variants (more subsets, or two with `"mode": "variants"`): `murmur3("<groupId>:<key>",
+//!   seed 86028157) % total + 1` against the weights' running sums; the server serves weights that
+//!   add up to 1000, so the policy's must too.
 //! - `flagd`: the `fractional` operator over `murmur3(flagKey ++ key)` (no separator).
 //!   Version 2 (flagd 0.15): `(h × totalWeight) >> 32` against the running sums, the same integer
 //!   mapping as Dial's; version 1 (older flagd): the hash read as a signed 32-bit integer,
-//!   `|h| / (2^31 - 1) × 100` against running sums of percentages, in floating point.
+//!   `|h| / (2^31 - 1) × 100` against running sums of percentages, in floating point; version 3
+//!   (newer providers): version 2's mapping over murmur3 of the canonical CBOR encoding of the
+//!   bucketing value (`[flagKey, key]` by default, the key alone as a text string).
 //!
 //! Monotone ramps: Unleash's rollout only adds users as the percentage rises (the ramped subset
 //! must be the second one); flagd's running sums only move users into the last subset as its
@@ -20,7 +23,7 @@ use crate::core::bucket::{self, Salted};
 
 /// Unleash's seed for variant assignment.
 pub const UNLEASH_VARIANT_SEED: u32 = 86_028_157;
-/// Unleash stores variant weights in thousandths.
+/// The Unleash server serves variant weights that add up to 1000.
 pub const UNLEASH_VARIANT_TOTAL: u32 = 1000;
 
 #[derive(Debug, Clone)]
@@ -44,9 +47,32 @@ pub enum Scheme {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagdVersion {
-    /// Floating point, before flagd 0.15's integer bucketing.
+    /// Floating point over percentages (the oldest `fractional`).
     V1,
+    /// Integer `(h × T) >> 32` over murmur3 of the bucketing string.
     V2,
+    /// The same mapping over murmur3 of the bucketing value's canonical CBOR encoding (newer
+    /// flagd providers): the default bucketing is the array `[flagKey, key]`, a custom one a
+    /// text string.
+    V3,
+}
+
+/// The CBOR header of a text string of `len` bytes (major type 3), as canonical CBOR writes it.
+pub fn cbor_text_header(len: usize, out: &mut [u8; 9]) -> &[u8] {
+    // (additional information, bytes of length that follow)
+    let (info, n): (u8, usize) = match len {
+        0..=23 => (len as u8, 0),
+        24..=0xff => (24, 1),
+        0x100..=0xffff => (25, 2),
+        0x1_0000..=0xffff_ffff => (26, 4),
+        _ => (27, 8),
+    };
+    let bytes = (len as u64).to_be_bytes();
+    let mut parts = std::iter::once(0x60 | info).chain(bytes.into_iter().skip(8 - n));
+    for slot in out.iter_mut().take(1 + n) {
+        *slot = parts.next().unwrap_or(0);
+    }
+    out.get(..1 + n).unwrap_or_default()
 }
 
 impl Scheme {
@@ -130,6 +156,17 @@ mod tests {
         assert_eq!(unleash_variant(999, &c), Some(2));
         // A zero-weight variant is never chosen.
         assert_eq!(unleash_variant(0, &[0, 1000]), Some(1));
+    }
+
+    #[test]
+    fn cbor_text_headers_are_canonical() {
+        let mut buf = [0u8; 9];
+        assert_eq!(cbor_text_header(0, &mut buf), [0x60]);
+        assert_eq!(cbor_text_header(23, &mut buf), [0x77]);
+        assert_eq!(cbor_text_header(24, &mut buf), [0x78, 24]);
+        assert_eq!(cbor_text_header(255, &mut buf), [0x78, 0xff]);
+        assert_eq!(cbor_text_header(256, &mut buf), [0x79, 0x01, 0x00]);
+        assert_eq!(cbor_text_header(70_000, &mut buf), [0x7a, 0, 1, 0x11, 0x70]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod bad_policies;
 pub mod config;
 pub mod envoy;
+pub mod flags;
 pub mod http;
 pub mod policies;
 pub mod prometheus;
@@ -70,6 +71,89 @@ pub fn module_path() -> PathBuf {
     assert!(
         path.exists(),
         "Dial module not found at {}: run `make build` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// The native build: `$DIAL_NATIVE`, or the dynamic module `make build-native` produces.
+pub fn native_module_path() -> PathBuf {
+    let path = std::env::var_os("DIAL_NATIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/native/libdial.so"));
+    assert!(
+        path.exists(),
+        "Dial's native module not found at {}: run `make build-native` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// Which build of Dial a test runs in Envoy: the proxy-wasm module or the native dynamic
+/// module (Envoy's `envoy.filters.http.dynamic_modules`), from the same core and policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Build {
+    #[default]
+    Wasm,
+    Native,
+}
+
+impl Build {
+    pub const ALL: [Build; 2] = [Build::Wasm, Build::Native];
+
+    /// The built module.
+    pub fn module(self) -> PathBuf {
+        match self {
+            Build::Wasm => module_path(),
+            Build::Native => native_module_path(),
+        }
+    }
+
+    /// The test-only build that panics on request (`make panic-probe`).
+    pub fn panic_probe(self) -> PathBuf {
+        match self {
+            Build::Wasm => panic_probe_module(),
+            Build::Native => native_panic_probe_module(),
+        }
+    }
+
+    /// What Envoy itself logs when it refuses Dial's configuration (after Dial's own line).
+    pub fn refusal(self) -> &'static str {
+        match self {
+            Build::Wasm => "Unable to create Wasm plugin dial",
+            Build::Native => "Failed to initialize dynamic module",
+        }
+    }
+}
+
+/// Runs tests once for each build: after `fn name(build: Build) { ... }`,
+/// `for_each_build!(name)` defines the tests `name::wasm` and `name::native`, which call it with
+/// each build (the body is written once; a module and a function may share a name).
+#[allow(unused_macros)]
+macro_rules! for_each_build {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn wasm() {
+                super::$name(crate::support::Build::Wasm)
+            }
+
+            #[test]
+            fn native() {
+                super::$name(crate::support::Build::Native)
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use for_each_build;
+
+/// The native test-only module that panics on request (`make panic-probe` builds it).
+pub fn native_panic_probe_module() -> PathBuf {
+    let path = repo_root().join("target/panic-probe/libdial.so");
+    assert!(
+        path.exists(),
+        "the native panic probe module is not at {}: run `make panic-probe` (or `make test`, which builds it)",
         path.display()
     );
     path

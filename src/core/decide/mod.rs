@@ -278,10 +278,16 @@ fn place(release: &Release, key: &[u8], now: Option<u64>) -> Option<(usize, u32)
             Some((scheme::unleash_variant(h, cumulative)?, h))
         }
         Scheme::Flagd { hash, version } => {
-            let h = hash.position(key);
+            let h = match version {
+                FlagdVersion::V3 => {
+                    let mut header = [0u8; 9];
+                    hash.position_of(&[scheme::cbor_text_header(key.len(), &mut header), key])
+                }
+                FlagdVersion::V1 | FlagdVersion::V2 => hash.position(key),
+            };
             let cumulative = step.map_or(&release.cumulative, |(_, s)| &s.cumulative);
             let subset = match version {
-                FlagdVersion::V2 => scheme::flagd_v2(h, cumulative),
+                FlagdVersion::V2 | FlagdVersion::V3 => scheme::flagd_v2(h, cumulative),
                 FlagdVersion::V1 => scheme::flagd_v1(h, cumulative),
             };
             Some((subset?, h))

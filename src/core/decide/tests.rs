@@ -556,9 +556,9 @@ fn each_scheme_buckets_by_its_own_formula() {
     };
     let two = json!([{ "name": "stable", "version": "v1", "weight": 75 },
                      { "name": "canary", "version": "v2", "weight": 25 }]);
-    let three = json!([{ "name": "a", "version": "v1", "weight": 50 },
-                       { "name": "b", "version": "v2", "weight": 30 },
-                       { "name": "c", "version": "v3", "weight": 20 }]);
+    let three = json!([{ "name": "a", "version": "v1", "weight": 500 },
+                       { "name": "b", "version": "v2", "weight": 300 },
+                       { "name": "c", "version": "v3", "weight": 200 }]);
     let rollout = with(
         json!({ "scheme": "unleash", "groupId": "new-checkout" }),
         two.clone(),
@@ -593,7 +593,7 @@ fn each_scheme_buckets_by_its_own_formula() {
         };
         assert_eq!(subset_of_key(&variants, &key), want, "{key}");
         let f = reference_murmur(&format!("new-checkout{key}"), 0);
-        let bucket = (u64::from(f) * 100) >> 32;
+        let bucket = ((u64::from(f) * 1000) >> 32) / 10;
         let want = if bucket < 50 {
             0
         } else if bucket < 80 {
@@ -672,5 +672,46 @@ fn a_key_can_come_from_baggage() {
             assert_eq!((m.subset, m.key), (b.subset, Some(KeyOrigin::Source(1))))
         }
         Decision::Pass => panic!("passed"),
+    }
+}
+
+/// flagd's version 3 hashes the canonical CBOR of the bucketing value; Unleash can split two
+/// subsets as variants too.
+#[test]
+fn flagd_v3_hashes_cbor_and_unleash_splits_two_variants() {
+    let two = json!([{ "name": "stable", "version": "v1", "weight": 500 },
+                     { "name": "canary", "version": "v2", "weight": 500 }]);
+    let with = |bucketing: serde_json::Value| {
+        policy(json!({ "bucketing": bucketing, "subsets": two.clone(), "rules": [] }))
+    };
+    let v3 = with(json!({ "scheme": "flagd", "flagKey": "new-checkout", "version": 3 }));
+    let v3_key_only = with(json!({ "scheme": "flagd", "flagKey": "", "version": 3 }));
+    let variants =
+        with(json!({ "scheme": "unleash", "groupId": "new-checkout", "mode": "variants" }));
+    for i in 0..1000 {
+        let key = format!("user-{i}");
+        // [ "new-checkout", key ]: array(2), text(12) "new-checkout", text(len) key.
+        let mut cbor = vec![0x82, 0x6c];
+        cbor.extend_from_slice(b"new-checkout");
+        cbor.push(0x60 | key.len() as u8);
+        cbor.extend_from_slice(key.as_bytes());
+        let h = murmur3::murmur3_32(&mut cbor.as_slice(), 0).unwrap();
+        assert_eq!(
+            subset_of_key(&v3, &key),
+            usize::from((u64::from(h) * 1000) >> 32 >= 500)
+        );
+        let mut text = vec![0x60 | key.len() as u8];
+        text.extend_from_slice(key.as_bytes());
+        let h = murmur3::murmur3_32(&mut text.as_slice(), 0).unwrap();
+        assert_eq!(
+            subset_of_key(&v3_key_only, &key),
+            usize::from((u64::from(h) * 1000) >> 32 >= 500)
+        );
+        let v = reference_murmur(&format!("new-checkout:{key}"), 86_028_157) % 1000 + 1;
+        assert_eq!(
+            subset_of_key(&variants, &key),
+            usize::from(v > 500),
+            "{key}"
+        );
     }
 }

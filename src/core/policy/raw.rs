@@ -50,6 +50,7 @@ pub struct RawBucketing {
     pub group_id: Option<String>,
     pub flag_key: Option<String>,
     pub version: Option<i64>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -391,10 +392,12 @@ fn bucketing(r: &mut Reader, o: &mut Object) -> Option<RawBucketing> {
     let group_id = r.optional(o, "groupId", string);
     let flag_key = r.optional(o, "flagKey", string);
     let version = r.optional(o, "version", integer);
+    let mode = r.optional(o, "mode", string);
     Some(RawBucketing {
         scheme: scheme?,
         group_id,
         flag_key,
         version,
+        mode,
     })
 }

@@ -7,7 +7,9 @@ use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::RawBucketing;
 use crate::core::policy::Subset;
 use crate::core::ramp::{Ramp, PPM};
-use crate::core::scheme::{FlagdVersion, Scheme, UNLEASH_VARIANT_SEED, UNLEASH_VARIANT_TOTAL};
+use crate::core::scheme::{
+    cbor_text_header, FlagdVersion, Scheme, UNLEASH_VARIANT_SEED, UNLEASH_VARIANT_TOTAL,
+};
 
 pub fn bucketing(
     c: &mut Checker,
@@ -50,19 +52,39 @@ pub fn bucketing(
                     None
                 }
             };
-            group.and_then(|g| unleash(c, subsets_path, &g, subsets, total))
+            let variants = match raw.mode.as_deref() {
+                None => Some(subsets.len() > 2),
+                Some("rollout") if subsets.len() == 2 => Some(false),
+                Some("variants") => Some(true),
+                Some(other) => {
+                    c.fail(
+                        path.key("mode"),
+                        ProblemKind::InvalidValue,
+                        other,
+                        format!(
+                            "{} is not an Unleash mode here: use \"variants\", or \"rollout\" with exactly two subsets",
+                            quote(other)
+                        ),
+                    );
+                    None
+                }
+            };
+            group
+                .zip(variants)
+                .and_then(|(g, v)| unleash(c, subsets_path, &g, subsets, total, v))
         }
         "flagd" => {
             not_for(c, "groupId", &raw.group_id);
             let version = match raw.version {
                 None | Some(2) => Some(FlagdVersion::V2),
                 Some(1) => Some(FlagdVersion::V1),
+                Some(3) => Some(FlagdVersion::V3),
                 Some(v) => {
                     c.fail_number(
                         path.key("version"),
                         ProblemKind::InvalidValue,
                         v,
-                        format!("flagd's fractional has versions 1 (float, before flagd 0.15) and 2, got {v}"),
+                        format!("flagd's fractional has versions 1 (float), 2 (integer) and 3 (integer over CBOR), got {v}"),
                     );
                     None
                 }
@@ -77,7 +99,18 @@ pub fn bucketing(
                     None
                 }
                 Some(key) => version.map(|version| Scheme::Flagd {
-                    hash: Salted::prefixed(0, &[key.as_bytes()]),
+                    hash: match version {
+                        // The array [flagKey, key] (or the key alone, a text string).
+                        FlagdVersion::V3 if key.is_empty() => Salted::prefixed(0, &[]),
+                        FlagdVersion::V3 => {
+                            let mut header = [0u8; 9];
+                            let text = cbor_text_header(key.len(), &mut header);
+                            Salted::prefixed(0, &[&[0x82], text, key.as_bytes()])
+                        }
+                        FlagdVersion::V1 | FlagdVersion::V2 => {
+                            Salted::prefixed(0, &[key.as_bytes()])
+                        }
+                    },
                     version,
                 }),
             }
@@ -95,6 +128,13 @@ pub fn bucketing(
             None
         }
     };
+    if raw.mode.is_some() && raw.scheme != "unleash" && c.clean_since(mark) {
+        c.fail_here(
+            path.key("mode"),
+            ProblemKind::Conflict,
+            "\"mode\" applies to the unleash scheme only",
+        );
+    }
     if raw.version.is_some() && raw.scheme != "flagd" && c.clean_since(mark) {
         c.fail_here(
             path.key("version"),
@@ -112,11 +152,12 @@ fn unleash(
     group: &str,
     subsets: &[Subset],
     total: u32,
+    variants: bool,
 ) -> Option<Scheme> {
     if total == 0 {
         return None;
     }
-    if let [_, enabled] = subsets {
+    if let ([_, enabled], false) = (subsets, variants) {
         // Gradual rollout: the second subset's share must be a whole percentage.
         if u64::from(enabled.weight) * 100 % u64::from(total) != 0 {
             c.fail_number(
@@ -136,27 +177,25 @@ fn unleash(
             percent: enabled.weight * 100 / total,
         });
     }
-    // Variants: weights in thousandths, as Unleash stores them.
-    let mut cumulative = Vec::with_capacity(subsets.len());
-    let mut sum = 0u32;
-    for (i, s) in subsets.iter().enumerate() {
-        let scaled = u64::from(s.weight) * u64::from(UNLEASH_VARIANT_TOTAL);
-        if scaled % u64::from(total) != 0 {
-            c.fail_number(
-                path.index(i).key("weight"),
-                ProblemKind::Conflict,
-                s.weight,
-                format!(
-                    "Unleash stores variant weights in thousandths: {} has weight {} of {total}, which is not a whole number of them",
-                    quote(&s.name),
-                    s.weight
-                ),
-            );
-            return None;
-        }
-        sum += u32::try_from(scaled / u64::from(total)).unwrap_or(0);
-        cumulative.push(sum);
+    // Variants: the SDKs divide by the weights' total, and the server serves totals of 1000.
+    if total != UNLEASH_VARIANT_TOTAL {
+        c.fail_number(
+            path.clone(),
+            ProblemKind::Conflict,
+            total,
+            format!(
+                "Unleash variant weights add up to {UNLEASH_VARIANT_TOTAL} (as the Unleash server serves them); these add up to {total}"
+            ),
+        );
+        return None;
     }
+    let cumulative = subsets
+        .iter()
+        .scan(0u32, |sum, s| {
+            *sum += s.weight;
+            Some(*sum)
+        })
+        .collect();
     Some(Scheme::UnleashVariants {
         hash: Salted::prefixed(UNLEASH_VARIANT_SEED, &[group.as_bytes(), b":"]),
         cumulative,
