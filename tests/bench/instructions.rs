@@ -3,13 +3,29 @@
 //! requests on one connection with counting on. Unlike throughput on a shared machine, which
 //! moves ±15% from run to run, the count repeats to a fraction of a percent, so small
 //! differences (one host call) can be seen and attributed. A smoke run counts three
-//! configurations, side by side (a count does not depend on the wall clock).
+//! configurations side by side (a count does not depend on the wall clock): Envoy alone, the
+//! floor making Dial's host calls and Dial with a ramp and a guard (whose VM also ticks under
+//! callgrind); plain Dial runs the same module, and a third module to compile under valgrind
+//! would make the smoke run longer.
+//!
+//! Some of a window's work goes by the wall clock, not by the requests: Envoy's own timers and,
+//! with a ramp or a guard, each VM's tick every 500 ms. Under callgrind a request takes tens of
+//! times longer than in real life, so a window holds far more of it per request than real
+//! traffic would. The full run therefore also counts an idle Envoy with Dial's policy with and
+//! without them, which prices one tick, and reports 3b against 3 as counted and without the
+//! idle work of each window.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dial::core::runtime::TICK_MILLIS;
 
 use crate::checks::Checks;
-use crate::proxy_bench::{configurations, floor_bootstrap, DIALS_HOST_CALLS};
+use crate::proxy_bench::{
+    check_ramp_and_guard, configurations, floor_bootstrap, DIALS_HOST_CALLS, RAMP_GUARD_RPS,
+};
+use crate::support::prometheus::Sample;
 use crate::support::{scratch_dir, Client, Envoy};
 
 /// The floor's host calls, each measured alone: (calls configured, the one measured, what it is).
@@ -88,9 +104,26 @@ fn totals(dump: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("no totals in {}", dump.display()))
 }
 
+/// One configuration's count.
+struct Counted {
+    /// Instructions per counted request (or, idle, in the whole window).
+    per_request: f64,
+    /// How long the counted window lasted (the wall clock ticks go by).
+    seconds: f64,
+    /// Dial's metrics after the window, for configurations that ask for them.
+    metrics: Vec<Sample>,
+}
+
 /// Instructions per request for one bootstrap: `warm` requests uncounted, then `counted`; an
 /// error if a request was not answered 200, callgrind produced no count or the VM failed.
-fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> Result<f64, String> {
+/// With `counted` 0, the Envoy idles for `idle` with counting on instead (a tick's price).
+fn per_request(
+    label: &str,
+    bootstrap: &str,
+    warm: usize,
+    counted: usize,
+    idle: Duration,
+) -> Result<Counted, String> {
     let dir = scratch_dir(&format!("callgrind-{label}"));
     let out = dir.join("callgrind.out");
     let wrapper = [
@@ -105,10 +138,20 @@ fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> Res
         .filter(|&i| request(&mut client, i) != 200)
         .count();
     callgrind_control(&["--instr=on"], envoy.pid())?;
+    let began = Instant::now();
     not_ok += (warm..warm + counted)
         .filter(|&i| request(&mut client, i) != 200)
         .count();
+    if counted == 0 {
+        std::thread::sleep(idle);
+    }
     callgrind_control(&["--dump"], envoy.pid())?;
+    let seconds = began.elapsed().as_secs_f64();
+    let metrics = if label.starts_with("dial-rg") {
+        envoy.prometheus()
+    } else {
+        Vec::new()
+    };
     let failures = envoy.vm_failures();
     drop(envoy);
     let total = totals(&dir.join("callgrind.out.1"))?;
@@ -122,7 +165,11 @@ fn per_request(label: &str, bootstrap: &str, warm: usize, counted: usize) -> Res
     if let Some(f) = failures.first() {
         return Err(format!("the VM failed: {f}"));
     }
-    Ok(total as f64 / counted as f64)
+    Ok(Counted {
+        per_request: total as f64 / counted.max(1) as f64,
+        seconds,
+        metrics,
+    })
 }
 
 /// `per_request` for each (label, bootstrap); side by side when `parallel` (instruction counts
@@ -133,15 +180,28 @@ fn measure_all(
     warm: usize,
     counted: usize,
     parallel: bool,
-) -> Vec<Result<f64, String>> {
+) -> Vec<Result<Counted, String>> {
+    measure_all_idle(jobs, warm, counted, Duration::ZERO, parallel)
+}
+
+/// The same, idling for `idle` with counting on when `counted` is 0.
+fn measure_all_idle(
+    jobs: Vec<(String, String)>,
+    warm: usize,
+    counted: usize,
+    idle: Duration,
+    parallel: bool,
+) -> Vec<Result<Counted, String>> {
     let one = |(label, yaml): &(String, String)| {
-        std::panic::catch_unwind(|| per_request(label, yaml, warm, counted)).unwrap_or_else(|p| {
-            Err(p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panicked".into()))
-        })
+        std::panic::catch_unwind(|| per_request(label, yaml, warm, counted, idle)).unwrap_or_else(
+            |p| {
+                Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()))
+            },
+        )
     };
     if !parallel {
         return jobs.iter().map(one).collect();
@@ -164,7 +224,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
     let chosen: Vec<(&str, &str, String)> = configurations(0)
         .into_iter()
         .filter(|(key, _, _)| *key != "native")
-        .filter(|(key, _, _)| !smoke || ["none", "calls", "dial"].contains(key))
+        .filter(|(key, _, _)| !smoke || ["none", "calls", "dial-rg"].contains(key))
         .collect();
     let jobs = chosen
         .iter()
@@ -173,16 +233,26 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
     // A smoke run's starts under callgrind dominate its time: side by side they take half.
     let results = measure_all(jobs, warm, counted, smoke);
     let mut measured: Vec<(&str, &str, f64)> = Vec::new();
+    // How long 3's and 3b's counted windows lasted (wall clock): the idle work they held.
+    let (mut dial_seconds, mut rg_seconds) = (f64::NAN, f64::NAN);
     for ((key, name, _), result) in chosen.iter().zip(results) {
         checks.check(
             result.is_ok(),
             format!(
                 "{name}: callgrind counted {} instructions per request, over {counted} requests answered 200, no VM failure{}",
-                result.as_ref().map_or("no".to_string(), |n| format!("{n:.0}")),
+                result.as_ref().map_or("no".to_string(), |n| format!("{:.0}", n.per_request)),
                 result.as_ref().err().map(|e| format!(" ({e})")).unwrap_or_default()
             ),
         );
-        measured.push((key, name, result.unwrap_or(f64::NAN)));
+        match (&result, *key) {
+            (Ok(c), "dial") => dial_seconds = c.seconds,
+            (Ok(c), "dial-rg") => {
+                rg_seconds = c.seconds;
+                check_ramp_and_guard(&format!("{name}, under callgrind"), &c.metrics, checks);
+            }
+            _ => {}
+        }
+        measured.push((key, name, result.map_or(f64::NAN, |c| c.per_request)));
     }
     let count = |key: &str| {
         measured
@@ -190,7 +260,11 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
             .find(|(k, _, _)| *k == key)
             .map_or(f64::NAN, |(_, _, n)| *n)
     };
-    let dial = count("dial");
+    // Dial's count, the tables' reference (a smoke run counts only 3b).
+    let dial = [count("dial"), count("dial-rg")]
+        .into_iter()
+        .find(|n| n.is_finite())
+        .unwrap_or(f64::NAN);
     // The counts measure the requests: each filter costs Envoy more than none (by tens of
     // thousands of instructions, where a smoke run's counts move by ~1%).
     let none = count("none");
@@ -261,7 +335,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
                         .unwrap_or_default()
                 ),
             );
-            let n = result.unwrap_or(f64::NAN);
+            let n = result.map_or(f64::NAN, |c| c.per_request);
             costs.push((*one, n - base));
             out.push_str(&format!("| {what} | {:.0} |\n", n - base));
         }
@@ -291,5 +365,113 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
             mark(vs_lua >= 1.0),
         ));
     }
+    // A smoke run counts 3b alone: there is nothing to compare it with.
+    if !smoke {
+        out.push_str(&ramp_and_guard(
+            checks,
+            Window {
+                per_request: count("dial"),
+                seconds: dial_seconds,
+            },
+            Window {
+                per_request: count("dial-rg"),
+                seconds: rg_seconds,
+            },
+            counted,
+        ));
+    }
+    out
+}
+
+/// A counted window: instructions per request, and how long it lasted.
+struct Window {
+    per_request: f64,
+    seconds: f64,
+}
+
+/// Dial with a ramp and a guard (3b) against Dial (3), per request. The target is judged on the
+/// counts as they are. But a window also holds work that goes by the wall clock, not by the
+/// requests: Envoy's own timers (its stats flush...) and, with a ramp or a guard, the VM's tick
+/// every 500 ms; under callgrind a request takes milliseconds, so that work weighs on each
+/// request tens of times more than in real life, and with the window's length (the machine's
+/// load) it moves a count by a few hundred instructions per request. So the full run also counts
+/// an idle Envoy with each policy for the same while: the difference prices a tick, and each
+/// window's idle work, at its own policy's idle rate, can be taken out.
+fn ramp_and_guard(checks: &mut Checks, dial: Window, rg: Window, counted: usize) -> String {
+    let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+    let ratio = rg.per_request / dial.per_request;
+    let per_ms = |w: &Window| w.seconds * 1000.0 / counted as f64;
+    let mut out = format!(
+        "\nDial with a ramp and a guard (3b) against Dial without them (3): {:+.0} instructions \
+         per request as counted, 3b ÷ 3 = {ratio:.4}. The counted requests took {:.1} ms each \
+         under callgrind with 3b, {:.1} ms with 3 (in real life a fraction of a millisecond), and \
+         3b's VM ticks every {TICK_MILLIS} ms whatever the traffic: its window held about {:.0} \
+         ticks.\n",
+        rg.per_request - dial.per_request,
+        per_ms(&rg),
+        per_ms(&dial),
+        rg.seconds * 1000.0 / f64::from(TICK_MILLIS),
+    );
+    // Both idle for the same while after the same warm-up; 3 never ticks (no ramp, no guard).
+    let idle = Duration::from_secs(20);
+    let configs = configurations(0);
+    let jobs: Vec<(String, String)> = ["dial", "dial-rg"]
+        .iter()
+        .map(|key| {
+            let (_, _, yaml) = configs.iter().find(|(k, _, _)| k == key).unwrap();
+            (format!("{key}-idle"), yaml.clone())
+        })
+        .collect();
+    let results = measure_all_idle(jobs, 300, 0, idle, true);
+    // Instructions per second of wall clock, idle: 3's, then 3b's.
+    let rate: Vec<f64> = results
+        .iter()
+        .map(|r| r.as_ref().map_or(f64::NAN, |c| c.per_request / c.seconds))
+        .collect();
+    let tick = (rate[1] - rate[0]) * f64::from(TICK_MILLIS) / 1000.0;
+    checks.check(
+        results.iter().all(Result::is_ok) && tick > 0.0,
+        format!(
+            "an idle Envoy with 3's and 3b's policies counted for {} s each: a tick costs {tick:.0} instructions{}",
+            idle.as_secs(),
+            results
+                .iter()
+                .find_map(|r| r.as_ref().err())
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
+    );
+    // Each window without the idle work its length held, at its own policy's idle rate.
+    let busy = |w: &Window, rate: f64| w.per_request - rate * w.seconds / counted as f64;
+    let (dial_busy, rg_busy) = (busy(&dial, rate[0]), busy(&rg, rate[1]));
+    let work = rg_busy - dial_busy;
+    let rps = RAMP_GUARD_RPS.get().copied().unwrap_or(f64::NAN);
+    let every = rps * f64::from(TICK_MILLIS) / 1000.0;
+    let real = work + tick / every;
+    out.push_str(&format!(
+        "\nIdle for {} s after the same warm-up, Envoy executed {:.0} instructions a second with \
+         3's policy (its own timers) and {:.0} with 3b's: one tick (the guard reads its shared \
+         data and ten counters, the ramp's weights are worked out, gauges are set only when they \
+         change; Envoy's timer and the call into the VM included) costs {tick:.0} instructions. \
+         With each window's idle work taken out, a request costs {dial_busy:.0} instructions \
+         with 3 and {rg_busy:.0} with 3b: the ramp and the guard add {work:+.0} per request \
+         ({:+.2}%). At 3b's throughput above ({rps:.0} requests/s on one worker) a tick comes \
+         every {every:.0} requests: {:.1} instructions per request.\n\
+         \n| Target | Measured | |\n|---|---:|---|\n\
+         | Ramp and guard add ≤ 3% instructions per request (3b ÷ 3 as counted: the ticks and Envoy's idle work at callgrind's pace included) | {:+.2}% | {} |\n\
+         | (each window's idle work taken out: the per-request work alone) | {:+.2}% | {} |\n\
+         | (that, plus ticks as often as at 3b's measured throughput) | {:+.2}% | {} |\n",
+        idle.as_secs(),
+        rate[0],
+        rate[1],
+        work / dial_busy * 100.0,
+        tick / every,
+        (ratio - 1.0) * 100.0,
+        mark(ratio <= 1.03),
+        work / dial_busy * 100.0,
+        mark(work / dial_busy <= 0.03),
+        real / dial_busy * 100.0,
+        mark(real / dial_busy <= 0.03),
+    ));
     out
 }
