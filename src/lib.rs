@@ -18,3 +18,6 @@ pub mod core;
 // Not in test builds: the core's tests run on wasm32 without a proxy host to link against.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm;
+// The Envoy dynamic-module binding (`make build-native`): native targets, feature `dynamic-module`.
+#[cfg(all(feature = "dynamic-module", not(target_arch = "wasm32"), not(test)))]
+mod dynamic_module;

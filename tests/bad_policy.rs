@@ -9,15 +9,20 @@
 mod support;
 
 use support::{bad_policies, policies};
-use support::{free_port, Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, free_port, Backend, Build, Client, Envoy, EnvoyConfig};
 
-#[test]
-fn envoy_refuses_to_start_with_a_bad_policy() {
+for_each_build!(
+    envoy_refuses_to_start_with_a_bad_policy,
+    every_bad_policy_is_refused_on_reload_and_the_running_one_stays,
+);
+
+fn envoy_refuses_to_start_with_a_bad_policy(build: Build) {
     let stable = Backend::start("stable");
     // The example policy with one bad weight.
     let mut bad = policies::checkout();
     bad["releases"][0]["subsets"][1]["weight"] = (-5).into();
-    let (status, log) = Envoy::start_expecting_failure(&EnvoyConfig::new(
+    let (status, log) = Envoy::start_expecting_failure(&EnvoyConfig::for_build(
+        build,
         &bad.to_string(),
         &[("stable", stable.port)],
     ));
@@ -28,15 +33,18 @@ fn envoy_refuses_to_start_with_a_bad_policy() {
         ),
         "the log does not name the path:\n{log}"
     );
-    assert!(log.contains("Unable to create Wasm plugin dial"), "{log}");
+    assert!(log.contains(build.refusal()), "{log}");
 }
 
-#[test]
-fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays() {
+fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays(build: Build) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
     let good = bad_policies::base().to_string();
-    let mut config = EnvoyConfig::new(&good, &[("stable", stable.port), ("canary", canary.port)]);
+    let mut config = EnvoyConfig::for_build(
+        build,
+        &good,
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
     config.port = free_port();
     let (envoy, lds) = Envoy::start_lds(&config);
     let before = Client::new(envoy.port).backends_of_users("h", "/", 200);

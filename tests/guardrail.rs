@@ -20,7 +20,7 @@ use dial::core::policy::Policy;
 use dial::core::request::HeaderList;
 use serde_json::{json, Value};
 use support::prometheus::value;
-use support::{Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
 
 const HOST: &str = "shop.example.com";
 const PATH: &str = "/checkout";
@@ -94,10 +94,14 @@ impl Load {
     }
 }
 
-fn start(policy: &str) -> (Backend, Backend, Envoy) {
+fn start(build: Build, policy: &str) -> (Backend, Backend, Envoy) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let config = EnvoyConfig::new(policy, &[("stable", stable.port), ("canary", canary.port)]);
+    let config = EnvoyConfig::for_build(
+        build,
+        policy,
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
     let envoy = Envoy::start_with_workers(&config, 2);
     (stable, canary, envoy)
 }
@@ -110,10 +114,16 @@ fn guard_value(envoy: &Envoy, name: &str) -> Option<f64> {
     )
 }
 
-#[test]
-fn a_failing_canary_is_pulled_back_within_the_window_and_a_second() {
+for_each_build!(
+    a_failing_canary_is_pulled_back_within_the_window_and_a_second,
+    no_false_trips,
+    a_slow_canary_trips_on_the_slow_rate,
+    a_ramp_with_second_scale_holds_follows_each_step,
+);
+
+fn a_failing_canary_is_pulled_back_within_the_window_and_a_second(build: Build) {
     let p = policy(error_guard(), json!({}));
-    let (stable, canary, envoy) = start(&p);
+    let (stable, canary, envoy) = start(build, &p);
     let load = Load::start(envoy.port, 4);
     thread::sleep(Duration::from_secs(WINDOW_SECONDS + 1));
     assert_eq!(guard_value(&envoy, "dial_guard_tripped"), Some(0.0));
@@ -191,12 +201,11 @@ fn a_failing_canary_is_pulled_back_within_the_window_and_a_second() {
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
 }
 
-#[test]
-fn no_false_trips() {
+fn no_false_trips(build: Build) {
     // A healthy canary; then both failing alike; then a failing canary below minRequests.
     for case in ["healthy", "both failing", "below minRequests"] {
         let p = policy(error_guard(), json!({}));
-        let (stable, canary, envoy) = start(&p);
+        let (stable, canary, envoy) = start(build, &p);
         if case == "both failing" {
             stable.set_status(503);
             canary.set_status(503);
@@ -242,12 +251,11 @@ fn no_false_trips() {
     }
 }
 
-#[test]
-fn a_slow_canary_trips_on_the_slow_rate() {
+fn a_slow_canary_trips_on_the_slow_rate(build: Build) {
     let guard = json!({ "subset": "canary", "fallback": "stable", "window": "3s", "minRequests": 5,
                         "maxSlowRate": { "overMs": 500, "rate": 0.05 } });
     let p = policy(guard, json!({}));
-    let (_stable, canary, envoy) = start(&p);
+    let (_stable, canary, envoy) = start(build, &p);
     canary.set_delay(Duration::from_secs(1));
     // Canary users only, on eight connections: eight slow responses a second.
     let users = users_on(&p, "canary", 0, 8);
@@ -316,8 +324,7 @@ fn rfc3339(seconds: u64) -> String {
     )
 }
 
-#[test]
-fn a_ramp_with_second_scale_holds_follows_each_step() {
+fn a_ramp_with_second_scale_holds_follows_each_step(build: Build) {
     const HOLD: u64 = 4;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -328,7 +335,7 @@ fn a_ramp_with_second_scale_holds_follows_each_step() {
         "steps": [ { "weight": 10, "hold": format!("{HOLD}s") }, { "weight": 30, "hold": format!("{HOLD}s") },
                    { "weight": 60, "hold": format!("{HOLD}s") }, { "weight": 100 } ] });
     let p = policy(error_guard(), json!({ "ramp": ramp }));
-    let (_stable, _canary, envoy) = start_plain(&p);
+    let (_stable, _canary, envoy) = start_plain(build, &p);
     let users: Vec<String> = (0..2000).map(|i| format!("ramp-user-{i}")).collect();
     let mut previous: Option<Vec<String>> = None;
     for (step, share) in [10.0, 30.0, 60.0, 100.0].into_iter().enumerate() {
@@ -384,10 +391,14 @@ fn a_ramp_with_second_scale_holds_follows_each_step() {
 }
 
 /// One worker is enough for the ramp (and keeps two clients ahead of the clock).
-fn start_plain(policy: &str) -> (Backend, Backend, Envoy) {
+fn start_plain(build: Build, policy: &str) -> (Backend, Backend, Envoy) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let config = EnvoyConfig::new(policy, &[("stable", stable.port), ("canary", canary.port)]);
+    let config = EnvoyConfig::for_build(
+        build,
+        policy,
+        &[("stable", stable.port), ("canary", canary.port)],
+    );
     let envoy = Envoy::start(&config);
     (stable, canary, envoy)
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::policies::{checkout_with, Core, HOST, PATH};
 use support::prometheus::value;
-use support::{free_port, Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, free_port, Backend, Build, Client, Envoy, EnvoyConfig};
 
 const PERCENT: f64 = 10.0;
 
@@ -30,8 +30,9 @@ fn policy() -> String {
     checkout_with(&[("mirror", json!({ "version": "v3", "percent": PERCENT }))])
 }
 
-fn config(stable: &Backend, canary: &Backend, shadow_port: u16) -> EnvoyConfig {
-    let mut c = EnvoyConfig::new(
+fn config(build: Build, stable: &Backend, canary: &Backend, shadow_port: u16) -> EnvoyConfig {
+    let mut c = EnvoyConfig::for_build(
+        build,
         &policy(),
         &[
             ("stable", stable.port),
@@ -131,14 +132,18 @@ fn sentinel(client: &mut Client, envoy: &Envoy, shadow: &Backend, user: &str, si
     settled(envoy, shadow);
 }
 
-#[test]
-fn a_consistent_sample_of_safe_requests_reaches_the_shadow_with_a_marker() {
+for_each_build!(
+    a_consistent_sample_of_safe_requests_reaches_the_shadow_with_a_marker,
+    a_slow_or_dead_shadow_does_not_slow_or_fail_clients,
+);
+
+fn a_consistent_sample_of_safe_requests_reaches_the_shadow_with_a_marker(build: Build) {
     let (stable, canary, shadow) = (
         Backend::start("stable"),
         Backend::start("canary"),
         Backend::start("shadow"),
     );
-    let envoy = Envoy::start(&config(&stable, &canary, shadow.port));
+    let envoy = Envoy::start(&config(build, &stable, &canary, shadow.port));
     let mut client = Client::new(envoy.port);
 
     // Which users Dial samples, and where it sends them, by the core the filter runs.
@@ -254,17 +259,16 @@ fn a_consistent_sample_of_safe_requests_reaches_the_shadow_with_a_marker() {
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
 }
 
-#[test]
-fn a_slow_or_dead_shadow_does_not_slow_or_fail_clients() {
+fn a_slow_or_dead_shadow_does_not_slow_or_fail_clients(build: Build) {
     let (stable, canary, shadow) = (
         Backend::start("stable"),
         Backend::start("canary"),
         Backend::start("shadow"),
     );
     shadow.set_delay(Duration::from_secs(2));
-    let slow = Envoy::start(&config(&stable, &canary, shadow.port));
+    let slow = Envoy::start(&config(build, &stable, &canary, shadow.port));
     // Nothing listens on the dead shadow's port.
-    let dead = Envoy::start(&config(&stable, &canary, free_port()));
+    let dead = Envoy::start(&config(build, &stable, &canary, free_port()));
 
     // Users Dial samples, found with the core the filter runs.
     let core = Core::new(&policy());

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use support::policies::{checkout_with, Core, HOST, PATH};
-use support::{free_port, Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, free_port, Backend, Build, Client, Envoy, EnvoyConfig};
 
 const USERS: usize = 2_000;
 
@@ -61,11 +61,13 @@ fn moved(before: &[String], after: &[String], from: &str, to: &str) -> BTreeSet<
         .collect()
 }
 
-#[test]
-fn raising_the_canary_weight_moves_only_stable_users() {
+for_each_build!(raising_the_canary_weight_moves_only_stable_users);
+
+fn raising_the_canary_weight_moves_only_stable_users(build: Build) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let mut config = EnvoyConfig::new(
+    let mut config = EnvoyConfig::for_build(
+        build,
         &policy(90, 10),
         &[("stable", stable.port), ("canary", canary.port)],
     );

@@ -16,13 +16,13 @@ use std::collections::HashMap;
 use serde_json::json;
 use support::http::tally;
 use support::policies::{checkout, checkout_with, Core, CHECKOUT, HOST, PATH};
-use support::{Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
 
 /// One backend per subset, named after it, behind Envoy with `policy`.
-fn start(policy: &str, subsets: &[&str]) -> (Vec<Backend>, Envoy) {
+fn start(build: Build, policy: &str, subsets: &[&str]) -> (Vec<Backend>, Envoy) {
     let backends: Vec<Backend> = subsets.iter().map(|n| Backend::start(n)).collect();
     let routes: Vec<(&str, u16)> = backends.iter().map(|b| (b.name.as_str(), b.port)).collect();
-    let envoy = Envoy::start(&EnvoyConfig::new(policy, &routes));
+    let envoy = Envoy::start(&EnvoyConfig::for_build(build, policy, &routes));
     (backends, envoy)
 }
 
@@ -65,8 +65,12 @@ fn assert_backends_saw(backends: &[Backend], counts: &HashMap<String, usize>) {
     }
 }
 
-#[test]
-fn ninety_ten_split_of_ten_thousand_users() {
+for_each_build!(
+    ninety_ten_split_of_ten_thousand_users,
+    a_three_way_split_sends_each_user_where_the_core_does,
+);
+
+fn ninety_ten_split_of_ten_thousand_users(build: Build) {
     const USERS: usize = 10_000;
     // The example policy as it is: stable 90, canary 10.
     let doc = checkout();
@@ -78,7 +82,7 @@ fn ninety_ten_split_of_ten_thousand_users() {
         .collect();
     let names: Vec<&str> = weights.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["stable", "canary"]);
-    let (backends, envoy) = start(CHECKOUT, &names);
+    let (backends, envoy) = start(build, CHECKOUT, &names);
     let (routed, predicted) = routed_and_predicted(&envoy, CHECKOUT, USERS);
 
     let counts = tally(routed.iter().map(String::as_str));
@@ -100,8 +104,7 @@ fn ninety_ten_split_of_ten_thousand_users() {
     assert_eq!(again, routed[..500]);
 }
 
-#[test]
-fn a_three_way_split_sends_each_user_where_the_core_does() {
+fn a_three_way_split_sends_each_user_where_the_core_does(build: Build) {
     let policy = checkout_with(&[(
         "subsets",
         json!([
@@ -110,7 +113,7 @@ fn a_three_way_split_sends_each_user_where_the_core_does() {
             { "name": "preview", "version": "v3", "weight": 20 }
         ]),
     )]);
-    let (backends, envoy) = start(&policy, &["stable", "canary", "preview"]);
+    let (backends, envoy) = start(build, &policy, &["stable", "canary", "preview"]);
     let (routed, predicted) = routed_and_predicted(&envoy, &policy, 400);
     assert_same_per_user(&routed, &predicted);
     let counts = tally(routed.iter().map(String::as_str));

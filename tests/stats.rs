@@ -11,7 +11,7 @@ mod support;
 use serde_json::json;
 use support::policies::{checkout_with, Core, HOST, PATH};
 use support::prometheus::value;
-use support::{Backend, Client, Envoy, EnvoyConfig};
+use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
 
 /// The example policy, with a fixed subset for requests without a key (so they count under
 /// `fallback`, exactly).
@@ -39,11 +39,13 @@ fn labels<'a>(
     l
 }
 
-#[test]
-fn exact_counts_per_subset_reason_and_status_class() {
+for_each_build!(exact_counts_per_subset_reason_and_status_class);
+
+fn exact_counts_per_subset_reason_and_status_class(build: Build) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
-    let envoy = Envoy::start(&EnvoyConfig::new(
+    let envoy = Envoy::start(&EnvoyConfig::for_build(
+        build,
         &policy(),
         &[("stable", stable.port), ("canary", canary.port)],
     ));

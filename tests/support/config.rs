@@ -35,6 +35,10 @@ pub struct EnvoyConfig {
     pub mirror_cluster: Option<String>,
     /// Another module than the release build (the panic probe's).
     pub module: Option<std::path::PathBuf>,
+    /// Which build of Dial runs: the Wasm filter (the default) or the native dynamic module.
+    /// The native filter takes `plugin_name` as its `filter_name` and the same policy; the
+    /// Wasm-only settings (`root_id`, `vm_id`, `vm_env`, `failure_policy`) do not apply to it.
+    pub build: super::Build,
 }
 
 impl EnvoyConfig {
@@ -64,6 +68,85 @@ impl EnvoyConfig {
             vm_env: Vec::new(),
             mirror_cluster: None,
             module: None,
+            build: super::Build::Wasm,
+        }
+    }
+
+    /// The same, for `build`.
+    pub fn for_build(build: super::Build, policy: &str, subsets: &[(&str, u16)]) -> EnvoyConfig {
+        EnvoyConfig {
+            build,
+            ..EnvoyConfig::new(policy, subsets)
+        }
+    }
+
+    /// Dial's entry in `http_filters`, for the configured build (indented for the listener).
+    fn dial_filter(&self) -> String {
+        let policy = serde_json::to_string(&self.policy).unwrap();
+        let module = self.module.clone().unwrap_or_else(|| self.build.module());
+        match self.build {
+            super::Build::Wasm => format!(
+                "
+      - name: envoy.filters.http.wasm
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            name: {name}
+            root_id: {root_id}
+            failure_policy: {failure_policy}{configuration}
+            vm_config:
+              vm_id: \"{vm_id}\"{vm_env}
+              runtime: envoy.wasm.runtime.v8
+              code: {{ local: {{ filename: {module} }} }}",
+                name = self.plugin_name,
+                root_id = self.root_id,
+                vm_id = self.vm_id,
+                failure_policy = self.failure_policy,
+                configuration = if self.omit_configuration {
+                    String::new()
+                } else {
+                    format!(
+                        "
+            configuration:
+              \"@type\": type.googleapis.com/google.protobuf.StringValue
+              value: {policy}"
+                    )
+                },
+                vm_env = if self.vm_env.is_empty() {
+                    String::new()
+                } else {
+                    let pairs: Vec<String> =
+                        self.vm_env.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
+                    format!(
+                        "
+              environment_variables: {{ key_values: {{ {} }} }}",
+                        pairs.join(", ")
+                    )
+                },
+                module = module.display(),
+            ),
+            super::Build::Native => format!(
+                "
+      - name: envoy.filters.http.dynamic_modules
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+          dynamic_module_config:
+            name: dial
+            module: {{ local: {{ filename: {module} }} }}
+          filter_name: {name}{configuration}",
+                name = self.plugin_name,
+                configuration = if self.omit_configuration {
+                    String::new()
+                } else {
+                    format!(
+                        "
+          filter_config:
+            \"@type\": type.googleapis.com/google.protobuf.StringValue
+            value: {policy}"
+                    )
+                },
+                module = module.display(),
+            ),
         }
     }
 
@@ -119,8 +202,6 @@ impl EnvoyConfig {
             )
             .unwrap();
         }
-        let policy = serde_json::to_string(&self.policy).unwrap();
-        let module = self.module.clone().unwrap_or_else(super::module_path);
         let yaml = format!(
             "name: main
 address:
@@ -137,49 +218,13 @@ filter_chains:
         - name: all
           domains: [\"*\"]
           routes:{routes}
-      http_filters:
-      - name: envoy.filters.http.wasm
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-          config:
-            name: {name}
-            root_id: {root_id}
-            failure_policy: {failure_policy}{configuration}
-            vm_config:
-              vm_id: \"{vm_id}\"{vm_env}
-              runtime: envoy.wasm.runtime.v8
-              code: {{ local: {{ filename: {module} }} }}
+      http_filters:{dial}
       - name: envoy.filters.http.router
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 ",
             port = self.port,
-            name = self.plugin_name,
-            root_id = self.root_id,
-            vm_id = self.vm_id,
-            failure_policy = self.failure_policy,
-            configuration = if self.omit_configuration {
-                String::new()
-            } else {
-                format!(
-                    "
-            configuration:
-              \"@type\": type.googleapis.com/google.protobuf.StringValue
-              value: {policy}"
-                )
-            },
-            vm_env = if self.vm_env.is_empty() {
-                String::new()
-            } else {
-                let pairs: Vec<String> =
-                    self.vm_env.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
-                format!(
-                    "
-              environment_variables: {{ key_values: {{ {} }} }}",
-                    pairs.join(", ")
-                )
-            },
-            module = module.display(),
+            dial = self.dial_filter(),
         );
         let pad = " ".repeat(indent);
         yaml.lines()
@@ -217,12 +262,13 @@ filter_chains:
     /// A bootstrap with the listener inline.
     pub fn bootstrap_static(&self) -> String {
         format!(
-            "{}static_resources:
+            "{}{}static_resources:
   listeners:
   - {}
   clusters:{}
 ",
             stats_config(),
+            self.runtime_config(),
             self.listener_yaml(4).trim_start(),
             self.clusters_yaml()
         )
@@ -231,7 +277,7 @@ filter_chains:
     /// A bootstrap whose listener comes from `lds_path` (rewritten by reload tests).
     pub fn bootstrap_lds(&self, lds_path: &std::path::Path) -> String {
         format!(
-            "{}node: {{ id: dial-test, cluster: dial-test }}
+            "{}{}node: {{ id: dial-test, cluster: dial-test }}
 dynamic_resources:
   lds_config:
     resource_api_version: V3
@@ -241,9 +287,20 @@ static_resources:
   clusters:{}
 ",
             stats_config(),
+            self.runtime_config(),
             lds_path.display(),
             self.clusters_yaml()
         )
+    }
+
+    /// The runtime the build needs: for the native build, Envoy 1.40's flag that strips the
+    /// dynamic modules' stat namespace in `/stats/prometheus` (as Envoy does for Wasm's), so
+    /// both builds' metrics have the same names there.
+    fn runtime_config(&self) -> &'static str {
+        match self.build {
+            super::Build::Wasm => "",
+            super::Build::Native => NATIVE_RUNTIME,
+        }
     }
 
     /// The LDS file content: one listener resource.
@@ -257,6 +314,14 @@ static_resources:
         )
     }
 }
+
+/// The bootstrap runtime the native build needs (see `EnvoyConfig::runtime_config`).
+pub const NATIVE_RUNTIME: &str = "layered_runtime:
+  layers:
+  - name: dial
+    static_layer:
+      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
+";
 
 /// Turns Dial's `tag=.=value;.;` metric names into Prometheus labels, as `envoy-config/` does.
 /// Histograms reach the admin API at each stats flush: every second here (default 5 s).

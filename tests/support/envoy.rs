@@ -24,6 +24,18 @@ fn spawn(
     wrapper: &[String],
     workers: u32,
 ) -> (Child, PathBuf, PathBuf) {
+    spawn_with_args(dir, bootstrap, wrapper, workers, &[])
+}
+
+/// The same, with more command-line options for Envoy (`--drain-strategy immediate`); an
+/// `extra` `--drain-time-s` replaces the tests' 1 s.
+fn spawn_with_args(
+    dir: &Path,
+    bootstrap: &str,
+    wrapper: &[String],
+    workers: u32,
+    extra: &[String],
+) -> (Child, PathBuf, PathBuf) {
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, bootstrap).unwrap();
     let log_path = dir.join("envoy.log");
@@ -40,12 +52,19 @@ fn spawn(
         .arg("-c")
         .arg(&config_path)
         .args(["--concurrency", &workers.to_string()])
-        .args(["--disable-hot-restart", "--drain-time-s", "1"])
+        .arg("--disable-hot-restart")
+        .args(if extra.iter().any(|a| a == "--drain-time-s") {
+            &[][..]
+        } else {
+            &["--drain-time-s", "1"][..]
+        })
+        .args(extra)
         .args([
             "--log-level",
             "warning",
             "--component-log-level",
-            "wasm:info",
+            // Dial's own lines: the Wasm build's and the native build's.
+            "wasm:info,dynamic_modules:info",
         ])
         .arg("--admin-address-path")
         .arg(&admin_path)
@@ -94,6 +113,25 @@ impl Envoy {
         (envoy, lds)
     }
 
+    /// `start_lds` with `workers` worker threads and more Envoy options (`extra`, e.g.
+    /// `["--drain-strategy", "immediate"]`; a `--drain-time-s` there replaces the tests' 1 s).
+    pub fn start_lds_with(config: &EnvoyConfig, workers: u32, extra: &[&str]) -> (Envoy, PathBuf) {
+        assert_ne!(config.port, 0, "LDS reloads need a fixed port");
+        let dir = scratch_dir("envoy-lds");
+        let lds = dir.join("lds.yaml");
+        std::fs::write(&lds, config.lds_file()).unwrap();
+        let bootstrap = config.bootstrap_lds(&lds);
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let (child, log_path, admin_path) = spawn_with_args(&dir, &bootstrap, &[], workers, &extra);
+        let envoy = Self::wait_started(child, dir, log_path, admin_path, Duration::from_secs(30));
+        (envoy, lds)
+    }
+
+    /// `start_lds` with `workers` worker threads.
+    pub fn start_lds_with_workers(config: &EnvoyConfig, workers: u32) -> (Envoy, PathBuf) {
+        Self::start_lds_with(config, workers, &[])
+    }
+
     /// Starts Envoy with any bootstrap whose first listener is on port 0 (benchmarks).
     pub fn start_yaml(label: &str, bootstrap: &str) -> Envoy {
         Self::start_bootstrap(scratch_dir(label), bootstrap)
@@ -122,7 +160,18 @@ impl Envoy {
         workers: u32,
         wait: Duration,
     ) -> Envoy {
-        let (mut child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper, workers);
+        let (child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper, workers);
+        Self::wait_started(child, dir, log_path, admin_path, wait)
+    }
+
+    /// Waits for a spawned Envoy's admin address and listener.
+    fn wait_started(
+        mut child: Child,
+        dir: PathBuf,
+        log_path: PathBuf,
+        admin_path: PathBuf,
+        wait: Duration,
+    ) -> Envoy {
         let deadline = Instant::now() + wait;
         let admin_port = loop {
             if let Some(status) = child.try_wait().unwrap() {

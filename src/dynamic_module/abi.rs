@@ -1,0 +1,747 @@
+//! Dial's own bindings to Envoy's dynamic-module C ABI (`abi.h`), and the only file of the
+//! native binding with `unsafe` in it. Envoy's Rust SDK for dynamic modules is not published on
+//! a package registry, so this declares just what Dial uses: the event hooks Envoy resolves
+//! when it loads an HTTP filter module (`envoy_dynamic_module_on_*`, exported below) and the
+//! 16 callbacks Dial makes (`envoy_dynamic_module_callback_*`, imported below).
+//!
+//! Written against ABI `v0.1.0` (Envoy 1.38's `abi.h`); Envoy 1.40 (ABI `v0.2.0`) loads it with a
+//! deprecation warning, as Envoy promises for the previous minor version. Every symbol here is
+//! checked against what Envoy 1.40's binary exports and resolves, and exercised by the
+//! end-to-end suite (README, "Native build").
+//!
+//! Every exported hook runs its body inside `super::shield`, which catches a panic: native code
+//! that unwinds into Envoy's C++ frames, or aborts, would take every connection down with it.
+
+#![deny(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
+
+use std::ffi::{c_char, c_void};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Config, Filter};
+
+/// The ABI version this module is written against, as `envoy_dynamic_module_on_program_init`
+/// hands it to Envoy (a NUL-terminated string Envoy compares with its own).
+const ABI_VERSION: &[u8] = b"v0.1.0\0";
+
+// ----------------------------------------------------------------------------------- types --
+
+/// `envoy_dynamic_module_type_envoy_buffer`: bytes Envoy owns.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyBuffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+/// `envoy_dynamic_module_type_module_buffer`: bytes the module owns (Envoy only reads them).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModuleBuffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+/// `envoy_dynamic_module_type_envoy_http_header`: one header of Envoy's map, in place.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyHttpHeader {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+impl ModuleBuffer {
+    fn of(bytes: &[u8]) -> ModuleBuffer {
+        ModuleBuffer {
+            ptr: bytes.as_ptr(),
+            length: bytes.len(),
+        }
+    }
+
+    /// A null buffer: to `set_header`, "remove the header".
+    fn null() -> ModuleBuffer {
+        ModuleBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        }
+    }
+}
+
+const EMPTY_HEADER: EnvoyHttpHeader = EnvoyHttpHeader {
+    key_ptr: std::ptr::null(),
+    key_length: 0,
+    value_ptr: std::ptr::null(),
+    value_length: 0,
+};
+
+/// `envoy_dynamic_module_type_http_header_type` (a C enum: `int`-sized).
+#[derive(Debug, Clone, Copy)]
+pub enum HeaderMap {
+    Request = 0,
+    Response = 2,
+}
+
+/// `envoy_dynamic_module_type_log_level`.
+#[derive(Debug, Clone, Copy)]
+pub enum Level {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// The kinds of metric Dial defines (three `define_*` callbacks).
+#[derive(Debug, Clone, Copy)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// `envoy_dynamic_module_type_metrics_result_Success`.
+const METRICS_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_attribute_id_SourceAddress` (`source.address`, `ip:port`).
+const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
+/// `..._status_Continue` of every `on_http_filter_*` status enum.
+const CONTINUE: u32 = 0;
+
+// ------------------------------------------------------------------------------- callbacks --
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_get_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_get_headers_size(
+        filter: *mut c_void,
+        header_type: u32,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_get_headers(
+        filter: *mut c_void,
+        header_type: u32,
+        result: *mut EnvoyHttpHeader,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_add_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: *mut c_void,
+        attribute_id: u32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+}
+
+/// Writes to Envoy's log (logger `dynamic_modules`).
+pub fn log(level: Level, message: &str) {
+    // SAFETY: a live slice Envoy only reads during the call.
+    unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
+}
+
+/// Bytes Envoy handed over, borrowed. Null (or empty) is the empty slice.
+///
+/// # Safety
+/// `ptr` must be null or point to `length` bytes that stay readable and unchanged for `'a`.
+unsafe fn borrowed<'a>(ptr: *const u8, length: usize) -> &'a [u8] {
+    if ptr.is_null() || length == 0 {
+        return &[];
+    }
+    // SAFETY: per this function's contract.
+    unsafe { std::slice::from_raw_parts(ptr, length) }
+}
+
+/// Bytes Envoy handed over, copied.
+///
+/// # Safety
+/// As `borrowed`, for the duration of the call.
+unsafe fn copied(ptr: *const u8, length: usize) -> Vec<u8> {
+    // SAFETY: per this function's contract.
+    unsafe { borrowed(ptr, length) }.to_vec()
+}
+
+// --------------------------------------------------------------------------------- handles --
+
+/// Envoy's `DynamicModuleHttpFilterConfig`, valid during `on_http_filter_config_new` (the only
+/// place Dial uses it: defining metrics and the configure-time writes).
+#[derive(Clone, Copy)]
+pub struct EnvoyConfig(*mut c_void);
+
+impl EnvoyConfig {
+    /// Defines a metric without labels (Dial's labels travel in the name, as in the Wasm build);
+    /// the id Envoy gave it.
+    pub fn define(self, kind: MetricKind, name: &str) -> Option<usize> {
+        let define = match kind {
+            MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+            MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            MetricKind::Histogram => {
+                envoy_dynamic_module_callback_http_filter_config_define_histogram
+            }
+        };
+        let mut id = 0usize;
+        // SAFETY: the config pointer is Envoy's, live during config_new; the name is a live
+        // slice Envoy copies; no labels (null, 0); Envoy writes one usize to a live local.
+        let result = unsafe {
+            define(
+                self.0,
+                ModuleBuffer::of(name.as_bytes()),
+                std::ptr::null(),
+                0,
+                &mut id,
+            )
+        };
+        (result == METRICS_SUCCESS).then_some(id)
+    }
+
+    pub fn increment(self, id: usize, by: u64) -> bool {
+        // SAFETY: Envoy's live config pointer and an id it gave; no labels (null, 0).
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                by,
+            )
+        };
+        result == METRICS_SUCCESS
+    }
+
+    pub fn set_gauge(self, id: usize, value: u64) -> bool {
+        // SAFETY: as `increment`.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        result == METRICS_SUCCESS
+    }
+}
+
+/// Envoy's `DynamicModuleHttpFilter` for one stream, valid during the hook that handed it over
+/// (Envoy calls a stream's hooks one at a time, on its worker thread).
+#[derive(Clone, Copy)]
+pub struct EnvoyFilter(*mut c_void);
+
+impl EnvoyFilter {
+    /// Every header of a map, copied into `out` in the layout `core::request::SerializedHeaders`
+    /// reads (the proxy-wasm serialization): one copy, then every lookup is Dial's own. The copy
+    /// also means no borrowed Envoy buffer outlives the next header write.
+    pub fn serialize_headers(self, map: HeaderMap, out: &mut Vec<u8>) -> bool {
+        // SAFETY: Envoy's live filter pointer.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, map as u32) };
+        let mut headers = vec![EMPTY_HEADER; count];
+        let filled = count == 0 || {
+            // SAFETY: `headers` has room for the `count` entries Envoy just reported, on this
+            // thread, with nothing changing the map in between.
+            unsafe {
+                envoy_dynamic_module_callback_http_get_headers(
+                    self.0,
+                    map as u32,
+                    headers.as_mut_ptr(),
+                )
+            }
+        };
+        if !filled {
+            return false;
+        }
+        let pairs = headers.iter().map(|h| {
+            // SAFETY: Envoy filled every entry with buffers valid until the map changes, which
+            // it cannot before this function returns; `borrowed` tolerates null.
+            let name = unsafe { borrowed(h.key_ptr, h.key_length) };
+            // SAFETY: as for the name.
+            let value = unsafe { borrowed(h.value_ptr, h.value_length) };
+            (name, value)
+        });
+        out.clear();
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        for (name, value) in pairs.clone() {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            out.extend_from_slice(name);
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        true
+    }
+
+    /// The first value of a header, copied (`None`: absent).
+    pub fn header(self, map: HeaderMap, name: &str) -> Option<Vec<u8>> {
+        let mut value = EnvoyBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        let mut count = 0usize;
+        // SAFETY: Envoy's live filter pointer, a live name slice, two live locals to write to.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.0,
+                map as u32,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                &mut count,
+            )
+        };
+        // SAFETY: on success the buffer is valid until the map changes; copied at once.
+        (ok && count > 0).then(|| unsafe { copied(value.ptr, value.length) })
+    }
+
+    /// Sets a header, replacing every value it had; `None` removes it.
+    pub fn set_header(self, map: HeaderMap, name: &str, value: Option<&str>) -> bool {
+        let value = value.map_or(ModuleBuffer::null(), |v| ModuleBuffer::of(v.as_bytes()));
+        // SAFETY: Envoy's live filter pointer and live slices Envoy copies (or null: remove).
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                map as u32,
+                ModuleBuffer::of(name.as_bytes()),
+                value,
+            )
+        }
+    }
+
+    /// Adds a header value, keeping those it already has.
+    pub fn add_header(self, map: HeaderMap, name: &str, value: &str) -> bool {
+        // SAFETY: as `set_header`.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
+                self.0,
+                map as u32,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            )
+        }
+    }
+
+    /// Makes Envoy choose the route again: setting a header does not, in this ABI.
+    pub fn clear_route_cache(self) {
+        // SAFETY: Envoy's live filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
+    }
+
+    /// The downstream peer's address (`source.address`, as the Wasm build's property).
+    pub fn source_ip(self) -> Option<IpAddr> {
+        let mut value = EnvoyBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: Envoy's live filter pointer, a live local to write to.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.0,
+                ATTRIBUTE_SOURCE_ADDRESS,
+                &mut value,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: on success, a buffer valid for this hook; copied at once.
+        let raw = unsafe { copied(value.ptr, value.length) };
+        super::parse_address(&raw)
+    }
+
+    pub fn increment(self, id: usize, by: u64) -> bool {
+        // SAFETY: Envoy's live filter pointer and an id its config gave; no labels (null, 0).
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                by,
+            )
+        };
+        result == METRICS_SUCCESS
+    }
+
+    pub fn set_gauge(self, id: usize, value: u64) -> bool {
+        // SAFETY: as `increment`.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_set_gauge(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        result == METRICS_SUCCESS
+    }
+
+    pub fn record(self, id: usize, value: u64) -> bool {
+        // SAFETY: as `increment`.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        result == METRICS_SUCCESS
+    }
+}
+
+// ---------------------------------------------------------------------------- event hooks --
+
+/// Called once when Envoy loads the module; the ABI version Dial speaks (null would unload it).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    super::shield("program_init", super::program_init);
+    ABI_VERSION.as_ptr().cast()
+}
+
+/// A filter configuration: Dial's policy. Null refuses it (Envoy refuses the listener).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    config_envoy: *mut c_void,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
+    let created = super::shield("http_filter_config_new", || {
+        // SAFETY: Envoy hands both buffers over for the duration of this call; copied at once.
+        let name = unsafe { copied(name.ptr, name.length) };
+        // SAFETY: as for the name.
+        let config = unsafe { copied(config.ptr, config.length) };
+        super::config_new(EnvoyConfig(config_envoy), &name, &config)
+    });
+    match created.flatten() {
+        Some(config) => Arc::into_raw(config).cast(),
+        None => std::ptr::null(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
+    super::shield("http_filter_config_destroy", || {
+        if !config.is_null() {
+            // SAFETY: `config` came from `Arc::into_raw` in config_new, and Envoy destroys it
+            // exactly once; streams hold their own clones.
+            drop(unsafe { Arc::from_raw(config.cast::<Config>()) });
+        }
+    });
+}
+
+/// A stream starts: Dial's per-stream state. Null would make Envoy close the stream.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: *const c_void,
+    _filter_envoy: *mut c_void,
+) -> *const c_void {
+    let created = super::shield("http_filter_new", || {
+        if config.is_null() {
+            return None;
+        }
+        let config = config.cast::<Config>();
+        // SAFETY: `config` came from `Arc::into_raw` in config_new and is alive: Envoy calls
+        // config_destroy only after the last stream is created from it. One more strong
+        // reference, for this stream...
+        unsafe { Arc::increment_strong_count(config) };
+        // SAFETY: ...which this `Arc` owns (the stream drops it in http_filter_destroy).
+        let config = unsafe { Arc::from_raw(config) };
+        Some(Box::new(Filter::new(config)))
+    });
+    match created.flatten() {
+        Some(filter) => Box::into_raw(filter).cast_const().cast(),
+        None => std::ptr::null(),
+    }
+}
+
+/// The stream's state, for the hooks Envoy calls on its worker thread one at a time.
+///
+/// # Safety
+/// `filter` must be null or come from `Box::into_raw` in `on_http_filter_new`, not yet destroyed.
+unsafe fn filter_mut<'a>(filter: *const c_void) -> Option<&'a mut Filter> {
+    // SAFETY: per this function's contract; Envoy never calls two hooks of a stream at once.
+    unsafe { filter.cast_mut().cast::<Filter>().as_mut() }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy: *mut c_void,
+    filter: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    // SAFETY: Envoy passes back the pointer on_http_filter_new returned, for a live stream.
+    if let Some(filter) = unsafe { filter_mut(filter) } {
+        let envoy = EnvoyFilter(filter_envoy);
+        let done = super::shield("http_filter_request_headers", || {
+            super::request_headers(envoy, filter)
+        });
+        if done.is_none() {
+            // The request still passes, but never with a client's own steering headers.
+            super::shield("http_filter_request_headers, after a panic", || {
+                super::after_panic(envoy, filter)
+            });
+        }
+    }
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    filter_envoy: *mut c_void,
+    filter: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    // SAFETY: as in request_headers.
+    if let Some(filter) = unsafe { filter_mut(filter) } {
+        super::shield("http_filter_response_headers", || {
+            super::response_headers(EnvoyFilter(filter_envoy), filter)
+        });
+    }
+    CONTINUE
+}
+
+/// The stream is over (before access logs and destroy): the exchange's end.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    filter_envoy: *mut c_void,
+    filter: *const c_void,
+) {
+    // SAFETY: as in request_headers.
+    if let Some(filter) = unsafe { filter_mut(filter) } {
+        super::shield("http_filter_stream_complete", || {
+            super::stream_complete(EnvoyFilter(filter_envoy), filter)
+        });
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
+    super::shield("http_filter_destroy", || {
+        if !filter.is_null() {
+            // SAFETY: `filter` came from `Box::into_raw` in on_http_filter_new; Envoy destroys
+            // each stream's filter exactly once, after its last hook.
+            drop(unsafe { Box::from_raw(filter.cast_mut().cast::<Filter>()) });
+        }
+    });
+}
+
+/// A per-route configuration (`DynamicModuleFilterPerRoute`): Dial has none, and accepts and
+/// ignores one, so a control plane that enables the filter route by route with one (Envoy
+/// Gateway) can. Null would refuse the route configuration.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+    _name: EnvoyBuffer,
+    _config: EnvoyBuffer,
+) -> *const c_void {
+    ABI_VERSION.as_ptr().cast()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+    _config: *const c_void,
+) {
+}
+
+// Hooks Envoy 1.40 requires of every HTTP filter module (it refuses a module without them) and
+// Dial has no use for: bodies and trailers pass, callouts and schedulers are never started.
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+) -> u32 {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+) -> u32 {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _callout_id: u64,
+    _result: u32,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _body_chunks: *mut EnvoyBuffer,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream_id: u64,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream_id: u64,
+    _data: *const EnvoyBuffer,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream_id: u64,
+    _trailers: *mut EnvoyHttpHeader,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream_id: u64,
+    _reason: u32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+    _event_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _filter_envoy: *mut c_void,
+    _filter: *const c_void,
+) {
+}

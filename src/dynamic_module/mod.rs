@@ -1,0 +1,362 @@
+//! The Envoy dynamic-module binding: Dial as a native shared library (`libdial.so`) that Envoy
+//! loads into its own process, beside the proxy-wasm binding and from the same core. The core,
+//! the policy, the messages and the exchange's lifecycle are shared; this is an adapter.
+//!
+//! - `abi` declares the C ABI (the only `unsafe` of the binding) and exports Envoy's hooks.
+//! - `host` is the core's `Host` over the callbacks, with the counter mirror and shared data.
+//! - Here: the configuration (the policy, its metrics), the stream, the tick, panics.
+//!
+//! **Panics.** In-process native code that aborts takes every connection of the proxy with it,
+//! so every hook runs inside `shield`: a panic is caught (the build unwinds: profile `native`),
+//! logged on one critical line (`dial: panicked at …`), and the request passes. A panic while
+//! deciding still removes the client's own steering headers, so a client cannot steer when Dial
+//! fails (what the Wasm build's FAIL_OPEN cannot promise).
+//!
+//! **Ticks.** The ABI gives an HTTP filter no timer. The Wasm build's 500 ms tick (judging the
+//! guards over the whole proxy's counters, sharing trips, refreshing the gauges) runs here on
+//! the request path instead: the first request after each period, on whichever worker it
+//! arrives, wins a compare-and-swap on the next tick's time and runs the one `Runtime` of the
+//! configuration (behind a mutex); every request reads the tripped guards from an atomic. A
+//! ramp's split never waits for a tick (it is computed from each request's clock); with no
+//! traffic at all, only the gauges wait for the next request.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod abi;
+mod host;
+
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use abi::{EnvoyConfig, EnvoyFilter, HeaderMap, Level, MetricKind};
+use host::{lock, Metric, NativeHost};
+
+use crate::core::decide::Context;
+use crate::core::exchange::{Engine, Exchange};
+use crate::core::request::{SerializedHeaders, SerializedRequest};
+use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
+use crate::core::stats::{self, Kind};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
+
+/// Runs one hook's body, catching a panic (already logged by the panic hook); `None` if it
+/// panicked.
+fn shield<T>(hook: &str, body: impl FnOnce() -> T) -> Option<T> {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            log::error!("dial: {hook} panicked; Envoy carries on without Dial for this call");
+            None
+        }
+    }
+}
+
+/// The clock: nanoseconds since the Unix epoch (no host call needed natively).
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `ip:port` (or a bare IP), as Envoy's `source.address` attribute gives it.
+fn parse_address(raw: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(raw).ok()?;
+    text.parse::<SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
+}
+
+// ---------------------------------------------------------------------- logger and panics --
+
+struct EnvoyLogger;
+
+static LOGGER: EnvoyLogger = EnvoyLogger;
+
+impl log::Log for EnvoyLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        abi::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Once, when Envoy loads the module: the logger, the panic hook, and which build this is. The
+/// panic hook belongs to this library's own copy of std: it sees Dial's panics only.
+fn program_init() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    // One line, so the cause sits on the line an operator finds (as in the Wasm build).
+    panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let message = info.payload_as_str().unwrap_or("(no message)");
+        abi::log(Level::Critical, &format!("dial: panicked{at}: {message}"));
+    }));
+    log::info!("dial {VERSION} (git {GIT_REVISION}) started, native");
+}
+
+// --------------------------------------------------------------------------- configuration --
+
+/// A policy in force, with its metrics defined in Envoy: what every stream of it reads, on
+/// every worker.
+pub struct Config {
+    engine: Engine,
+    /// Parallel to `engine.catalog.metrics`.
+    metrics: Vec<Metric>,
+    /// The guards tripped, as the last tick saw them (one bit per release).
+    tripped: AtomicU64,
+    /// For a policy that changes with time (a ramp or a guard); `None` needs no tick.
+    ticker: Option<Ticker>,
+}
+
+// Streams on every worker share one configuration.
+const _: fn() = || {
+    fn shared_across_workers<T: Send + Sync>() {}
+    shared_across_workers::<Config>();
+};
+
+struct Ticker {
+    runtime: Mutex<Runtime>,
+    shared: Shared,
+    /// When the next tick is due, in nanoseconds since the epoch.
+    next: AtomicU64,
+}
+
+fn kind_of(kind: Kind) -> MetricKind {
+    match kind {
+        Kind::Counter => MetricKind::Counter,
+        Kind::Gauge => MetricKind::Gauge,
+        Kind::Histogram => MetricKind::Histogram,
+    }
+}
+
+/// Where this filter's shared state lives, and this configuration's fingerprint: the Wasm
+/// build's scheme, with the filter name for the plugin name.
+fn shared_scope(filter_name: &str, configuration: &[u8]) -> Shared {
+    let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
+        .to_le_bytes()
+        .to_vec();
+    fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
+    Shared {
+        prefix: format!("dial.{filter_name}"),
+        fingerprint,
+    }
+}
+
+/// Whether this configuration is the first to be applied (or refused) since another was: the
+/// policy counters count configurations, as in the Wasm build.
+fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
+    let key = format!("{}.{outcome}", shared.prefix);
+    match host::shared(&key) {
+        (Some(seen), _) if seen == shared.fingerprint => false,
+        (_, cas) => host::set_shared(&key, &shared.fingerprint, cas),
+    }
+}
+
+/// A filter configuration arrives (main thread): parse and check the policy, define its
+/// metrics. `None` refuses it: Envoy then refuses the listener (at startup it exits; on an
+/// update the previous configuration keeps serving).
+fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Config>> {
+    let filter_name = String::from_utf8_lossy(name);
+    let shared = shared_scope(&filter_name, bytes);
+    let [loads, rejections] =
+        stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
+    let engine = match Engine::from_config(bytes) {
+        Ok(engine) => engine,
+        Err(e) => {
+            log::error!("dial: {e}");
+            if first_to_apply("rejected", &shared) {
+                if let Some(id) = rejections {
+                    envoy.increment(id, 1);
+                }
+            }
+            return None;
+        }
+    };
+    let mut metrics = Vec::with_capacity(engine.catalog.metrics.len());
+    for m in &engine.catalog.metrics {
+        let Some(id) = envoy.define(kind_of(m.kind), &m.name) else {
+            log::error!("dial: cannot define metric {}", m.name);
+            return None;
+        };
+        metrics.push(Metric {
+            id,
+            mirror: (m.kind == Kind::Counter).then(|| host::mirror(&m.name)),
+        });
+    }
+    let releases: Vec<&str> = engine
+        .policy
+        .releases
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    log::info!(
+        "dial: policy loaded: {} release(s): {}; {} metrics defined",
+        releases.len(),
+        releases.join(", "),
+        metrics.len()
+    );
+    if first_to_apply("loaded", &shared) {
+        if let Some(id) = loads {
+            envoy.increment(id, 1);
+        }
+    }
+    // A first tick right away, so the gauges are set before any traffic (as in the Wasm build).
+    let mut runtime = Runtime::new(&engine);
+    let now = now_nanos();
+    runtime.on_tick(&engine, &mut NativeHost::new(envoy, &metrics), now, &shared);
+    let progresses = engine
+        .policy
+        .releases
+        .iter()
+        .any(|r| r.ramp.is_some() || r.guard.is_some());
+    let tripped = AtomicU64::new(runtime.tripped());
+    let ticker = progresses.then(|| Ticker {
+        runtime: Mutex::new(runtime),
+        shared,
+        next: AtomicU64::new(now + tick_nanos()),
+    });
+    Some(Arc::new(Config {
+        engine,
+        metrics,
+        tripped,
+        ticker,
+    }))
+}
+
+fn tick_nanos() -> u64 {
+    u64::from(TICK_MILLIS) * 1_000_000
+}
+
+impl Config {
+    /// The tick, on the request path: at most once per period across all workers.
+    fn maybe_tick(&self, envoy: EnvoyFilter, now: u64) {
+        let Some(ticker) = &self.ticker else {
+            return;
+        };
+        let due = ticker.next.load(Ordering::Acquire);
+        if now < due
+            || ticker
+                .next
+                .compare_exchange(due, now + tick_nanos(), Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let mut runtime = lock(&ticker.runtime);
+        runtime.on_tick(
+            &self.engine,
+            &mut NativeHost::new(envoy, &self.metrics),
+            now,
+            &ticker.shared,
+        );
+        self.tripped.store(runtime.tripped(), Ordering::Release);
+    }
+}
+
+// ---------------------------------------------------------------------------------- stream --
+
+/// One stream: the policy it started with (a reload does not change it mid-exchange) and what
+/// Dial follows of the exchange.
+pub struct Filter {
+    config: Arc<Config>,
+    exchange: Exchange,
+}
+
+impl Filter {
+    fn new(config: Arc<Config>) -> Filter {
+        Filter {
+            config,
+            exchange: Exchange::default(),
+        }
+    }
+}
+
+fn request_headers(envoy: EnvoyFilter, filter: &mut Filter) {
+    let config = &filter.config;
+    // The clock, read once: the tick's, the decision's, and the start of the duration.
+    let now = now_nanos();
+    config.maybe_tick(envoy, now);
+    let mut buffer = Vec::new();
+    if !envoy.serialize_headers(HeaderMap::Request, &mut buffer) {
+        log::warn!("dial: cannot read request headers");
+        return;
+    }
+    let Some(headers) = SerializedHeaders::new(&buffer) else {
+        log::warn!("dial: malformed request header map");
+        return;
+    };
+    #[cfg(feature = "panic-probe")]
+    probe(&headers);
+    let context = Context {
+        now_nanos: Some(now),
+        tripped: config.tripped.load(Ordering::Acquire),
+    };
+    let mut host = NativeHost::new(envoy, &config.metrics);
+    filter.exchange = config.engine.on_request_headers(
+        &mut host,
+        &SerializedRequest {
+            headers,
+            source_ip: || envoy.source_ip(),
+        },
+        &context,
+    );
+    if host.route_dirty {
+        envoy.clear_route_cache();
+    }
+}
+
+/// Deciding panicked: the request passes unsteered, without any client-sent Dial header (the
+/// route table never sees a subset Dial did not set), and Dial follows nothing of it.
+fn after_panic(envoy: EnvoyFilter, filter: &mut Filter) {
+    filter.exchange = Exchange::default();
+    for name in &filter.config.engine.policy.owned_request_headers {
+        envoy.set_header(HeaderMap::Request, name, None);
+    }
+    envoy.clear_route_cache();
+}
+
+fn response_headers(envoy: EnvoyFilter, filter: &mut Filter) {
+    let config = &filter.config;
+    filter
+        .exchange
+        .on_response_headers(&config.engine, &mut NativeHost::new(envoy, &config.metrics));
+}
+
+fn stream_complete(envoy: EnvoyFilter, filter: &mut Filter) {
+    let config = &filter.config;
+    filter
+        .exchange
+        .on_end(&config.engine, &mut NativeHost::new(envoy, &config.metrics));
+}
+
+/// The test-only panic (feature `panic-probe`): a request carrying `x-dial-panic-probe`.
+#[cfg(feature = "panic-probe")]
+#[allow(clippy::panic)]
+fn probe(headers: &SerializedHeaders) {
+    if let Some(value) = headers.header("x-dial-panic-probe") {
+        panic!("panic probe: {}", String::from_utf8_lossy(value));
+    }
+}
