@@ -19,7 +19,7 @@ ISTIO_TOOLS   := $(ISTIO_NODE)/.installed
 # The npm package whose validators and declarations hold Istio's CRD schemas (Istio 1.29.2's).
 ISTIO_MODELS_VERSION := 3.0.1
 
-.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test oci-tools oci-test prometheus-tools panic-probe e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools
+.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test oci-tools oci-test prometheus-tools flag-sdks panic-probe build-native e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools cli validate-policies
 
 all: build
 
@@ -49,13 +49,33 @@ build: toolchain wasm-opt
 	wasm-opt $(WASM_OPT_FLAGS) $(MODULE) -o $(MODULE).opt && mv $(MODULE).opt $(MODULE)
 	@ls -l $(MODULE) | awk '{ print "built $(MODULE): " $$5 " bytes" }'
 
+# Dial as an Envoy dynamic module (src/dynamic_module/, feature dynamic-module), from the same
+# core: target/native/libdial.so, for envoy.filters.http.dynamic_modules. Profile `native`:
+# optimized for speed, and panics unwind (each is caught at the hook: Envoy stays up).
+NATIVE := target/native/libdial.so
+build-native:
+	cargo build --lib --profile native --features dynamic-module
+	@ls -l $(NATIVE) | awk '{ print "built $(NATIVE): " $$5 " bytes" }'
+
 # Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
 # against Istio's CRD schemas, the OCI image, then Envoy end to end.
-test: lint unit-test wasm-test istio-test oci-test e2e-test bench-smoke
+test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test oci-test e2e-test bench-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
-	cargo test --lib --test lifecycle --test runtime
+	cargo test --lib --test lifecycle --test runtime --test properties --test fuzz_corpus
+	cargo test --features cli --bin dial
+
+# The `dial` command-line tool (src/cli/), natively, with the `cli` feature: target/release/dial.
+# `cargo install --path . --features cli` installs it. Its dependencies never reach the module.
+cli:
+	cargo build --release --features cli --bin dial
+	@echo "built target/release/dial"
+
+# Every policy shipped under envoy-config/ and istio/, checked by `dial validate` (the filter's
+# own parser, each problem at its file and line).
+validate-policies:
+	cargo run --quiet --features cli --bin dial -- validate envoy-config istio
 
 wasm-test: toolchain
 	@command -v node >/dev/null || { echo "node is required to run the core's tests on wasm32"; exit 1; }
@@ -90,11 +110,13 @@ oci-tools:
 oci-test: oci oci-tools
 	$(PYTHON) tests/istio/check_oci_image.py $(OCI_DIR) $(MODULE)
 
-# The test-only module that panics on request (feature panic-probe; tests/panic.rs), kept apart
-# from every shipped build.
+# The test-only modules that panic on request (feature panic-probe; tests/panic.rs for the Wasm
+# build, tests/native.rs for the native one), kept apart from every shipped build.
 panic-probe: toolchain
 	cargo build --quiet --target $(TARGET) --features panic-probe
 	@mkdir -p target/panic-probe && cp target/$(TARGET)/debug/dial.wasm target/panic-probe/dial.wasm
+	cargo build --quiet --lib --features dynamic-module,panic-probe
+	@cp target/debug/libdial.so target/panic-probe/libdial.so
 
 # Prometheus and promtool (Debian's package) for tests/prometheus.rs, which starts its own
 # Prometheus on loopback. The install must not leave a system Prometheus running: a policy-rc.d
@@ -109,15 +131,38 @@ prometheus-tools:
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
 	@command -v promtool >/dev/null || { echo "promtool missing: the prometheus package ships it"; exit 1; }
 
+# The official flag SDKs tests/flags.rs proves the unleash and flagd schemes against, at exact
+# versions: Python's (tests/flags/requirements.txt, into .venv), Node's (tests/flags/package.json
+# and its lock file, npm ci), and flagd-testbed's conformance cases as the crate open-feature-flagd
+# ships them (cargo fetches it through a throwaway manifest into its own cache; the test reads it there).
+FLAG_PY  := $(VENV)/.flag-sdks
+FLAG_NODE := tests/flags/node_modules/.installed
+FLAGD_CRATE_VERSION := 0.3.0
+
+flag-sdks: $(FLAG_PY) $(FLAG_NODE)
+	@ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/open-feature-flagd-$(FLAGD_CRATE_VERSION)/flagd-testbed >/dev/null 2>&1 || { \
+	  t=$$(mktemp -d) && mkdir $$t/src && touch $$t/src/lib.rs && \
+	  printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\nopen-feature-flagd = { version = "=$(FLAGD_CRATE_VERSION)", default-features = false }\n' >$$t/Cargo.toml && \
+	  cargo fetch --quiet --manifest-path $$t/Cargo.toml; rc=$$?; rm -rf $$t; exit $$rc; }
+
+$(FLAG_PY): tests/flags/requirements.txt $(ENVOY)
+	$(VENV)/bin/pip install --quiet -r tests/flags/requirements.txt
+	@touch $@
+
+$(FLAG_NODE): tests/flags/package.json tests/flags/package-lock.json
+	@command -v npm >/dev/null || { echo "node and npm are required for the Node flag SDKs"; exit 1; }
+	cd tests/flags && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # tests/istio.rs derives the Envoy settings istiod would give each WasmPlugin by running
 # tests/istio/check_manifests.mjs itself, hence istio-tools; tests/prometheus.rs reads the
 # analysis templates with the same js-yaml, and runs Prometheus and promtool.
-e2e-test: build panic-probe envoy istio-tools prometheus-tools
-	cargo test --test '*' -- --test-threads 2
+e2e-test: build build-native panic-probe envoy istio-tools prometheus-tools flag-sdks
+	cargo test --features cli --test '*' -- --test-threads 2
 
 lint: toolchain
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features cli,dynamic-module -- -D warnings
 	cargo clippy --target $(TARGET) --release -- -D warnings
 
 fmt:
@@ -149,6 +194,55 @@ bench: bench-build envoy bench-tools
 bench-smoke: bench-build envoy bench-tools
 	cargo test --bench dial -- --smoke
 
+# Soaks, not in `make test`. The reload test (in `make test` for 15 s) for longer:
+# DIAL_RELOAD_SECONDS (default here 300). And a million requests over 100,000 users, with the
+# signed sticky cookie minting: the Wasm VM's memory must not grow after the warm-up
+# (DIAL_SOAK_REQUESTS, DIAL_SOAK_USERS, DIAL_SOAK_MAX_SECONDS bound it).
+.PHONY: reload-soak memory-soak
+reload-soak: build envoy
+	DIAL_RELOAD_SECONDS=$${DIAL_RELOAD_SECONDS:-300} cargo test --test reload -- --nocapture reloads_under_load
+
+memory-soak: build envoy
+	cargo test --test memory_soak -- --ignored --nocapture
+
 clean:
 	cargo clean
 	rm -rf $(VENV) $(ISTIO_NODE)
+
+# Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; README, "Fuzzing"). A pinned
+# nightly through rustup and cargo-fuzz from crates.io, installed on first use. No sanitizer:
+# the core has no `unsafe` (ASan cut the executions several-fold, for nothing safe Rust can do);
+# overflow checks and debug assertions are on (the fuzz crate's release profile).
+FUZZ_NIGHTLY       := nightly-2026-05-20
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_DIR           := tests/fuzz
+FUZZ_TARGETS       := policy headers cookie override_header decide
+FUZZ               := cargo +$(FUZZ_NIGHTLY) fuzz
+FUZZ_FLAGS         := --fuzz-dir $(FUZZ_DIR) --sanitizer none
+# `make fuzz`: each target, one at a time, until FUZZ_RUNS executions or FUZZ_SECONDS, whichever
+# comes first; `make fuzz FUZZ_TARGETS=decide` for one. The corpus grows in tests/fuzz/work/
+# (git-ignored); the seeds in tests/fuzz/corpus/ are read, never written.
+FUZZ_RUNS          ?= 10000000
+FUZZ_SECONDS       ?= 3600
+# `make test` (fuzz-smoke): each target for a few seconds, so they cannot rot.
+FUZZ_SMOKE_SECONDS ?= 3
+
+.PHONY: fuzz-tools fuzz-build fuzz fuzz-smoke
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^$(FUZZ_NIGHTLY)-' || rustup toolchain install $(FUZZ_NIGHTLY) --profile minimal
+	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+fuzz-build: fuzz-tools
+	$(FUZZ) build $(FUZZ_FLAGS)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_DIR)/run.sh $$t $(FUZZ_DIR)/work/$$t \
+	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+fuzz-smoke: fuzz-build
+	@rm -rf target/fuzz/smoke
+	@for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_DIR)/run.sh $$t target/fuzz/smoke/$$t \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS) || exit 1; done
