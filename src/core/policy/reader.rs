@@ -4,7 +4,10 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::error::{quote, JsonPath, Problem, ProblemKind};
+use super::error::{quote, JsonPath, Problem, ProblemKind, Segment};
+
+/// Fields that hold secrets: a problem with one never repeats its value.
+const SECRET_FIELDS: [&str; 3] = ["token", "secret", "previousSecret"];
 
 /// Collects problems while the tree is read. A reader function returns `None` after recording
 /// why; the caller goes on with the siblings so that one reload shows every problem.
@@ -25,6 +28,20 @@ impl Reader {
     }
 
     fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
+        // A secret written with the wrong type is still a secret: never repeat it (it would
+        // reach Envoy's log).
+        if matches!(
+            path.segments().last(),
+            Some(Segment::Key(k)) if SECRET_FIELDS.contains(&k.as_str())
+        ) {
+            self.problems.push(Problem::new(
+                path.clone(),
+                ProblemKind::WrongType,
+                None,
+                format!("invalid type: a secret must be {expected}"),
+            ));
+            return None;
+        }
         let found = match v {
             Value::Null => "null".to_string(),
             Value::Bool(b) => format!("boolean `{b}`"),

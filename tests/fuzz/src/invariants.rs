@@ -12,18 +12,18 @@ use dial::core::request::{HeaderList, RequestView};
 use dial::core::rules::{Condition, RuleKind};
 use dial::core::sticky::is_valid_key;
 
-/// Finding F1 (reported with the fuzz targets): validation accepts a policy whose rules, key
+/// Finding F1 (reported with the fuzz targets): validation accepted a policy whose rules, key
 /// sources or override read one of Dial's own routing headers (`x-dial-subset`,
 /// `x-dial-version`, `x-dial-mirror` or the names chosen for them), so a client-sent copy of
-/// that header steers the decision. While it stands, the `policy` target does not assert that
-/// such policies are refused; set this to `true` once validation refuses them.
-pub const REFUSE_ROUTING_HEADER_READS: bool = false;
+/// that header steered the decision. Fixed: validation refuses them, and the `policy` target
+/// asserts it.
+pub const REFUSE_ROUTING_HEADER_READS: bool = true;
 
 /// Finding F2 (reported with the fuzz targets): a secret (`override.token`, `secret`,
 /// `previousSecret`) written with the wrong JSON type, `"token": 12345678901234567`, is repeated
-/// in its problem's value and message, hence in Envoy's log. While it stands, the `policy`
-/// target checks string secrets only; set this to `true` once a secret of any type is hidden.
-pub const HIDE_SECRETS_OF_ANY_TYPE: bool = false;
+/// in its problem's value and message, hence in Envoy's log. Fixed: a secret of any type is
+/// hidden, and the `policy` target asserts it.
+pub const HIDE_SECRETS_OF_ANY_TYPE: bool = true;
 
 /// The request headers Dial sets (subset, version, mirror): a client's copies must never matter.
 pub fn routing_headers(policy: &Policy) -> [&str; 3] {

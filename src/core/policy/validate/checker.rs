@@ -21,6 +21,9 @@ const RESERVED_HEADERS: &[&str] = &[
 
 pub struct Checker {
     pub problems: Vec<Problem>,
+    /// Dial's own routing headers (subset, version, mirror), once known: a release must not read
+    /// one (a client could send it and steer), nor use it as the override header.
+    pub routing: Vec<String>,
 }
 
 impl Checker {
@@ -103,6 +106,18 @@ impl Checker {
             return None;
         }
         let lower = value.to_ascii_lowercase();
+        if self.routing.contains(&lower) {
+            self.fail(
+                path,
+                ProblemKind::Conflict,
+                value,
+                format!(
+                    "{} is one of Dial's routing headers, which a client could send to steer: use another header",
+                    quote(value)
+                ),
+            );
+            return None;
+        }
         if owned && RESERVED_HEADERS.contains(&lower.as_str()) {
             self.fail(
                 path,

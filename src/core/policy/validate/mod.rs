@@ -32,6 +32,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
     let mut c = Checker {
         problems: Vec::new(),
+        routing: Vec::new(),
     };
     let at = JsonPath::root().key("headers");
     let routing = |c: &mut Checker, name: &str, value: &Option<String>, default: &str| match value {
@@ -65,6 +66,12 @@ pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         }
     }
 
+    // From here on, a release reading one of these (or overriding with it) is refused.
+    c.routing = [&subset_header, &version_header, &mirror_header]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let at_releases = JsonPath::root().key("releases");
     if raw.releases.is_empty() {
         c.fail_here(
