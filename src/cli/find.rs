@@ -41,6 +41,13 @@ pub enum Origin {
         name: String,
         listener: Option<String>,
     },
+    /// An Envoy dynamic-module filter (the native build), by its module name and listener.
+    Native {
+        name: String,
+        listener: Option<String>,
+    },
+    /// An Envoy Gateway EnvoyExtensionPolicy's dynamic module, by `namespace/name`.
+    Gateway(String),
 }
 
 impl fmt::Display for Origin {
@@ -56,6 +63,15 @@ impl fmt::Display for Origin {
                 name,
                 listener: None,
             } => write!(f, "Envoy wasm filter {name}"),
+            Origin::Native {
+                name,
+                listener: Some(l),
+            } => write!(f, "Envoy dynamic module {name} (listener {l})"),
+            Origin::Native {
+                name,
+                listener: None,
+            } => write!(f, "Envoy dynamic module {name}"),
+            Origin::Gateway(name) => write!(f, "EnvoyExtensionPolicy {name}"),
         }
     }
 }
@@ -315,6 +331,10 @@ impl Scan {
             }
             return;
         }
+        if kind == "EnvoyExtensionPolicy" && api.starts_with("gateway.envoyproxy.io/") {
+            self.gateway(context, doc);
+            return;
+        }
         if kind != "WasmPlugin" || !api.starts_with("extensions.istio.io/") {
             return;
         }
@@ -377,12 +397,57 @@ impl Scan {
         });
     }
 
+    /// An Envoy Gateway EnvoyExtensionPolicy: each `dynamicModule` named dial, whose `config`
+    /// Envoy Gateway hands to Dial as JSON text.
+    fn gateway(&mut self, context: &mut Context<'_>, doc: &Node) {
+        let metadata = doc.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(Node::str)
+            .unwrap_or("(unnamed)");
+        let name = match metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::str)
+        {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        };
+        let modules = doc.get("spec").and_then(|s| s.get("dynamicModule"));
+        let Some(Kind::Sequence(modules)) = modules.map(|m| &m.kind) else {
+            return;
+        };
+        for module in modules {
+            if module.get("name").and_then(Node::str) != Some("dial") {
+                continue;
+            }
+            let (text, place) = match module.get("config") {
+                Some(c) => (
+                    yaml::struct_json(&c.to_json(Schema::Kubernetes)),
+                    Place::Yaml(c.clone()),
+                ),
+                None => (String::new(), Place::Yaml(module.clone())),
+            };
+            self.push(
+                context,
+                Origin::Gateway(name.clone()),
+                text.into_bytes(),
+                place,
+            );
+        }
+    }
+
     /// Searches an Envoy configuration (any shape: bootstrap, listener, LDS or ECDS resources)
     /// for wasm filters.
     fn envoy(&mut self, context: &mut Context<'_>, node: &Node) {
         match &node.kind {
             Kind::Mapping(entries) => {
                 let type_url = node.get("@type").and_then(Node::str).unwrap_or_default();
+                if type_url.ends_with(
+                    "envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                ) {
+                    self.dynamic_module(context, node);
+                    return;
+                }
                 if type_url.ends_with("envoy.extensions.filters.http.wasm.v3.Wasm") {
                     if let Some(plugin) = node.get("config") {
                         self.plugin(context, plugin);
@@ -455,9 +520,44 @@ impl Scan {
             name,
             listener: context.listener.clone(),
         };
-        let Some(configuration) = plugin.get("configuration") else {
+        self.configuration(context, origin, plugin, plugin.get("configuration"));
+    }
+
+    /// The native build's filter: Dial's when its module is called dial; its `filter_config`
+    /// holds the policy as the wasm filter's `configuration` does.
+    fn dynamic_module(&mut self, context: &Context<'_>, filter: &Node) {
+        let name = filter
+            .get("dynamic_module_config")
+            .and_then(|c| c.get("name"))
+            .and_then(Node::str)
+            .unwrap_or("(unnamed)")
+            .to_string();
+        if name != "dial" {
+            self.skipped.push(Skipped {
+                file: context.file.into(),
+                document: context.document,
+                why: format!("Envoy dynamic module {name} is not Dial's"),
+            });
+            return;
+        }
+        let origin = Origin::Native {
+            name,
+            listener: context.listener.clone(),
+        };
+        self.configuration(context, origin, filter, filter.get("filter_config"));
+    }
+
+    /// A filter's configuration message: a StringValue (or BytesValue) holding the policy JSON.
+    fn configuration(
+        &mut self,
+        context: &Context<'_>,
+        origin: Origin,
+        filter: &Node,
+        configuration: Option<&Node>,
+    ) {
+        let Some(configuration) = configuration else {
             // No configuration: Dial receives none, and refuses that.
-            self.push(context, origin, Vec::new(), Place::Yaml(plugin.clone()));
+            self.push(context, origin, Vec::new(), Place::Yaml(filter.clone()));
             return;
         };
         let type_url = configuration
@@ -686,6 +786,27 @@ mod tests {
                 column: 46
             }
         );
+    }
+
+    #[test]
+    fn native_filters_and_gateway_policies_are_found() {
+        let envoy = "http_filters:\n- name: envoy.filters.http.dynamic_modules\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n    dynamic_module_config: { name: dial }\n    filter_name: dial\n    filter_config:\n      \"@type\": type.googleapis.com/google.protobuf.StringValue\n      value: '{\"releases\": [{\"name\": \"r\", \"subsets\": [{\"name\": \"a\", \"version\": \"1\", \"weight\": -1}], \"key\": [{\"header\": \"x-user-id\"}]}]}'\n";
+        let scan = scan_text("native.yaml", envoy);
+        let found = &scan.found[0];
+        assert_eq!(found.origin.to_string(), "Envoy dynamic module dial");
+        let e = found.outcome.as_ref().unwrap_err();
+        assert_eq!(
+            e.problems[0].to_string(),
+            "$.releases[0].subsets[0].weight: weight must be 0 or more, got -1"
+        );
+        let gateway = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\nmetadata: { name: dial, namespace: shop }\nspec:\n  dynamicModule:\n  - name: other\n    config: { releases: [] }\n  - name: dial\n    config: { releases: [] }\n";
+        let scan = scan_text("gateway.yaml", gateway);
+        assert_eq!(scan.found.len(), 1);
+        assert_eq!(
+            scan.found[0].origin.to_string(),
+            "EnvoyExtensionPolicy shop/dial"
+        );
+        assert!(scan.found[0].outcome.is_err());
     }
 
     #[test]
