@@ -181,7 +181,7 @@ bench-tools:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@command -v callgrind_control >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 
-bench-build: build
+bench-build: build build-native
 	cargo build --release --target $(TARGET) -p dial-bench-floor
 
 # Dial natively and in Envoy against its floors and the alternatives; writes BENCHMARKS.md.
