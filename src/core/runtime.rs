@@ -30,6 +30,8 @@ pub struct Runtime {
     /// The gauges as this VM last set them: weights in basis points, tripped flags.
     weights: Vec<Vec<u64>>,
     tripped_gauges: Vec<Option<u64>>,
+    /// Whether the guards' shared keys were created (on the first tick, at configure time).
+    prepared: bool,
 }
 
 impl Runtime {
@@ -43,6 +45,7 @@ impl Runtime {
             tripped: 0,
             weights: releases.iter().map(|_| Vec::new()).collect(),
             tripped_gauges: releases.iter().map(|_| None).collect(),
+            prepared: false,
         }
     }
 
@@ -59,6 +62,10 @@ impl Runtime {
     }
 
     pub fn on_tick<H: Host>(&mut self, engine: &Engine, host: &mut H, now: u64, shared: &Shared) {
+        if !self.prepared {
+            self.prepared = true;
+            prepare(engine, host, shared);
+        }
         for (i, release) in engine.policy.releases.iter().enumerate() {
             if let (Some(guard), Some(Some(window))) = (&release.guard, self.windows.get_mut(i)) {
                 let key = format!("{}.guard.{}", shared.prefix, release.name);
@@ -89,6 +96,21 @@ impl Runtime {
                         *last = weights;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Creates each guard's shared key (empty: not tripped) where it is absent. Writing a value to an
+/// absent key cannot be a compare-and-swap (version 0 means "whatever"), so two workers tripping
+/// at once would both win and count the trip twice; with the key there from configure time (long
+/// before any window can fill), exactly one compare-and-swap wins.
+fn prepare<H: Host>(engine: &Engine, host: &mut H, shared: &Shared) {
+    for release in engine.policy.releases.iter().filter(|r| r.guard.is_some()) {
+        let key = format!("{}.guard.{}", shared.prefix, release.name);
+        if let Ok((None, _)) = host.shared(&key) {
+            if let Err(e) = host.set_shared(&key, b"", 0) {
+                log::warn!("dial: cannot create the guard's shared state {key}: {e:?}");
             }
         }
     }
