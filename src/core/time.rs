@@ -110,6 +110,30 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     Some(total)
 }
 
+/// An instant as RFC 3339 in UTC, to the second (`2026-12-01T09:00:00Z`): what `parse_instant`
+/// reads back.
+pub fn format_instant(nanos: u64) -> String {
+    let seconds = nanos / NANOS_PER_SECOND;
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Howard Hinnant's civil_from_days, the inverse of days_from_civil below.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
@@ -164,6 +188,18 @@ mod tests {
             parse_instant("2000-03-01T00:00:00.000000001Z"),
             Some(951_868_800 * S + 1)
         );
+    }
+
+    #[test]
+    fn formatted_instants_read_back() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2026-12-01T09:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2100-03-01T00:00:00Z",
+        ] {
+            assert_eq!(format_instant(parse_instant(text).unwrap()), text);
+        }
     }
 
     #[test]
