@@ -338,18 +338,7 @@ impl Scan {
         if kind != "WasmPlugin" || !api.starts_with("extensions.istio.io/") {
             return;
         }
-        let metadata = doc.get("metadata");
-        let name = metadata
-            .and_then(|m| m.get("name"))
-            .and_then(Node::str)
-            .unwrap_or("(unnamed)");
-        let name = match metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(Node::str)
-        {
-            Some(ns) => format!("{ns}/{name}"),
-            None => name.to_string(),
-        };
+        let name = namespaced_name(doc);
         let spec = doc.get("spec");
         let field = |f: &str| spec.and_then(|s| s.get(f)).and_then(Node::str);
         let dials = field("pluginName") == Some("dial")
@@ -400,18 +389,7 @@ impl Scan {
     /// An Envoy Gateway EnvoyExtensionPolicy: each `dynamicModule` named dial, whose `config`
     /// Envoy Gateway hands to Dial as JSON text.
     fn gateway(&mut self, context: &mut Context<'_>, doc: &Node) {
-        let metadata = doc.get("metadata");
-        let name = metadata
-            .and_then(|m| m.get("name"))
-            .and_then(Node::str)
-            .unwrap_or("(unnamed)");
-        let name = match metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(Node::str)
-        {
-            Some(ns) => format!("{ns}/{name}"),
-            None => name.to_string(),
-        };
+        let name = namespaced_name(doc);
         let modules = doc.get("spec").and_then(|s| s.get("dynamicModule"));
         let Some(Kind::Sequence(modules)) = modules.map(|m| &m.kind) else {
             return;
@@ -608,6 +586,22 @@ struct Context<'a> {
     document: Option<usize>,
     text: &'a str,
     listener: Option<String>,
+}
+
+/// A Kubernetes object's `namespace/name` (or its name alone).
+fn namespaced_name(doc: &Node) -> String {
+    let metadata = doc.get("metadata");
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Node::str)
+        .unwrap_or("(unnamed)");
+    match metadata
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::str)
+    {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
 }
 
 fn is_kubernetes(doc: &Node) -> bool {

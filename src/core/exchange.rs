@@ -46,6 +46,21 @@ impl Engine {
         Engine { policy, catalog }
     }
 
+    /// The line a binding logs when the policy is in force.
+    pub fn loaded_message(&self, metrics_defined: usize) -> String {
+        let releases: Vec<&str> = self
+            .policy
+            .releases
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        format!(
+            "dial: policy loaded: {} release(s): {}; {metrics_defined} metrics defined",
+            releases.len(),
+            releases.join(", ")
+        )
+    }
+
     /// Parses and validates the plugin configuration bytes.
     pub fn from_config(bytes: &[u8]) -> Result<Engine, PolicyError> {
         Policy::parse(bytes).map(Engine::new)

@@ -22,6 +22,21 @@ pub struct Shared {
     pub fingerprint: Vec<u8>,
 }
 
+impl Shared {
+    /// The shared state of plugin (or filter) `plugin` under this configuration: keys start with
+    /// `dial.<plugin>`; the fingerprint is the configuration's hash and length.
+    pub fn for_configuration(plugin: &str, configuration: &[u8]) -> Shared {
+        let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
+            .to_le_bytes()
+            .to_vec();
+        fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
+        Shared {
+            prefix: format!("dial.{plugin}"),
+            fingerprint,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Runtime {
     /// Each release's guard window (`None`: not guarded).

@@ -152,19 +152,6 @@ fn kind_of(kind: Kind) -> MetricKind {
     }
 }
 
-/// Where this filter's shared state lives, and this configuration's fingerprint: the Wasm
-/// build's scheme, with the filter name for the plugin name.
-fn shared_scope(filter_name: &str, configuration: &[u8]) -> Shared {
-    let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
-        .to_le_bytes()
-        .to_vec();
-    fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
-    Shared {
-        prefix: format!("dial.{filter_name}"),
-        fingerprint,
-    }
-}
-
 /// Whether this configuration is the first to be applied (or refused) since another was: the
 /// policy counters count configurations, as in the Wasm build.
 fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
@@ -180,7 +167,7 @@ fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
 /// update the previous configuration keeps serving).
 fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Config>> {
     let filter_name = String::from_utf8_lossy(name);
-    let shared = shared_scope(&filter_name, bytes);
+    let shared = Shared::for_configuration(&filter_name, bytes);
     let [loads, rejections] =
         stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
     let engine = match Engine::from_config(bytes) {
@@ -206,18 +193,7 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
             mirror: (m.kind == Kind::Counter).then(|| host::mirror(&m.name)),
         });
     }
-    let releases: Vec<&str> = engine
-        .policy
-        .releases
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
-    log::info!(
-        "dial: policy loaded: {} release(s): {}; {} metrics defined",
-        releases.len(),
-        releases.join(", "),
-        metrics.len()
-    );
+    log::info!("{}", engine.loaded_message(metrics.len()));
     if first_to_apply("loaded", &shared) {
         if let Some(id) = loads {
             envoy.increment(id, 1);

@@ -108,14 +108,7 @@ fn shared_scope(configuration: &[u8]) -> Shared {
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let mut fingerprint = crate::core::bucket::position(b"dial-policy", configuration)
-        .to_le_bytes()
-        .to_vec();
-    fingerprint.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
-    Shared {
-        prefix: format!("dial.{plugin}"),
-        fingerprint,
-    }
+    Shared::for_configuration(&plugin, configuration)
 }
 
 fn increment(id: Option<u32>) {
@@ -163,19 +156,7 @@ impl RootContext for DialRoot {
             });
         match loaded {
             Ok(loaded) => {
-                let releases: Vec<&str> = loaded
-                    .engine
-                    .policy
-                    .releases
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect();
-                log::info!(
-                    "dial: policy loaded: {} release(s): {}; {} metrics defined",
-                    releases.len(),
-                    releases.join(", "),
-                    loaded.metric_ids.len()
-                );
+                log::info!("{}", loaded.engine.loaded_message(loaded.metric_ids.len()));
                 if first_to_apply("loaded", &shared) {
                     increment(loads);
                 }
