@@ -168,8 +168,9 @@ lint: toolchain
 fmt:
 	cargo fmt
 
-# Envoy with the example policy, demo backends and a few thousand synthetic users.
-demo: build envoy
+# Envoy with the example policy, demo backends and a few thousand synthetic users; then an
+# unleash-bucketed release beside the official Unleash SDK (Python's, hence $(FLAG_PY)).
+demo: build envoy $(FLAG_PY)
 	cargo run --quiet --release --example demo
 
 # The same, left running for curl (Ctrl-C stops it).

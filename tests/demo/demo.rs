@@ -1,7 +1,8 @@
 //! `make demo`: Envoy with Dial and the example policy in `envoy-config/envoy.yaml`, four demo
 //! backends on loopback, traffic from thousands of synthetic users, and a table of where they
-//! went; then the example's ramp and guard in demo time, on a timeline (`timeline.rs`), drawn
-//! into `target/demo/timeline.svg` (`svg.rs`). `make up` (`--keep-running`) leaves the first
+//! went; then a release bucketed as Unleash buckets, beside the official Unleash SDK
+//! (`unleash.rs`); then the example's ramp and guard in demo time, on a timeline (`timeline.rs`),
+//! drawn into `target/demo/timeline.svg` (`svg.rs`). `make up` (`--keep-running`) leaves the first
 //! part running for curl.
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,7 @@
 mod support;
 mod svg;
 mod timeline;
+mod unleash;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -525,6 +527,7 @@ fn main() {
         }
     }
     drop(envoy);
+    unleash::run();
     timeline::run(&policy);
     println!(
         "\nThe whole demo took {:.1}s.",
