@@ -18,8 +18,13 @@ ISTIO_NODE    := tests/istio/node_modules
 ISTIO_TOOLS   := $(ISTIO_NODE)/.installed
 # The npm package whose validators and declarations hold Istio's CRD schemas (Istio 1.29.2's).
 ISTIO_MODELS_VERSION := 3.0.1
+GATEWAY_NODE  := tests/gateway/node_modules
+GATEWAY_TOOLS := $(GATEWAY_NODE)/.installed
+# The npm packages whose validators and declarations hold Envoy Gateway's and the Gateway API's
+# schemas (Envoy Gateway's from before dynamic modules: tests/gateway/dynamic_modules.d.ts adds them).
+GATEWAY_MODELS_VERSION := 2.0.0
 
-.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test oci-tools oci-test prometheus-tools flag-sdks panic-probe build-native e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools cli validate-policies
+.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test gateway-tools gateway-test oci-tools oci-test prometheus-tools flag-sdks panic-probe build-native e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools cli validate-policies
 
 all: build
 
@@ -58,8 +63,9 @@ build-native:
 	@ls -l $(NATIVE) | awk '{ print "built $(NATIVE): " $$5 " bytes" }'
 
 # Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
-# against Istio's CRD schemas, the OCI image, then Envoy end to end.
-test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test oci-test e2e-test bench-smoke
+# against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
+# API's, the OCI image, then Envoy end to end.
+test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test bench-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
@@ -98,6 +104,23 @@ $(ISTIO_TOOLS): tests/istio/package.json tests/istio/package-lock.json
 istio-test: $(ISTIO_TOOLS) $(TEST_TOOLS)
 	$(VENV)/bin/python tests/istio/validate_manifests.py --self-test
 	node tests/istio/check_manifests.mjs --self-test
+
+# The schemas for envoy-config/gateway/, from npm: @kubernetes-models/envoy-gateway and
+# @kubernetes-models/gateway-api, js-yaml and typescript, the exact versions of
+# tests/gateway/package.json and its package-lock.json (npm ci).
+gateway-tools: $(GATEWAY_TOOLS)
+$(GATEWAY_TOOLS): tests/gateway/package.json tests/gateway/package-lock.json
+	@command -v npm >/dev/null || { echo "node and npm are required to validate envoy-config/gateway/"; exit 1; }
+	cd tests/gateway && npm ci --no-audit --no-fund --loglevel=error
+	@for p in envoy-gateway gateway-api; do \
+	  v=$$(node -p "require('./$(GATEWAY_NODE)/@kubernetes-models/$$p/package.json').version"); \
+	  [ "$$v" = "$(GATEWAY_MODELS_VERSION)" ] || { echo "expected @kubernetes-models/$$p $(GATEWAY_MODELS_VERSION), got $$v"; exit 1; }; done
+	@touch $@
+
+# Every manifest under envoy-config/gateway/ against Envoy Gateway's and the Gateway API's schemas,
+# strictly (unknown fields fail), the references between them, and a self-test of broken ones.
+gateway-test: $(GATEWAY_TOOLS)
+	node tests/gateway/check_manifests.mjs --self-test
 
 # An OCI image Istio's fetcher accepts, built without Docker or network.
 oci: build
@@ -208,7 +231,7 @@ memory-soak: build envoy
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(ISTIO_NODE)
+	rm -rf $(VENV) $(ISTIO_NODE) $(GATEWAY_NODE)
 
 # Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; README, "Fuzzing"). A pinned
 # nightly through rustup and cargo-fuzz from crates.io, installed on first use. No sanitizer:
