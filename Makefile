@@ -155,14 +155,17 @@ prometheus-tools:
 	@command -v promtool >/dev/null || { echo "promtool missing: the prometheus package ships it"; exit 1; }
 
 # The official flag SDKs tests/flags.rs proves the unleash and flagd schemes against, at exact
-# versions: Python's (tests/flags/requirements.txt, into .venv), Node's (tests/flags/package.json
+# versions: Python's (tests/flags/requirements.txt, into .venv; flagd version 3's SDK, which
+# conflicts with them, from tests/flags/requirements-flagd-v3.txt into a venv of its own,
+# .venv/flagd-v3), Node's (tests/flags/package.json
 # and its lock file, npm ci), and flagd-testbed's conformance cases as the crate open-feature-flagd
 # ships them (cargo fetches it through a throwaway manifest into its own cache; the test reads it there).
 FLAG_PY  := $(VENV)/.flag-sdks
+FLAG_PY_V3 := $(VENV)/flagd-v3/.flag-sdks
 FLAG_NODE := tests/flags/node_modules/.installed
 FLAGD_CRATE_VERSION := 0.3.0
 
-flag-sdks: $(FLAG_PY) $(FLAG_NODE)
+flag-sdks: $(FLAG_PY) $(FLAG_PY_V3) $(FLAG_NODE)
 	@ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/open-feature-flagd-$(FLAGD_CRATE_VERSION)/flagd-testbed >/dev/null 2>&1 || { \
 	  t=$$(mktemp -d) && mkdir $$t/src && touch $$t/src/lib.rs && \
 	  printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\nopen-feature-flagd = { version = "=$(FLAGD_CRATE_VERSION)", default-features = false }\n' >$$t/Cargo.toml && \
@@ -170,6 +173,11 @@ flag-sdks: $(FLAG_PY) $(FLAG_NODE)
 
 $(FLAG_PY): tests/flags/requirements.txt $(ENVOY)
 	$(VENV)/bin/pip install --quiet -r tests/flags/requirements.txt
+	@touch $@
+
+$(FLAG_PY_V3): tests/flags/requirements-flagd-v3.txt
+	$(PYTHON) -m venv $(VENV)/flagd-v3
+	$(VENV)/flagd-v3/bin/pip install --quiet -r tests/flags/requirements-flagd-v3.txt
 	@touch $@
 
 $(FLAG_NODE): tests/flags/package.json tests/flags/package-lock.json

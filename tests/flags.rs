@@ -9,7 +9,9 @@
 //! own Rust engine) and Node SDK (unleash-client, its own evaluator); flagd's in-process
 //! evaluators: @openfeature/flagd-core 4 (Node) and openfeature-flagd-core 1 (Python) for the
 //! integer `fractional` (Dial's version 2), openfeature-provider-flagd 0.3 (Python) and
-//! @openfeature/flagd-core 1.3 (Node) for the older float one (version 1).
+//! @openfeature/flagd-core 1.3 (Node) for the older float one (version 1), and
+//! openfeature-flagd-core 2 (Python, in a venv of its own) for the newer one over the bucketing
+//! value's CBOR encoding (version 3; no JS flagd-core release has it).
 //!
 //! Non-ASCII keys: the Python SDKs and yggdrasil hash a key's UTF-8 bytes, as Dial hashes the
 //! header's bytes. Node's unleash-client (murmurhash3js) hashes each UTF-16 unit's low byte, and
@@ -31,7 +33,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use support::flags::{
     ascii_keys, flagd_testbed, flags_dir, is_latin1, low_bytes, node, non_ascii_keys, policy,
-    python, DialCore, SdkAnswers,
+    python, python_in, DialCore, PythonSdks, SdkAnswers,
 };
 use support::{Backend, Client, Envoy, EnvoyConfig};
 
@@ -136,6 +138,8 @@ fn unleash_cases() -> Vec<Case> {
 }
 
 const FLAGD_SUBSETS: [&str; 3] = ["s0", "s1", "s2"];
+/// The most subsets a Dial release may have (the policy validator's limit).
+const MAX_SUBSETS: usize = 16;
 /// murmur3 of this key is 2^30 (found by search): version 1's bucket is exactly 50.
 const V1_BOUNDARY_KEY: &str = "user-cENuME";
 
@@ -337,33 +341,47 @@ fn flagd_sdks_put_every_key_where_dial_does() {
     let started = Instant::now();
     let mut keys = all_keys();
     keys.push(V1_BOUNDARY_KEY.to_string());
-    let (v2, v1) = (flagd_cases(2), flagd_cases(1));
-    let (py, js) = std::thread::scope(|s| {
+    let (v3, v2, v1) = (flagd_cases(3), flagd_cases(2), flagd_cases(1));
+    let (py, py3, js) = std::thread::scope(|s| {
         let py = s.spawn(|| {
             let mut cases = for_sdk("flagd-v2", &v2);
             cases.extend(for_sdk("flagd-v1", &v1));
             python(&keys, &cases)
         });
+        let py3 = s.spawn(|| python_in(PythonSdks::FlagdV3, &keys, &for_sdk("flagd-v3", &v3)));
         let js = s.spawn(|| {
             let mut cases = for_sdk("flagd-v2", &v2);
             cases.extend(for_sdk("flagd-js-v1", &v1));
             node(&keys, &cases)
         });
-        (py.join().unwrap(), js.join().unwrap())
+        (py.join().unwrap(), py3.join().unwrap(), js.join().unwrap())
     });
     let sdks = started.elapsed();
 
-    let t = compare("flagd-v2", Hashes::Utf8, &v2, &keys, &py);
-    report(
-        &format!(
-            "openfeature-flagd-core {} (Python), version 2",
-            py.versions["openfeature-flagd-core"]
-        ),
-        v2.len(),
-        &keys,
-        &t,
-    );
-    assert_eq!(t.elsewhere_than_utf8, 0);
+    for (sdk, cases, answers, version) in [("flagd-v3", &v3, &py3, 3), ("flagd-v2", &v2, &py, 2)] {
+        let t = compare(sdk, Hashes::Utf8, cases, &keys, answers);
+        report(
+            &format!(
+                "openfeature-flagd-core {} (Python), version {version}",
+                answers.versions["openfeature-flagd-core"]
+            ),
+            cases.len(),
+            &keys,
+            &t,
+        );
+        assert_eq!(t.elsewhere_than_utf8, 0);
+    }
+    // Version 3 is another function of the key than version 2, by the SDKs' own answers.
+    let differ: usize = v3
+        .iter()
+        .map(|c| {
+            let v3 = &py3.answers[&format!("flagd-v3/{}", c.id)];
+            let v2 = &py.answers[&format!("flagd-v2/{}", c.id)];
+            v3.iter().zip(v2).filter(|(a, b)| a != b).count()
+        })
+        .sum();
+    println!("versions 3 and 2 of the same flags, by the Python SDKs: {differ} answers differ");
+    assert!(differ > keys.len(), "{differ}");
     let t = compare("flagd-v1", Hashes::Utf8, &v1, &keys, &py);
     report(
         &format!(
@@ -752,11 +770,14 @@ fn flags_in(dir: &Path) -> serde_json::Map<String, Value> {
     flags
 }
 
-/// (the bytes hashed before the key, the context variable that is the key, (variant, weight)s).
-type Fractional = (String, String, Vec<(String, i64)>);
+/// (the bytes hashed before the key, whether a `cat` joins them to the key, the context variable
+/// that is the key, (variant, weight)s).
+type Fractional = (String, bool, String, Vec<(String, i64)>);
 
-/// A flag whose targeting is one `fractional` as (the bytes before the key, the context variable
-/// that is the key, (variant, weight) in order), or why it is not.
+/// A flag whose targeting is one `fractional` as (the bytes before the key, whether `cat` joins
+/// them to the key into one string (version 3 then hashes that string, where its default
+/// bucketing hashes the array `[flagKey, key]`), the context variable that is the key,
+/// (variant, weight) in order), or why it is not.
 fn fractional_of(flag_key: &str, flag: &Value) -> Result<Fractional, &'static str> {
     let args = flag["targeting"]["fractional"]
         .as_array()
@@ -764,8 +785,13 @@ fn fractional_of(flag_key: &str, flag: &Value) -> Result<Fractional, &'static st
     if flag["targeting"].as_object().map_or(0, |o| o.len()) != 1 {
         return Err("targeting is not one fractional");
     }
-    let (prefix, var, buckets) = match args.first() {
-        Some(Value::Array(_)) => (flag_key.to_string(), "targetingKey".to_string(), &args[..]),
+    let (prefix, cat, var, buckets) = match args.first() {
+        Some(Value::Array(_)) => (
+            flag_key.to_string(),
+            false,
+            "targetingKey".to_string(),
+            &args[..],
+        ),
         Some(expr) => {
             let part = |p: &Value| -> Option<String> {
                 match p {
@@ -774,12 +800,13 @@ fn fractional_of(flag_key: &str, flag: &Value) -> Result<Fractional, &'static st
                     _ => None,
                 }
             };
-            let (prefix, var) = if let Some(v) = expr["var"].as_str() {
-                (String::new(), v.to_string())
+            let (prefix, cat, var) = if let Some(v) = expr["var"].as_str() {
+                (String::new(), false, v.to_string())
             } else if let Some([init @ .., last]) = expr["cat"].as_array().map(Vec::as_slice) {
                 let prefix: Option<String> = init.iter().map(part).collect();
                 (
                     prefix.ok_or("bucketing by an expression")?,
+                    true,
                     last["var"]
                         .as_str()
                         .ok_or("bucketing by an expression")?
@@ -788,7 +815,7 @@ fn fractional_of(flag_key: &str, flag: &Value) -> Result<Fractional, &'static st
             } else {
                 return Err("bucketing by an expression");
             };
-            (prefix, var, &args[1..])
+            (prefix, cat, var, &args[1..])
         }
         None => return Err("no buckets"),
     };
@@ -803,7 +830,7 @@ fn fractional_of(flag_key: &str, flag: &Value) -> Result<Fractional, &'static st
             _ => Err("a computed variant"),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((prefix, var, buckets))
+    Ok((prefix, cat, var, buckets))
 }
 
 #[test]
@@ -853,6 +880,8 @@ fn flagd_testbed_fractional_cases_that_map_to_dial() {
                         let case = format!("{name}: {} {row:?}", s.name);
                         let mut flag_key = None;
                         let mut context = BTreeMap::new();
+                        // The declared type of each context key that has one ("String", ...).
+                        let mut types = BTreeMap::new();
                         let mut want = None;
                         for step in &steps {
                             if step.contains("-flag with key") {
@@ -872,10 +901,9 @@ fn flagd_testbed_fractional_cases_that_map_to_dial() {
                                 );
                                 context.insert(path, quoted(step, 2).unwrap().to_string());
                             } else if step.contains("a context containing a key") {
-                                context.insert(
-                                    quoted(step, 0).unwrap().to_string(),
-                                    quoted(step, 2).unwrap().to_string(),
-                                );
+                                let key = quoted(step, 0).unwrap().to_string();
+                                types.insert(key.clone(), quoted(step, 1).unwrap().to_string());
+                                context.insert(key, quoted(step, 2).unwrap().to_string());
                             } else if step.contains("the resolved details value should be") {
                                 want = quoted(step, 0).map(str::to_string);
                             }
@@ -889,22 +917,24 @@ fn flagd_testbed_fractional_cases_that_map_to_dial() {
                             skip(&mut skips, "@fractional-nested (JSON Logic in buckets)");
                             continue;
                         }
-                        if tags.iter().any(|t| *t == "fractional-v3") {
-                            skip(&mut skips, "@fractional-v3 (CBOR-encoded bucketing value): no such Dial version");
-                            continue;
-                        }
                         let dial_version = if tags.iter().any(|t| *t == "fractional-v1") {
                             1
+                        } else if tags.iter().any(|t| *t == "fractional-v3") {
+                            3
                         } else {
                             2
                         };
-                        let (prefix, var, buckets) = match fractional_of(&flag_key, flag) {
+                        let (prefix, cat, var, buckets) = match fractional_of(&flag_key, flag) {
                             Ok(f) => f,
                             Err(why) => {
                                 skip(&mut skips, why);
                                 continue;
                             }
                         };
+                        if dial_version == 3 && cat && !prefix.is_empty() {
+                            skip(&mut skips, "version 3 over a `cat` string (Dial's version 3 hashes [flagKey, key] or the key alone)");
+                            continue;
+                        }
                         let value_of =
                             |variant: &str| flag["variants"][variant].as_str().map(str::to_string);
                         let subsets: Vec<(&str, u32)> = buckets
@@ -931,13 +961,54 @@ fn flagd_testbed_fractional_cases_that_map_to_dial() {
                             skip(&mut skips, "no bucketing value in the context");
                             continue;
                         };
+                        // flagd hashes a number, boolean or object as CBOR of that type; Dial's
+                        // key is a header's text.
+                        if types.get(&var).is_some_and(|t| t != "String") {
+                            skip(&mut skips, "a bucketing value that is not a string");
+                            continue;
+                        }
+                        // An empty header is no key to Dial (flagd hashes "").
+                        if key.is_empty() {
+                            skip(&mut skips, "an empty key (no key for Dial)");
+                            continue;
+                        }
+                        // More buckets than a release may have subsets (fractional-basic-flag
+                        // has 25): the buckets before the expected one and those after it
+                        // merged into one each. The running sums at the expected bucket's edges
+                        // stay, so Dial puts the key there exactly when flagd does.
+                        let (doc, merged) = if buckets.len() > MAX_SUBSETS {
+                            let Some(i) = buckets
+                                .iter()
+                                .position(|(n, _)| value_of(n).as_deref() == Some(want.as_str()))
+                            else {
+                                skip(&mut skips, "more buckets than subsets, none the expected");
+                                continue;
+                            };
+                            let sum = |b: &[(String, i64)]| b.iter().map(|(_, w)| *w).sum::<i64>();
+                            let merged: Vec<(&str, u32)> = [
+                                ("merged-before", sum(&buckets[..i])),
+                                (buckets[i].0.as_str(), buckets[i].1),
+                                ("merged-after", sum(&buckets[i + 1..])),
+                            ]
+                            .into_iter()
+                            .filter(|(_, w)| *w > 0)
+                            .map(|(n, w)| (n, w as u32))
+                            .collect();
+                            let doc = policy(
+                                json!({ "scheme": "flagd", "flagKey": prefix, "version": dial_version }),
+                                &merged,
+                            );
+                            (doc, ", buckets around the expected one merged")
+                        } else {
+                            (doc, "")
+                        };
                         let got = DialCore::new(&doc).subset_of(key);
                         assert_eq!(
                             value_of(&got).as_deref(),
                             Some(want.as_str()),
-                            "{case}: version {dial_version}"
+                            "{case}: version {dial_version}{merged}"
                         );
-                        ran.push(format!("{case} (version {dial_version})"));
+                        ran.push(format!("{case} (version {dial_version}{merged})"));
                     }
                 }
             }
@@ -953,7 +1024,7 @@ fn flagd_testbed_fractional_cases_that_map_to_dial() {
     }
     println!("Dial refuses the policy (flagd serves the default): {refused:?}");
     println!("not mapped: {skips:?}");
-    for v in ["version 1", "version 2"] {
+    for v in ["version 1", "version 2", "version 3"] {
         assert!(
             ran.iter().filter(|r| r.contains(v)).count() >= 10,
             "{v}: {ran:?}"
@@ -972,16 +1043,25 @@ fn envoy_routes_a_sample_where_the_sdks_put_it() {
         .into_iter()
         .find(|c| c.id == "rollout-25-userId")
         .unwrap();
-    let flagd = flagd_cases(2)
-        .into_iter()
-        .find(|c| c.id == "checkout-50-30-20")
-        .unwrap();
+    let flagd = |version| {
+        flagd_cases(version)
+            .into_iter()
+            .find(|c| c.id == "checkout-50-30-20")
+            .unwrap()
+    };
+    let (flagd2, flagd3) = (flagd(2), flagd(3));
     let mut cases = for_sdk("unleash", std::slice::from_ref(&unleash));
-    cases.extend(for_sdk("flagd-v2", std::slice::from_ref(&flagd)));
+    cases.extend(for_sdk("flagd-v2", std::slice::from_ref(&flagd2)));
     let sdk = python(&keys, &cases);
-    for (case, sdk_name, subsets) in [
-        (&unleash, "unleash", &["stable", "canary"][..]),
-        (&flagd, "flagd-v2", &FLAGD_SUBSETS[..]),
+    let sdk3 = python_in(
+        PythonSdks::FlagdV3,
+        &keys,
+        &for_sdk("flagd-v3", std::slice::from_ref(&flagd3)),
+    );
+    for (case, sdk_name, sdk, subsets) in [
+        (&unleash, "unleash", &sdk, &["stable", "canary"][..]),
+        (&flagd2, "flagd-v2", &sdk, &FLAGD_SUBSETS[..]),
+        (&flagd3, "flagd-v3", &sdk3, &FLAGD_SUBSETS[..]),
     ] {
         let doc = &case.policy;
         let backends: Vec<Backend> = subsets.iter().map(|n| Backend::start(n)).collect();
@@ -1005,11 +1085,10 @@ fn envoy_routes_a_sample_where_the_sdks_put_it() {
             }
         }
         println!(
-            "Envoy, {}: {} keys, {} not where {} puts them",
+            "Envoy, {sdk_name}/{}: {} keys, {} not where the SDK puts them",
             case.id,
             keys.len(),
             wrong.len(),
-            sdk_name
         );
         assert!(wrong.is_empty(), "{}: {wrong:?}", case.id);
     }

@@ -12,6 +12,8 @@ sdks:
 - "flagd-v2": openfeature-flagd-core 1.x (the in-process evaluator of openfeature-provider-flagd
   0.4 and 0.5): `FlagdCore.set_flags(flags)`, `resolve_string_value(flag, ...)` with
   targetingKey = key. Answers are the resolved values.
+- "flagd-v3": the same with openfeature-flagd-core 2.x (the CBOR-encoded `fractional`), which
+  conflicts with 1.x: run this script with .venv/flagd-v3's Python for it.
 - "flagd-v1": openfeature-provider-flagd 0.3 (the last release with its own, float, evaluator),
   in file mode through the OpenFeature API, with targetingKey = key.
 """
@@ -20,7 +22,7 @@ import json
 import os
 import sys
 import tempfile
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = [
     "UnleashClient",
@@ -29,7 +31,29 @@ PACKAGES = [
     "openfeature-provider-flagd",
     "openfeature-sdk",
     "mmh3",
+    "cbor2",
 ]
+
+
+def installed():
+    """The versions of PACKAGES in this Python (each venv has some of them)."""
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def flagd_core(major):
+    """openfeature-flagd-core's FlagdCore, refusing any other major version than `major`."""
+    got = installed().get("openfeature-flagd-core", "none")
+    if got.split(".")[0] != major:
+        raise SystemExit(f"openfeature-flagd-core {major}.x wanted, {got} installed")
+    from openfeature.contrib.tools.flagd.core import FlagdCore
+
+    return FlagdCore
 
 
 def unleash(cases, keys, scratch):
@@ -61,8 +85,7 @@ def unleash(cases, keys, scratch):
     return out
 
 
-def flagd_v2(cases, keys):
-    from openfeature.contrib.tools.flagd.core import FlagdCore
+def flagd_in_process(FlagdCore, cases, keys):
     from openfeature.evaluation_context import EvaluationContext
 
     out = {}
@@ -123,13 +146,15 @@ def main():
             if sdk == "unleash":
                 answers.update(unleash(cases, keys, scratch))
             elif sdk == "flagd-v2":
-                answers.update(flagd_v2(cases, keys))
+                answers.update(flagd_in_process(flagd_core("1"), cases, keys))
+            elif sdk == "flagd-v3":
+                answers.update(flagd_in_process(flagd_core("2"), cases, keys))
             elif sdk == "flagd-v1":
                 answers.update(flagd_v1(cases, keys, scratch))
             else:
                 raise SystemExit(f"unknown sdk {sdk!r}")
     json.dump(
-        {"versions": {p: version(p) for p in PACKAGES}, "answers": answers},
+        {"versions": installed(), "answers": answers},
         sys.stdout,
         ensure_ascii=False,
     )

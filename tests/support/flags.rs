@@ -1,7 +1,8 @@
-//! The official flag SDKs (tests/flags/): run with JSON in and out, one process per SDK language
-//! for a whole batch of cases, and Dial's core for the same keys. `make flag-sdks` installs them
-//! (Python's into .venv, Node's with npm ci, flagd-testbed with cargo); a missing one is a loud
-//! failure naming that target, never a skip.
+//! The official flag SDKs (tests/flags/): run with JSON in and out, one process per SDK
+//! environment for a whole batch of cases, and Dial's core for the same keys. `make flag-sdks`
+//! installs them (Python's into .venv, openfeature-flagd-core 2 into .venv/flagd-v3, Node's with
+//! npm ci, flagd-testbed with cargo); a missing one is a loud failure naming that target, never a
+//! skip.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -116,17 +117,49 @@ fn run(label: &str, mut command: Command, request: &Value) -> SdkAnswers {
     SdkAnswers { versions, answers }
 }
 
+/// A Python environment of the flag SDKs, and the requirements file it was installed from.
+#[derive(Clone, Copy)]
+pub enum PythonSdks {
+    /// The project's venv (tests/flags/requirements.txt): Unleash, flagd versions 1 and 2.
+    Main,
+    /// .venv/flagd-v3 (tests/flags/requirements-flagd-v3.txt): openfeature-flagd-core 2, flagd
+    /// version 3, which conflicts with the main venv's openfeature-flagd-core 1.
+    FlagdV3,
+}
+
+impl PythonSdks {
+    fn venv(self) -> PathBuf {
+        match self {
+            PythonSdks::Main => repo_root().join(".venv"),
+            PythonSdks::FlagdV3 => repo_root().join(".venv/flagd-v3"),
+        }
+    }
+
+    fn requirements(self) -> &'static str {
+        match self {
+            PythonSdks::Main => "requirements.txt",
+            PythonSdks::FlagdV3 => "requirements-flagd-v3.txt",
+        }
+    }
+}
+
 /// The Python SDKs (tests/flags/sdk.py) in the project's venv.
 pub fn python(keys: &[String], cases: &[Value]) -> SdkAnswers {
-    let python = repo_root().join(".venv/bin/python");
+    python_in(PythonSdks::Main, keys, cases)
+}
+
+/// The same in the environment `sdks`.
+pub fn python_in(sdks: PythonSdks, keys: &[String], cases: &[Value]) -> SdkAnswers {
+    let python = sdks.venv().join("bin/python");
     assert!(
         python.exists(),
         "{} missing: run `make flag-sdks`",
         python.display()
     );
     assert!(
-        repo_root().join(".venv/.flag-sdks").exists(),
-        "the Python flag SDKs are not installed: run `make flag-sdks`"
+        sdks.venv().join(".flag-sdks").exists(),
+        "the Python flag SDKs of {} are not installed: run `make flag-sdks`",
+        sdks.requirements()
     );
     let mut c = Command::new(python);
     c.arg(flags_dir().join("sdk.py"));
@@ -135,7 +168,7 @@ pub fn python(keys: &[String], cases: &[Value]) -> SdkAnswers {
         c,
         &json!({ "keys": keys, "cases": cases }),
     );
-    assert_pinned(&a.versions, &python_pins());
+    assert_pinned(&a.versions, &python_pins(sdks));
     a
 }
 
@@ -156,9 +189,9 @@ pub fn node(keys: &[String], cases: &[Value]) -> SdkAnswers {
     a
 }
 
-/// `name==version` lines of tests/flags/requirements.txt.
-pub fn python_pins() -> BTreeMap<String, String> {
-    std::fs::read_to_string(flags_dir().join("requirements.txt"))
+/// `name==version` lines of the requirements file of `sdks`.
+pub fn python_pins(sdks: PythonSdks) -> BTreeMap<String, String> {
+    std::fs::read_to_string(flags_dir().join(sdks.requirements()))
         .unwrap()
         .lines()
         .filter_map(|l| l.split_once("=="))
