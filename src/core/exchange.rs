@@ -74,8 +74,8 @@ impl Engine {
         request: &impl RequestView,
         context: &Context,
     ) -> Exchange {
-        let decision = decide(&self.policy, context, request);
-        self.apply(host, request, context, decision)
+        let plan = self.plan(request, context);
+        self.steer(host, plan, context)
     }
 
     /// Applies a decision already made (`on_request_headers` decides first).
@@ -86,19 +86,51 @@ impl Engine {
         context: &Context,
         decision: Decision,
     ) -> Exchange {
+        let plan = self.plan_for(request, decision);
+        self.steer(host, plan, context)
+    }
+
+    /// Everything the request's headers decide, read before any write: a binding whose view
+    /// borrows the host's own header map (the native build) drops the view before `steer`
+    /// changes the map.
+    pub fn plan(&self, request: &impl RequestView, context: &Context) -> Plan {
+        self.plan_for(request, decide(&self.policy, context, request))
+    }
+
+    /// `plan` with the decision already made.
+    pub fn plan_for(&self, request: &impl RequestView, decision: Decision) -> Plan {
+        let client_sent = self
+            .policy
+            .owned_request_headers
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| request.header(name).is_some())
+            .fold(0u64, |mask, (i, _)| mask | bit(i).unwrap_or(0));
+        // Past the mask's 64 bits (no policy has that many), removing is always safe.
+        let beyond_mask = self.policy.owned_request_headers.len() > 64;
+        Plan {
+            decision,
+            client_sent,
+            beyond_mask,
+        }
+    }
+
+    /// Writes what a plan says: removes client-sent Dial headers, sets the steering headers,
+    /// counts; the exchange to follow to its end.
+    pub fn steer<H: Host>(&self, host: &mut H, plan: Plan, context: &Context) -> Exchange {
         let policy = &self.policy;
-        let steered = match decision {
+        let steered = match plan.decision {
             Decision::Assign(a) => self.steering(&a).map(|s| (a, s)),
             Decision::Pass => None,
         };
 
-        for name in &policy.owned_request_headers {
+        for (i, name) in policy.owned_request_headers.iter().enumerate() {
             let will_set = steered.as_ref().is_some_and(|(_, s)| {
                 *name == policy.headers.subset
                     || *name == policy.headers.version
                     || (*name == policy.headers.mirror && s.mirror.is_some())
             });
-            if !will_set && request.header(name).is_some() {
+            if !will_set && plan.client_sent(i) {
                 if let Err(e) = host.remove_request_header(name) {
                     log::warn!("dial: cannot remove client-sent {name}: {e:?}");
                 }
@@ -165,6 +197,30 @@ impl Engine {
             when_no_key: &release.when_no_key,
         })
     }
+}
+
+/// What a request's headers decided (`Engine::plan`), for `Engine::steer` to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub decision: Decision,
+    /// Which of the policy's own request headers the client sent (bit i: the i-th).
+    client_sent: u64,
+    /// The policy owns more headers than the mask holds: those past it count as sent.
+    beyond_mask: bool,
+}
+
+impl Plan {
+    fn client_sent(&self, i: usize) -> bool {
+        match bit(i) {
+            Some(bit) => self.client_sent & bit != 0,
+            None => self.beyond_mask,
+        }
+    }
+}
+
+/// The mask bit of the i-th owned header (`None` past 64).
+fn bit(i: usize) -> Option<u64> {
+    1u64.checked_shl(u32::try_from(i).ok()?)
 }
 
 struct Steering<'p> {

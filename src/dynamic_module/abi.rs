@@ -79,6 +79,28 @@ const EMPTY_HEADER: EnvoyHttpHeader = EnvoyHttpHeader {
     value_length: 0,
 };
 
+/// A header map as Envoy listed it in `EnvoyFilter::with_headers`: (name, value) pairs that
+/// point into Envoy's own map, valid while the map does not change (the lifetime: the listing
+/// lives in the scratch vector only for the duration of the read).
+pub struct Headers<'a> {
+    entries: &'a [EnvoyHttpHeader],
+}
+
+impl<'a> Headers<'a> {
+    /// (name, value) pairs in Envoy's order, repeated names kept.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
+        self.entries.iter().map(|h| {
+            // SAFETY: Envoy filled every entry in `with_headers` with buffers valid until the
+            // map changes, which it cannot while this listing is borrowed (see there);
+            // `borrowed` tolerates null.
+            let name = unsafe { borrowed(h.key_ptr, h.key_length) };
+            // SAFETY: as for the name.
+            let value = unsafe { borrowed(h.value_ptr, h.value_length) };
+            (name, value)
+        })
+    }
+}
+
 /// `envoy_dynamic_module_type_http_header_type` (a C enum: `int`-sized).
 #[derive(Debug, Clone, Copy)]
 pub enum HeaderMap {
@@ -307,53 +329,46 @@ impl EnvoyConfig {
 pub struct EnvoyFilter(*mut c_void);
 
 impl EnvoyFilter {
-    /// Every header of a map, copied into `out` in the layout `core::request::SerializedHeaders`
-    /// reads (the proxy-wasm serialization): one copy, then every lookup is Dial's own. The copy
-    /// also means no borrowed Envoy buffer outlives the next header write.
-    pub fn serialize_headers(self, map: HeaderMap, out: &mut Vec<u8>) -> bool {
+    /// Every header of a map, in place: Envoy fills `scratch` (reused from request to request,
+    /// so no allocation once it has grown) with pointers into its own map, and `read` sees
+    /// them as byte slices, with no copy. The map must not change while `read` runs: it only
+    /// reads (the binding writes after it returns, from what it decided). `None` if Envoy
+    /// cannot list the map.
+    pub fn with_headers<R>(
+        self,
+        map: HeaderMap,
+        scratch: &mut Vec<EnvoyHttpHeader>,
+        read: impl FnOnce(&Headers<'_>) -> R,
+    ) -> Option<R> {
         // SAFETY: Envoy's live filter pointer.
         let count =
             unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, map as u32) };
-        let mut headers = vec![EMPTY_HEADER; count];
+        scratch.clear();
+        scratch.resize(count, EMPTY_HEADER);
         let filled = count == 0 || {
-            // SAFETY: `headers` has room for the `count` entries Envoy just reported, on this
+            // SAFETY: `scratch` has room for the `count` entries Envoy just reported, on this
             // thread, with nothing changing the map in between.
             unsafe {
                 envoy_dynamic_module_callback_http_get_headers(
                     self.0,
                     map as u32,
-                    headers.as_mut_ptr(),
+                    scratch.as_mut_ptr(),
                 )
             }
         };
         if !filled {
-            return false;
+            return None;
         }
-        let pairs = headers.iter().map(|h| {
-            // SAFETY: Envoy filled every entry with buffers valid until the map changes, which
-            // it cannot before this function returns; `borrowed` tolerates null.
-            let name = unsafe { borrowed(h.key_ptr, h.key_length) };
-            // SAFETY: as for the name.
-            let value = unsafe { borrowed(h.value_ptr, h.value_length) };
-            (name, value)
-        });
-        out.clear();
-        out.extend_from_slice(&(count as u32).to_le_bytes());
-        for (name, value) in pairs.clone() {
-            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        }
-        for (name, value) in pairs {
-            out.extend_from_slice(name);
-            out.push(0);
-            out.extend_from_slice(value);
-            out.push(0);
-        }
-        true
+        Some(read(&Headers { entries: scratch }))
     }
 
-    /// The first value of a header, copied (`None`: absent).
-    pub fn header(self, map: HeaderMap, name: &str) -> Option<Vec<u8>> {
+    /// The first value of a header, handed to `read` in place (`None`: absent).
+    pub fn with_header<R>(
+        self,
+        map: HeaderMap,
+        name: &str,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
         let mut value = EnvoyBuffer {
             ptr: std::ptr::null(),
             length: 0,
@@ -370,8 +385,9 @@ impl EnvoyFilter {
                 &mut count,
             )
         };
-        // SAFETY: on success the buffer is valid until the map changes; copied at once.
-        (ok && count > 0).then(|| unsafe { copied(value.ptr, value.length) })
+        // SAFETY: on success the buffer is valid until the map changes, which it cannot while
+        // `read` runs: `read` gets no way to reach the map.
+        (ok && count > 0).then(|| read(unsafe { borrowed(value.ptr, value.length) }))
     }
 
     /// Sets a header, replacing every value it had; `None` removes it.
@@ -424,9 +440,8 @@ impl EnvoyFilter {
         if !ok {
             return None;
         }
-        // SAFETY: on success, a buffer valid for this hook; copied at once.
-        let raw = unsafe { copied(value.ptr, value.length) };
-        super::parse_address(&raw)
+        // SAFETY: on success, a buffer valid for this hook; parsed at once.
+        super::parse_address(unsafe { borrowed(value.ptr, value.length) })
     }
 
     pub fn increment(self, id: usize, by: u64) -> bool {

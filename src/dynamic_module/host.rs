@@ -182,8 +182,12 @@ impl<S: Sink> Host for NativeHost<'_, S> {
     }
 
     fn response_status(&mut self) -> Result<Option<u32>, Refused> {
-        let value = self.stream()?.header(HeaderMap::Response, ":status");
-        Ok(value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+        Ok(self
+            .stream()?
+            .with_header(HeaderMap::Response, ":status", |v| {
+                std::str::from_utf8(v).ok()?.parse().ok()
+            })
+            .flatten())
     }
 
     fn increment(&mut self, metric: MetricIndex) -> Result<(), Refused> {

@@ -24,7 +24,9 @@
 #[allow(unsafe_code)]
 mod abi;
 mod host;
+mod request;
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +38,9 @@ use host::{lock, Metric, NativeHost};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
-use crate::core::request::{SerializedHeaders, SerializedRequest};
 use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
 use crate::core::stats::{self, Kind};
+use request::NativeRequest;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_REVISION: &str = env!("DIAL_GIT_REVISION");
@@ -271,34 +273,33 @@ impl Filter {
 }
 
 fn request_headers(envoy: EnvoyFilter, filter: &mut Filter) {
+    thread_local! {
+        /// The listing of each request's header map, reused: one allocation per worker.
+        static LISTING: RefCell<Vec<abi::EnvoyHttpHeader>> = const { RefCell::new(Vec::new()) };
+    }
     let config = &filter.config;
     // The clock, read once: the tick's, the decision's, and the start of the duration.
     let now = now_nanos();
     config.maybe_tick(envoy, now);
-    let mut buffer = Vec::new();
-    if !envoy.serialize_headers(HeaderMap::Request, &mut buffer) {
-        log::warn!("dial: cannot read request headers");
-        return;
-    }
-    let Some(headers) = SerializedHeaders::new(&buffer) else {
-        log::warn!("dial: malformed request header map");
-        return;
-    };
-    #[cfg(feature = "panic-probe")]
-    probe(&headers);
     let context = Context {
         now_nanos: Some(now),
         tripped: config.tripped.load(Ordering::Acquire),
     };
+    // Decide while the headers are read in place; write only after (the plan holds no borrow).
+    let plan = LISTING.with_borrow_mut(|listing| {
+        envoy.with_headers(HeaderMap::Request, listing, |headers| {
+            let request = NativeRequest { headers, envoy };
+            #[cfg(feature = "panic-probe")]
+            probe(&request);
+            config.engine.plan(&request, &context)
+        })
+    });
+    let Some(plan) = plan else {
+        log::warn!("dial: cannot read request headers");
+        return;
+    };
     let mut host = NativeHost::new(envoy, &config.metrics);
-    filter.exchange = config.engine.on_request_headers(
-        &mut host,
-        &SerializedRequest {
-            headers,
-            source_ip: || envoy.source_ip(),
-        },
-        &context,
-    );
+    filter.exchange = config.engine.steer(&mut host, plan, &context);
     if host.route_dirty {
         envoy.clear_route_cache();
     }
@@ -331,8 +332,9 @@ fn stream_complete(envoy: EnvoyFilter, filter: &mut Filter) {
 /// The test-only panic (feature `panic-probe`): a request carrying `x-dial-panic-probe`.
 #[cfg(feature = "panic-probe")]
 #[allow(clippy::panic)]
-fn probe(headers: &SerializedHeaders) {
-    if let Some(value) = headers.header("x-dial-panic-probe") {
+fn probe(request: &NativeRequest) {
+    use crate::core::request::RequestView;
+    if let Some(value) = request.header("x-dial-panic-probe") {
         panic!("panic probe: {}", String::from_utf8_lossy(value));
     }
 }

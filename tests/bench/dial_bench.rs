@@ -62,6 +62,17 @@ fn machine() -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(key) = args.iter().skip_while(|a| *a != "--profile").nth(1) {
+        match instructions::profile(key) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("profile {key}: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let smoke = std::env::args().any(|a| a == "--smoke");
     let started = std::time::Instant::now();
     let (core, core_checks) = checks::Checks::run_part("core bench", |c| core_bench::run(smoke, c));
