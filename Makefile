@@ -215,6 +215,7 @@ bench-tools:
 
 bench-build: build build-native
 	cargo build --release --target $(TARGET) -p dial-bench-floor
+	cargo build --profile native -p dial-bench-native-floor
 
 # Dial natively and in Envoy against its floors and the alternatives; writes BENCHMARKS.md.
 bench: bench-build envoy bench-tools

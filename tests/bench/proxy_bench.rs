@@ -71,20 +71,36 @@ fn wasm_filter(name: &str, module: &std::path::Path, configuration: &str) -> Str
 /// Dial as an Envoy dynamic module (`make build-native`), with the same policy: the filter as
 /// tests/support/config.rs configures it for `Build::Native`.
 fn native_filter(policy: &str) -> String {
+    dynamic_module_filter("dial", &native_module_path(), policy)
+}
+
+/// A bootstrap with the native floor making `calls` (see tests/bench/native_floor).
+pub fn native_floor_bootstrap(calls: &str) -> String {
+    native_bootstrap(&native_floor_filter(calls), STEERED_ROUTES, " []")
+}
+
+/// The native floor (tests/bench/native_floor) making `calls`.
+fn native_floor_filter(calls: &str) -> String {
+    let path = repo_root().join("target/native/libdial_bench_native_floor.so");
+    assert!(path.exists(), "{} missing: run make bench", path.display());
+    dynamic_module_filter("floor", &path, calls)
+}
+
+fn dynamic_module_filter(name: &str, module: &std::path::Path, configuration: &str) -> String {
     format!(
         r#"
           - name: envoy.filters.http.dynamic_modules
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config:
-                name: dial
+                name: {name}
                 module: {{ local: {{ filename: {module} }} }}
-              filter_name: dial
+              filter_name: {name}
               filter_config:
                 "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {policy}"#,
-        policy = serde_json::to_string(policy).unwrap(),
-        module = native_module_path().display()
+                value: {configuration}"#,
+        configuration = serde_json::to_string(configuration).unwrap(),
+        module = module.display()
     )
 }
 
@@ -329,6 +345,16 @@ pub fn configurations(sink_port: u16) -> Vec<(&'static str, &'static str, String
             "dial-native",
             "6. Dial, native dynamic module, realistic policy",
             native_bootstrap(&native_filter(&policy), STEERED_ROUTES, " []"),
+        ),
+        (
+            "native-empty",
+            "6a. empty dynamic module (the native floor)",
+            native_floor_bootstrap(""),
+        ),
+        (
+            "native-calls",
+            "6b. dynamic module making Dial's host calls, without Dial's logic",
+            native_floor_bootstrap(DIALS_HOST_CALLS),
         ),
     ]
 }
@@ -685,6 +711,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
     let vs_calls = median(&dial_v.rps) / median(&get("calls").rps);
     let native_vs_none = median(&get("dial-native").rps) / median(&get("none").rps);
     let native_vs_wasm = median(&get("dial-native").rps) / median(&dial_v.rps);
+    let native_vs_floor = median(&get("dial-native").rps) / median(&get("native-calls").rps);
     let mut out = format!(
         "## Dial inside Envoy\n\nEnvoy 1.40 with one worker; wrk (1 thread, 8 connections, {seconds} s per run) on \
          loopback, each request a different user of 100,000 with browser-like headers and cookies, on \
@@ -737,6 +764,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
          | Dial at least as fast as the Lua filter | {vs_lua:.2}× | {} |\n\
          | (for context: native Dial, 6, ÷ Envoy with no filter, 1; judged by instruction count below) | {native_vs_none:.2}× | |\n\
          | (for context: native Dial, 6, ÷ Dial in Wasm, 3) | {native_vs_wasm:.2}× | |\n\
+         | (for context: native Dial, 6, ÷ the native floor making Dial's host calls, 6b) | {native_vs_floor:.2}× | |\n\
          | (for context: Dial with a ramp and a guard, 3b, ÷ Dial, 3; judged by instruction count below) | {vs_plain:.2}× | |\n\
          | Module ≤ 300 KB | {:.0} KB (the floor filter alone: {:.0} KB) | {} |\n\
          | Linear memory ≤ 2 MB per worker | {:.2} MB after {:.0} requests (3b: {:.2} MB after {:.0}) | {} |\n",
