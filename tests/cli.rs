@@ -385,6 +385,33 @@ fn explain_json(args: &[&str]) -> Value {
     run.json()
 }
 
+/// A release keyed by a W3C baggage member: explain reads the key as decide does
+/// (percent-decoded) and places it where the core places that user.
+#[test]
+fn explain_reads_a_baggage_key_as_the_core_does() {
+    let policy = CHECKOUT.replace(
+        r#""key": [ { "header": "x-user-id" }, { "cookie": "uid" } ]"#,
+        r#""key": [ { "baggage": "user.id" } ]"#,
+    );
+    assert_ne!(policy, CHECKOUT, "checkout.json's key sources moved");
+    let dir = scratch_dir("cli-baggage");
+    let file = write(&dir, "baggage.json", &policy);
+    let core = Core::new(CHECKOUT);
+    for user in ["user-1", "user-2", "user 17"] {
+        let member = user.replace(' ', "%20");
+        let baggage = format!("baggage: tenant=acme, user.id={member};ttl=60");
+        let run = dial(&[
+            "explain", &file, "--host", HOST, "--path", PATH, "-H", &baggage, "-o", "json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let got = run.json();
+        assert_eq!(got["key"]["value"], user, "{got}");
+        let want = core.user(HOST, PATH, user);
+        assert_eq!(got["subset"], core.subset_name(&want), "{user}");
+        assert_eq!(got["split"]["position"], want.position.unwrap(), "{user}");
+    }
+}
+
 #[test]
 fn explain_tells_the_decision_and_what_dial_does_to_the_headers() {
     // An allowlisted user: rule [2], with where the split alone would have put them.

@@ -361,17 +361,6 @@ pub fn slot_for(source: &KeySource) -> Option<(String, Vec<u8>)> {
     }
 }
 
-/// A key source's value in a request, for the kinds this tool reads itself.
-pub fn read_source<'r>(source: &KeySource, request: &'r HeaderList) -> Option<Option<&'r [u8]>> {
-    use dial::core::request::RequestView;
-    #[allow(unreachable_patterns)]
-    match source {
-        KeySource::Header(name) => Some(request.header(name)),
-        KeySource::Cookie(name) => Some(request.cookie(name)),
-        _ => None,
-    }
-}
-
 /// A host the release's scope accepts.
 pub fn in_scope_host(release: &Release) -> String {
     match release.scope.hosts.first() {

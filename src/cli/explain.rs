@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 
 use dial::core::bucket;
-use dial::core::decide::{decide, Assignment, Context, Decision, KeyOrigin, Reason};
+use dial::core::decide::{
+    decide, read_key_source, Assignment, Context, Decision, KeyOrigin, Reason,
+};
 use dial::core::exchange::Engine;
 use dial::core::policy::{Release, WhenNoKey, MAX_KEY_LEN};
 use dial::core::ramp;
@@ -18,8 +20,8 @@ use dial::core::trust::parse_override;
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    key_source, load_one, parse_at, read_source, release_alone, slot_for, tripped_bits, Failure,
-    Format, Loaded, Outcome, OK,
+    key_source, load_one, parse_at, release_alone, slot_for, tripped_bits, Failure, Format, Loaded,
+    Outcome, OK,
 };
 use crate::population::{KeyArgs, Keys};
 use crate::report;
@@ -359,28 +361,21 @@ fn assigned(
         Some(KeyOrigin::Source(i)) => Some(i),
         _ => None,
     };
-    let key: Option<(usize, Option<&[u8]>)> = key_index.map(|i| {
-        let value = release
-            .key
-            .get(i)
-            .and_then(|s| read_source(s, request))
-            .flatten();
-        (i, value)
-    });
+    // The key's bytes as decide read them (a baggage member percent-decoded).
+    let key = key_index
+        .and_then(|i| release.key.get(i))
+        .and_then(|s| read_key_source(s, request));
     let mut sources = Vec::new();
     for (i, source) in release.key.iter().enumerate() {
-        let state = match read_source(source, request) {
-            _ if key_index == Some(i) => match key.and_then(|(_, v)| v) {
-                Some(v) => format!("{}: the key", text(v)),
-                None => "the key".to_string(),
-            },
-            None => "not read by this tool".to_string(),
-            Some(None) => "absent".to_string(),
-            Some(Some([])) => "empty: skipped".to_string(),
-            Some(Some(v)) if v.len() > MAX_KEY_LEN => {
+        let state = match read_key_source(source, request).as_deref() {
+            Some(v) if key_index == Some(i) => format!("{}: the key", text(v)),
+            None if key_index == Some(i) => "the key".to_string(),
+            None => "absent".to_string(),
+            Some([]) => "empty: skipped".to_string(),
+            Some(v) if v.len() > MAX_KEY_LEN => {
                 format!("{} bytes, over {MAX_KEY_LEN}: ignored", v.len())
             }
-            Some(Some(v)) => format!("{}: not used", text(v)),
+            Some(v) => format!("{}: not used", text(v)),
         };
         sources.push(json!({ "index": i, "source": key_source(source), "state": state }));
         b.line("Key", format!("key[{i}] {}: {state}", key_source(source)));
@@ -429,7 +424,7 @@ fn assigned(
     b.set(
         "key",
         json!({
-            "value": key.and_then(|(_, v)| v).map(|v| String::from_utf8_lossy(v).into_owned()),
+            "value": key.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()),
             "origin": origin,
             "sources": sources,
         }),
@@ -467,7 +462,7 @@ fn assigned(
     }
 
     // The rules, in order, up to the first match: the decision says which matched.
-    let rule_key = key.and_then(|(_, v)| v);
+    let rule_key = key.as_deref();
     let mut rules = Vec::new();
     for (i, rule) in release.rules.iter().enumerate() {
         let then = subset_name(release, rule.subset);
@@ -540,7 +535,7 @@ fn assigned(
                     m.methods.join(", ")
                 )
             } else {
-                let sample = key.and_then(|(_, k)| k).map(|k| m.sample_hash.position(k));
+                let sample = key.as_deref().map(|k| m.sample_hash.position(k));
                 let basis = match sample {
                     Some(p) => format!(
                         "the key's sampling position {p} is {} {} ({percent:.2}% of 2^32)",

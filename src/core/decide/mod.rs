@@ -357,15 +357,23 @@ fn user_key<'a>(
     request: &'a impl RequestView,
 ) -> Option<(usize, Cow<'a, [u8]>)> {
     release.key.iter().enumerate().find_map(|(i, source)| {
-        let value = match source {
-            KeySource::Header(name) => request.header(name).map(Cow::Borrowed),
-            KeySource::Cookie(name) => request.cookie(name).map(Cow::Borrowed),
-            KeySource::Baggage(name) => baggage::member(request.header_values("baggage"), name),
-        };
-        value
+        read_key_source(source, request)
             .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)
             .map(|v| (i, v))
     })
+}
+
+/// What one key source holds in a request, as `decide` reads it (before the checks that make
+/// it a key: not empty, at most `MAX_KEY_LEN` bytes). A baggage member is percent-decoded.
+pub fn read_key_source<'a>(
+    source: &KeySource,
+    request: &'a impl RequestView,
+) -> Option<Cow<'a, [u8]>> {
+    match source {
+        KeySource::Header(name) => request.header(name).map(Cow::Borrowed),
+        KeySource::Cookie(name) => request.cookie(name).map(Cow::Borrowed),
+        KeySource::Baggage(name) => baggage::member(request.header_values("baggage"), name),
+    }
 }
 
 fn trusted_override(release: &Release, request: &impl RequestView) -> Option<usize> {
