@@ -99,18 +99,30 @@ impl Engine {
 
     /// `plan` with the decision already made.
     pub fn plan_for(&self, request: &impl RequestView, decision: Decision) -> Plan {
-        let client_sent = self
-            .policy
+        let steered = match decision {
+            Decision::Assign(a) => self.steering(&a),
+            Decision::Pass => None,
+        };
+        let policy = &self.policy;
+        // Dial's headers the client sent and Dial will not set (set replaces the client's).
+        let remove = policy
             .owned_request_headers
             .iter()
             .enumerate()
-            .filter(|(_, name)| request.header(name).is_some())
+            .filter(|(_, name)| {
+                let will_set = steered.as_ref().is_some_and(|s| {
+                    **name == policy.headers.subset
+                        || **name == policy.headers.version
+                        || (**name == policy.headers.mirror && s.mirror.is_some())
+                });
+                !will_set && request.header(name).is_some()
+            })
             .fold(0u64, |mask, (i, _)| mask | bit(i).unwrap_or(0));
         // Past the mask's 64 bits (no policy has that many), removing is always safe.
-        let beyond_mask = self.policy.owned_request_headers.len() > 64;
+        let beyond_mask = policy.owned_request_headers.len() > 64;
         Plan {
             decision,
-            client_sent,
+            remove,
             beyond_mask,
         }
     }
@@ -119,24 +131,18 @@ impl Engine {
     /// counts; the exchange to follow to its end.
     pub fn steer<H: Host>(&self, host: &mut H, plan: Plan, context: &Context) -> Exchange {
         let policy = &self.policy;
-        let steered = match plan.decision {
-            Decision::Assign(a) => self.steering(&a).map(|s| (a, s)),
-            Decision::Pass => None,
-        };
-
         for (i, name) in policy.owned_request_headers.iter().enumerate() {
-            let will_set = steered.as_ref().is_some_and(|(_, s)| {
-                *name == policy.headers.subset
-                    || *name == policy.headers.version
-                    || (*name == policy.headers.mirror && s.mirror.is_some())
-            });
-            if !will_set && plan.client_sent(i) {
+            if plan.removes(i) {
                 if let Err(e) = host.remove_request_header(name) {
                     log::warn!("dial: cannot remove client-sent {name}: {e:?}");
                 }
             }
         }
 
+        let steered = match plan.decision {
+            Decision::Assign(a) => self.steering(&a).map(|s| (a, s)),
+            Decision::Pass => None,
+        };
         let Some((a, s)) = steered else {
             return Exchange::default();
         };
@@ -203,16 +209,17 @@ impl Engine {
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub decision: Decision,
-    /// Which of the policy's own request headers the client sent (bit i: the i-th).
-    client_sent: u64,
-    /// The policy owns more headers than the mask holds: those past it count as sent.
+    /// Which of the policy's own request headers to remove (bit i: the i-th): the client
+    /// sent them and Dial does not set them.
+    remove: u64,
+    /// The policy owns more headers than the mask holds: those past it are removed.
     beyond_mask: bool,
 }
 
 impl Plan {
-    fn client_sent(&self, i: usize) -> bool {
+    fn removes(&self, i: usize) -> bool {
         match bit(i) {
-            Some(bit) => self.client_sent & bit != 0,
+            Some(bit) => self.remove & bit != 0,
             None => self.beyond_mask,
         }
     }
