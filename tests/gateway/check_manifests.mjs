@@ -31,6 +31,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { child, describe, die, isObject } from "../support/manifest_problems.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
@@ -45,10 +46,6 @@ const SUPPLEMENT = {
   EnvoyExtensionPolicy: "EnvoyExtensionPolicyDynamicModules",
 };
 
-function die(message) {
-  console.error(message);
-  process.exit(2);
-}
 
 let yaml, ts;
 const versions = {};
@@ -63,8 +60,6 @@ try {
   die(`${path.relative(ROOT, HERE)}/node_modules is missing or incomplete (${e.code ?? e.message}): run \`make gateway-tools\``);
 }
 
-const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-const child = (p, key) => (typeof key === "number" ? `${p}[${key}]` : `${p}.${key}`);
 const split = (api) => {
   const slash = (api ?? "").lastIndexOf("/");
   return slash < 0 ? ["", api ?? ""] : [api.slice(0, slash), api.slice(slash + 1)];
@@ -232,36 +227,6 @@ function manifests() {
     });
   }
   return docs;
-}
-
-/** "/spec/rules/0" -> "$.spec.rules[0]". */
-function pointer(doc, instancePath) {
-  let at = "$";
-  let value = doc;
-  for (const raw of instancePath.split("/").slice(1)) {
-    const part = raw.replaceAll("~1", "/").replaceAll("~0", "~");
-    const key = Array.isArray(value) && /^\d+$/.test(part) ? Number(part) : part;
-    at = child(at, key);
-    value = value?.[key];
-  }
-  return { at, value };
-}
-
-function describe(doc, err) {
-  const { at, value } = pointer(doc, err.instancePath);
-  const shown = JSON.stringify(value);
-  switch (err.keyword) {
-    case "required":
-      return `${child(at, err.params.missingProperty)}: required`;
-    case "enum":
-      return `${at}: ${shown} is not one of ${err.params.allowedValues.join(", ")}`;
-    case "pattern":
-      return `${at}: ${shown} does not match ${err.params.pattern}`;
-    case "type":
-      return `${at}: ${shown} is not of type ${err.params.type}`;
-    default:
-      return `${at}: ${err.message ?? err.keyword} ${JSON.stringify(err.params)}`;
-  }
 }
 
 /** Problems of each document (by position in `docs`), each "path: message". */

@@ -30,6 +30,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { child, describe, die, isObject } from "../support/manifest_problems.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
@@ -40,10 +41,6 @@ const PACKAGE = "@kubernetes-models/istio";
 // Open (any content) at the top level of every Istio kind.
 const OPEN_TOP_LEVEL = new Set(["metadata", "status"]);
 
-function die(message) {
-  console.error(message);
-  process.exit(2);
-}
 
 let yaml, ts, pkgDir, pkgVersion, istioVersion;
 try {
@@ -169,8 +166,6 @@ async function schemaOf(group, version, kind) {
 
 // --- Checking one manifest ---------------------------------------------------------------------
 
-const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-const child = (p, key) => (typeof key === "number" ? `${p}[${key}]` : `${p}.${key}`);
 
 function unknownFields(value, tree, at, out) {
   if (tree.kind === "object" && isObject(value)) {
@@ -183,36 +178,6 @@ function unknownFields(value, tree, at, out) {
     value.forEach((v, i) => unknownFields(v, tree.items, child(at, i), out));
   }
   // A value of the wrong type is the validator's to report.
-}
-
-/** "/spec/http/0/route" -> "$.spec.http[0].route", and the value there. */
-function pointer(doc, instancePath) {
-  let at = "$";
-  let value = doc;
-  for (const raw of instancePath.split("/").slice(1)) {
-    const part = raw.replaceAll("~1", "/").replaceAll("~0", "~");
-    const key = Array.isArray(value) && /^\d+$/.test(part) ? Number(part) : part;
-    at = child(at, key);
-    value = value?.[key];
-  }
-  return { at, value };
-}
-
-function describe(doc, err) {
-  const { at, value } = pointer(doc, err.instancePath);
-  const shown = JSON.stringify(value);
-  switch (err.keyword) {
-    case "required":
-      return `${child(at, err.params.missingProperty)}: required`;
-    case "enum":
-      return `${at}: ${shown} is not one of ${err.params.allowedValues.join(", ")}`;
-    case "pattern":
-      return `${at}: ${shown} does not match ${err.params.pattern}`;
-    case "type":
-      return `${at}: ${shown} is not of type ${err.params.type}`;
-    default:
-      return `${at}: ${err.message ?? err.keyword} ${JSON.stringify(err.params)}`;
-  }
 }
 
 /** Problems of one manifest, each "path: message". */
