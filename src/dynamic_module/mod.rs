@@ -38,6 +38,7 @@ use host::{lock, Metric, NativeHost};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
+use crate::core::logging::{self, HostLogger, Severity};
 use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
 use crate::core::stats::{self, Kind};
 use request::NativeRequest;
@@ -75,47 +76,24 @@ fn parse_address(raw: &[u8]) -> Option<IpAddr> {
 
 // ---------------------------------------------------------------------- logger and panics --
 
-struct EnvoyLogger;
+static LOGGER: HostLogger = HostLogger { write };
 
-static LOGGER: EnvoyLogger = EnvoyLogger;
-
-impl log::Log for EnvoyLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let level = match record.level() {
-            log::Level::Trace => Level::Trace,
-            log::Level::Debug => Level::Debug,
-            log::Level::Info => Level::Info,
-            log::Level::Warn => Level::Warn,
-            log::Level::Error => Level::Error,
-        };
-        abi::log(level, &record.args().to_string());
-    }
-
-    fn flush(&self) {}
+fn write(severity: Severity, line: &str) {
+    let level = match severity {
+        Severity::Trace => Level::Trace,
+        Severity::Debug => Level::Debug,
+        Severity::Info => Level::Info,
+        Severity::Warn => Level::Warn,
+        Severity::Error => Level::Error,
+        Severity::Critical => Level::Critical,
+    };
+    abi::log(level, line);
 }
 
 /// Once, when Envoy loads the module: the logger, the panic hook, and which build this is. The
 /// panic hook belongs to this library's own copy of std: it sees Dial's panics only.
 fn program_init() {
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
-    // One line, so the cause sits on the line an operator finds (as in the Wasm build).
-    panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
-            .unwrap_or_default();
-        let message = info.payload_as_str().unwrap_or("(no message)");
-        abi::log(Level::Critical, &format!("dial: panicked{at}: {message}"));
-    }));
+    logging::install(&LOGGER);
     log::info!("dial {VERSION} (git {GIT_REVISION}) started, native");
 }
 
