@@ -257,7 +257,7 @@ clean:
 	rm -rf $(VENV) $(ISTIO_NODE) $(GATEWAY_NODE)
 
 # Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; README, "Fuzzing"). A pinned
-# nightly through rustup and cargo-fuzz from crates.io, installed on first use. No sanitizer:
+# nightly through rustup and cargo-fuzz by cargo install, installed on first use. No sanitizer:
 # the core has no `unsafe` (ASan cut the executions several-fold, for nothing safe Rust can do);
 # overflow checks and debug assertions are on (the fuzz crate's release profile).
 FUZZ_NIGHTLY       := nightly-2026-05-20
