@@ -118,13 +118,7 @@ impl Engine {
                 !will_set && request.header(name).is_some()
             })
             .fold(0u64, |mask, (i, _)| mask | bit(i).unwrap_or(0));
-        // Past the mask's 64 bits (no policy has that many), removing is always safe.
-        let beyond_mask = policy.owned_request_headers.len() > 64;
-        Plan {
-            decision,
-            remove,
-            beyond_mask,
-        }
+        Plan { decision, remove }
     }
 
     /// Writes what a plan says: removes client-sent Dial headers, sets the steering headers,
@@ -212,16 +206,13 @@ pub struct Plan {
     /// Which of the policy's own request headers to remove (bit i: the i-th): the client
     /// sent them and Dial does not set them.
     remove: u64,
-    /// The policy owns more headers than the mask holds: those past it are removed.
-    beyond_mask: bool,
 }
 
 impl Plan {
     fn removes(&self, i: usize) -> bool {
-        match bit(i) {
-            Some(bit) => self.remove & bit != 0,
-            None => self.beyond_mask,
-        }
+        // Past the mask's 64 bits (no policy owns that many), always remove: removing a header
+        // the client did not send, or one Dial sets just after, leaves the same request.
+        bit(i).is_none_or(|bit| self.remove & bit != 0)
     }
 }
 
