@@ -185,10 +185,33 @@ $(FLAG_NODE): tests/flags/package.json tests/flags/package-lock.json
 	cd tests/flags && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# OpenTelemetry's W3C baggage propagators, which tests/baggage_otel.rs proves Dial's baggage
+# reader against, at exact versions: Python's (tests/otel/requirements.txt) into a venv of its
+# own, .venv/otel, apart from the flag SDKs; JS's (tests/otel/package.json and its lock file, npm ci).
+OTEL_PY   := $(VENV)/otel/.installed
+OTEL_NODE := tests/otel/node_modules/.installed
+.PHONY: otel-propagators baggage-otel-test
+otel-propagators: $(OTEL_PY) $(OTEL_NODE)
+
+$(OTEL_PY): tests/otel/requirements.txt
+	$(PYTHON) -m venv $(VENV)/otel
+	$(VENV)/otel/bin/pip install --quiet -r tests/otel/requirements.txt
+	@touch $@
+
+$(OTEL_NODE): tests/otel/package.json tests/otel/package-lock.json
+	@command -v npm >/dev/null || { echo "node and npm are required for OpenTelemetry JS's propagator"; exit 1; }
+	cd tests/otel && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The baggage test alone (make test runs it within e2e-test).
+baggage-otel-test: otel-propagators
+	cargo test --test baggage_otel -- --nocapture
+
 # tests/istio.rs derives the Envoy settings istiod would give each WasmPlugin by running
 # tests/istio/check_manifests.mjs itself, hence istio-tools; tests/prometheus.rs reads the
-# analysis templates with the same js-yaml, and runs Prometheus and promtool.
-e2e-test: build build-native panic-probe envoy istio-tools prometheus-tools flag-sdks
+# analysis templates with the same js-yaml, and runs Prometheus and promtool; tests/baggage_otel.rs
+# runs OpenTelemetry's propagators.
+e2e-test: build build-native panic-probe envoy istio-tools prometheus-tools flag-sdks otel-propagators
 	cargo test --features cli --test '*' -- --test-threads 2
 
 # The native build's end-to-end tests (every `::native` test, and tests/native.rs) against another
@@ -254,7 +277,7 @@ memory-soak: build envoy
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(ISTIO_NODE) $(GATEWAY_NODE)
+	rm -rf $(VENV) $(ISTIO_NODE) $(GATEWAY_NODE) tests/otel/node_modules
 
 # Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; README, "Fuzzing"). A pinned
 # nightly through rustup and cargo-fuzz by cargo install, installed on first use. No sanitizer:

@@ -1,53 +1,71 @@
 //! W3C baggage (`baggage: user.id=alice,tenant=acme;prop=1`): one member's value, for a key
 //! source. OpenTelemetry propagates baggage across services, so every hop of a call chain can
-//! bucket the same user alike. Values are percent-decoded; properties after `;` are ignored.
-//! Baggage over the W3C limits (8,192 bytes, 64 members), or malformed, yields no key.
+//! bucket the same user alike. The rules are those of OpenTelemetry's W3C baggage propagators
+//! (Python's and JS's, proven against both by tests/baggage_otel.rs; where they differ, the one
+//! Dial follows and why is in README, "Keys from baggage"):
+//! - the `baggage` headers are one list, read in order; a malformed member costs only itself;
+//! - key and value are percent-decoded, and a decoded value that is not UTF-8 is read with
+//!   U+FFFD replacement (W3C Baggage), so the key is the string an application's SDK holds;
+//! - properties after `;` are ignored; of several members of one name, the last wins;
+//! - members past the 180th kept one, or past 8,192 bytes of kept members, are dropped, and so
+//!   is a member over 4,096 bytes, alone.
 
 use std::borrow::Cow;
 
-/// W3C Baggage's limits for a whole baggage (all `baggage` headers together).
+/// The propagators' limits: kept members, bytes of kept members (with a comma between each two,
+/// as one header would hold them), bytes of one member (between its commas).
+pub const MAX_MEMBERS: usize = 180;
 pub const MAX_BYTES: usize = 8192;
-pub const MAX_MEMBERS: usize = 64;
+pub const MAX_MEMBER_BYTES: usize = 4096;
 
-/// The value of the first member called `name` across the request's `baggage` headers.
+/// The value of the last member called `name` among those kept from the request's `baggage`
+/// headers; borrowed from the header unless it holds a percent-escape. `name` is a token (the
+/// policy checks it), hence ASCII.
 pub fn member<'a>(
     headers: impl Iterator<Item = &'a [u8]> + Clone,
     name: &str,
 ) -> Option<Cow<'a, [u8]>> {
+    let mut kept = 0usize;
     let mut bytes = 0usize;
-    let mut members = 0usize;
-    for header in headers.clone() {
-        bytes += header.len();
-        members += header.split(|b| *b == b',').count();
-    }
-    if bytes > MAX_BYTES || members > MAX_MEMBERS {
-        return None;
-    }
     let mut found = None;
-    for header in headers {
-        for item in header.split(|b| *b == b',') {
-            // `key OWS "=" OWS value *(OWS ";" property)`; an empty item (",,") is tolerated.
-            let item = trim(item);
-            if item.is_empty() {
-                continue;
-            }
-            let value_and_properties = item.iter().position(|b| *b == b'=')?;
-            let (key, rest) = item.split_at(value_and_properties);
-            let key = trim(key);
-            if key.is_empty() || !key.iter().all(|b| is_token(*b)) {
-                return None;
-            }
-            let rest = rest.get(1..).unwrap_or_default();
-            let value = trim(rest.split(|b| *b == b';').next().unwrap_or_default());
-            if !value.iter().all(|b| is_baggage_octet(*b)) {
-                return None;
-            }
-            if found.is_none() && key == name.as_bytes() {
-                found = Some(decode(value)?);
-            }
+    for item in headers.flat_map(|header| header.split(|b| *b == b',')) {
+        if kept == MAX_MEMBERS {
+            break;
+        }
+        if item.len() > MAX_MEMBER_BYTES {
+            continue;
+        }
+        let Some((key, value)) = parse(item) else {
+            continue;
+        };
+        bytes += usize::from(kept > 0) + item.len();
+        if bytes > MAX_BYTES {
+            break;
+        }
+        kept += 1;
+        if decoded_eq(key, name.as_bytes()) {
+            found = Some(value);
         }
     }
-    found
+    found.map(decode)
+}
+
+/// `OWS key OWS "=" OWS value OWS *(";" property)`: the raw key and value of a well-formed
+/// member, or nothing (an empty or malformed one). Properties are not checked: they carry no
+/// part of the value.
+fn parse(item: &[u8]) -> Option<(&[u8], &[u8])> {
+    let equals = item.iter().position(|b| *b == b'=')?;
+    let (key, rest) = item.split_at(equals);
+    let key = trim(key);
+    if key.is_empty() || !key.iter().all(|b| is_token(*b)) {
+        return None;
+    }
+    let rest = rest.get(1..).unwrap_or_default();
+    let value = trim(rest.split(|b| *b == b';').next().unwrap_or_default());
+    value
+        .iter()
+        .all(|b| is_baggage_octet(*b))
+        .then_some((key, value))
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -70,26 +88,51 @@ fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
-/// Percent-decoding; borrowed when there is nothing to decode. A bad escape is malformed.
-fn decode(value: &[u8]) -> Option<Cow<'_, [u8]>> {
-    if !value.contains(&b'%') {
-        return Some(Cow::Borrowed(value));
-    }
-    let hex = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let mut out = Vec::with_capacity(value.len());
+/// The bytes of percent-decoding `s` as the WHATWG URL standard's percent-decode does (and
+/// Python's `unquote`, which OpenTelemetry Python uses): `%` and two hex digits give that byte;
+/// any other `%` is itself. `+` is itself (not a space: this is not form encoding).
+fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
     let mut i = 0;
-    while let Some(&b) = value.get(i) {
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
         if b == b'%' {
-            let hi = hex(*value.get(i + 1)?)?;
-            let lo = hex(*value.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
+            if let (Some(hi), Some(lo)) = (hex(s.get(i + 1)), hex(s.get(i + 2))) {
+                i += 3;
+                return u8::try_from(hi << 4 | lo).ok();
+            }
         }
+        i += 1;
+        Some(b)
+    })
+}
+
+/// Whether `key`, decoded as a value is, is `name`. Without allocating: `name` is ASCII, so a
+/// decoded key equal to it byte for byte is UTF-8 (no U+FFFD to put in), and one that is not
+/// cannot become equal to it by replacement (U+FFFD is not ASCII).
+fn decoded_eq(key: &[u8], name: &[u8]) -> bool {
+    if !key.contains(&b'%') {
+        return key == name;
     }
-    Some(Cow::Owned(out))
+    percent_decoded(key).eq(name.iter().copied())
+}
+
+/// A value percent-decoded, then read as UTF-8 with U+FFFD replacing what is not (W3C Baggage);
+/// borrowed when there is nothing to decode, the common case.
+fn decode(value: &[u8]) -> Cow<'_, [u8]> {
+    if !value.contains(&b'%') {
+        return Cow::Borrowed(value);
+    }
+    let mut bytes = Vec::with_capacity(value.len());
+    bytes.extend(percent_decoded(value));
+    match String::from_utf8(bytes) {
+        Ok(text) => Cow::Owned(text.into_bytes()),
+        Err(e) => Cow::Owned(
+            String::from_utf8_lossy(e.as_bytes())
+                .into_owned()
+                .into_bytes(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -100,44 +143,199 @@ mod tests {
         member(headers.iter().map(|h| h.as_bytes()), name).map(|v| v.into_owned())
     }
 
+    fn text(headers: &[&str], name: &str) -> Option<String> {
+        get(headers, name).map(|v| String::from_utf8(v).unwrap())
+    }
+
     #[test]
     fn members_are_found_decoded_and_stripped_of_properties() {
         let h = ["tenant=acme, user.id = alice%20b%C3%A9 ;prop=1;flag, other=x"];
-        assert_eq!(get(&h, "user.id").as_deref(), Some("alice bé".as_bytes()));
-        assert_eq!(get(&h, "tenant").as_deref(), Some(&b"acme"[..]));
+        assert_eq!(text(&h, "user.id").as_deref(), Some("alice bé"));
+        assert_eq!(text(&h, "tenant").as_deref(), Some("acme"));
         assert_eq!(get(&h, "missing"), None);
-        // Across several headers, the first member of that name.
-        let two = ["a=1", "user.id=bob,user.id=carol"];
-        assert_eq!(get(&two, "user.id").as_deref(), Some(&b"bob"[..]));
+        // Properties are not checked: they are no part of the value.
+        assert_eq!(
+            text(&["user.id=a;p p;;=", "x=1"], "user.id").as_deref(),
+            Some("a")
+        );
+        // OWS around the key, the value and `;` is not part of them; an encoded space is.
+        let ows = [" \t user.id \t = \t %20alice%20 \t ; p"];
+        assert_eq!(text(&ows, "user.id").as_deref(), Some(" alice "));
+        // `+` is itself, as is every baggage-octet that is not `%`; `=` may be in a value.
+        assert_eq!(
+            text(&["user.id=a+b=c"], "user.id").as_deref(),
+            Some("a+b=c")
+        );
+        // A key is percent-decoded too, as both propagators do.
+        assert_eq!(
+            text(&["user%2Eid=alice"], "user.id").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            text(&["user%2eid=alice"], "user.id").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(get(&["user%2Fid=alice"], "user.id"), None);
         // Borrowed when nothing is encoded: no allocation on the common path.
-        let plain = [&b"user.id=alice"[..]];
+        let plain = [&b"tenant=acme,user.id=alice;p=1"[..]];
         assert!(matches!(
             member(plain.iter().copied(), "user.id"),
-            Some(Cow::Borrowed(_))
+            Some(Cow::Borrowed(b"alice"))
         ));
     }
 
     #[test]
-    fn malformed_or_oversized_baggage_gives_no_key() {
+    fn the_last_member_of_a_name_wins_across_headers() {
+        assert_eq!(
+            text(&["user.id=a,user.id=b"], "user.id").as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            text(&["user.id=a", "user.id=b"], "user.id").as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            text(&["tenant=a", "user.id=b"], "user.id").as_deref(),
+            Some("b")
+        );
+        // An empty value is a value: it replaces an earlier one (and is no key for `decide`).
+        assert_eq!(get(&["user.id=a,user.id="], "user.id"), Some(vec![]));
+        // A malformed one does not.
+        assert_eq!(
+            text(&["user.id=a,user.id=b c"], "user.id").as_deref(),
+            Some("a")
+        );
+        // Names are case-sensitive.
+        assert_eq!(get(&["User.Id=a"], "user.id"), None);
+    }
+
+    #[test]
+    fn a_malformed_member_costs_only_itself() {
         for bad in [
             "user.id",
             "user.id=al ice",
-            "user.id=%zz",
-            "user.id=%4",
-            "=alice",
-            "us er=alice",
             "user.id=\"alice\"",
+            "user.id=a\\b",
+            "user.id=a\x0b",
+            "user.id=caf\u{e9}",
+            "=alice",
+            " = alice",
+            "us er=alice",
+            "user.id;p=alice",
+            "user(id)=alice",
         ] {
-            assert_eq!(get(&[bad], "user.id"), None, "{bad}");
+            let h = format!("a=1,{bad},b=2");
+            assert_eq!(get(&[h.as_str()], "user.id"), None, "{bad}");
+            assert_eq!(text(&[h.as_str()], "a").as_deref(), Some("1"), "{bad}");
+            assert_eq!(text(&[h.as_str()], "b").as_deref(), Some("2"), "{bad}");
         }
-        let many: Vec<String> = (0..65).map(|i| format!("k{i}=v")).collect();
-        let many = many.join(",") + ",user.id=alice";
-        assert_eq!(get(&[many.as_str()], "user.id"), None);
-        let big = format!("user.id=alice,pad={}", "x".repeat(MAX_BYTES));
-        assert_eq!(get(&[big.as_str()], "user.id"), None);
         assert_eq!(
-            get(&["user.id=alice,,"], "user.id").as_deref(),
-            Some(&b"alice"[..])
+            text(&[",, ,user.id=alice,,"], "user.id").as_deref(),
+            Some("alice")
         );
+        assert_eq!(get(&[""], "user.id"), None);
+        assert_eq!(get(&[], "user.id"), None);
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_read_with_replacement() {
+        // U+FFFD for each maximal subpart of an ill-formed sequence (Unicode, chapter 3), as
+        // Python's decoder does.
+        for (escaped, read) in [
+            ("a%FFb%FE", "a\u{FFFD}b\u{FFFD}"),
+            ("%E2%82x", "\u{FFFD}x"),
+            ("%F0%9F%98", "\u{FFFD}"),
+            ("%ED%A0%80", "\u{FFFD}\u{FFFD}\u{FFFD}"),
+            ("%C0%AF", "\u{FFFD}\u{FFFD}"),
+            ("%F4%90%80%80", "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}"),
+            ("%F0%9F%98%80", "\u{1F600}"),
+        ] {
+            let h = format!("user.id={escaped}");
+            assert_eq!(
+                text(&[h.as_str()], "user.id").as_deref(),
+                Some(read),
+                "{escaped}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_percent_that_starts_no_escape_is_itself() {
+        for (escaped, read) in [
+            ("%zz", "%zz"),
+            ("a%", "a%"),
+            ("%4", "%4"),
+            ("%4g", "%4g"),
+            ("%%41", "%A"),
+            ("%2541", "%41"),
+        ] {
+            let h = format!("user.id={escaped}");
+            assert_eq!(
+                text(&[h.as_str()], "user.id").as_deref(),
+                Some(read),
+                "{escaped}"
+            );
+        }
+    }
+
+    #[test]
+    fn members_past_the_limits_are_dropped_and_those_before_kept() {
+        let list = |n: usize| (0..n).map(|i| format!("k{i}=v")).collect::<Vec<_>>();
+        // The 180th member is kept, the 181st dropped; malformed members do not count.
+        let at = |n: usize| {
+            [list(n - 1), vec!["user.id=alice".into()]]
+                .concat()
+                .join(",")
+        };
+        assert_eq!(
+            get(&[at(MAX_MEMBERS).as_str()], "user.id"),
+            Some(b"alice".to_vec())
+        );
+        assert_eq!(get(&[at(MAX_MEMBERS + 1).as_str()], "user.id"), None);
+        let with_bad = format!("bad,{}", at(MAX_MEMBERS));
+        assert_eq!(
+            get(&[with_bad.as_str()], "user.id"),
+            Some(b"alice".to_vec())
+        );
+        let first = format!("user.id=alice,{}", list(300).join(","));
+        assert_eq!(get(&[first.as_str()], "user.id"), Some(b"alice".to_vec()));
+        // Across headers, counted as one list.
+        let split = [list(MAX_MEMBERS).join(","), "user.id=alice".into()];
+        let split: Vec<&str> = split.iter().map(String::as_str).collect();
+        assert_eq!(get(&split, "user.id"), None);
+
+        // 8,192 bytes of kept members and the commas between them: the member that would pass
+        // them is dropped, and every one after it.
+        let pad = |n: usize| format!("p={}", "x".repeat(n - 2));
+        let upto = |n: usize| {
+            format!(
+                "{},{},{},user.id=alice",
+                pad(4000),
+                pad(4000),
+                pad(n - 8016)
+            )
+        };
+        let fits = upto(MAX_BYTES);
+        assert_eq!(fits.len(), MAX_BYTES);
+        assert_eq!(get(&[fits.as_str()], "user.id"), Some(b"alice".to_vec()));
+        let over = upto(MAX_BYTES + 1);
+        assert_eq!(get(&[over.as_str()], "user.id"), None);
+        let after = format!("{},{},{},user.id=a", pad(3000), pad(3000), pad(3000));
+        assert_eq!(get(&[after.as_str()], "user.id"), None);
+        let before = format!("user.id=alice,{},{},{}", pad(3000), pad(3000), pad(3000));
+        assert_eq!(get(&[before.as_str()], "user.id"), Some(b"alice".to_vec()));
+
+        // A member over 4,096 bytes is dropped alone, and counts for nothing.
+        let big = format!("{},user.id=alice", pad(MAX_MEMBER_BYTES + 1));
+        assert_eq!(get(&[big.as_str()], "user.id"), Some(b"alice".to_vec()));
+        let huge = format!("{},user.id=alice", pad(20_000));
+        assert_eq!(get(&[huge.as_str()], "user.id"), Some(b"alice".to_vec()));
+        let longest = format!("user.id={}", "x".repeat(MAX_MEMBER_BYTES - 8));
+        assert_eq!(
+            get(&[longest.as_str()], "user.id").map(|v| v.len()),
+            Some(4088)
+        );
+        let too_long = format!("user.id={}", "x".repeat(MAX_MEMBER_BYTES - 7));
+        assert_eq!(get(&[too_long.as_str()], "user.id"), None);
     }
 }

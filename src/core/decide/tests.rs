@@ -662,9 +662,9 @@ fn a_key_can_come_from_baggage() {
         (a.subset, a.position, a.key),
         (b.subset, b.position, Some(KeyOrigin::Source(0)))
     );
-    // Malformed baggage: no key from it; the next source is used.
+    // A malformed member: no key from it; the next source is used.
     let malformed = request(&[
-        ("baggage", "user.id=%zz"),
+        ("baggage", "user.id=al ice"),
         ("x-user-id", "carol@example.com"),
     ]);
     match decide(&p, &Context::default(), &malformed) {
