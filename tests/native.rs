@@ -403,8 +403,9 @@ fn a_native_panic_is_caught_and_envoy_keeps_serving() {
     assert_eq!(envoy.stat("server.live"), 1);
 }
 
-/// `override.sourceCidrs` trusts the downstream peer address; natively it is Envoy's
-/// `source.address` attribute, as the Wasm build's property.
+/// `override.sourceCidrs` trusts the downstream connection's peer: natively Envoy's direct
+/// remote address, in the Wasm build the `source.address` property (`tests/source_trust.rs`
+/// shows what no header can change in either).
 fn trusted_ranges_read_the_peer_address(build: Build) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");

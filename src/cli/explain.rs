@@ -53,7 +53,7 @@ pub struct Args {
     /// The request's method
     #[arg(long, short = 'X', default_value = "GET")]
     pub method: String,
-    /// The downstream address Envoy would see (for an override's sourceCidrs)
+    /// The downstream connection's peer address (for an override's sourceCidrs)
     #[arg(long, value_name = "IP")]
     pub source_ip: Option<IpAddr>,
     /// When the request arrives (a ramp's step depends on it): RFC 3339, `now`, or +DURATION

@@ -19,7 +19,8 @@ pub trait RequestView {
     fn cookie(&self, name: &str) -> Option<&[u8]> {
         cookie::find(self.cookie_headers(), name)
     }
-    /// The downstream peer's address, when the host knows it.
+    /// The downstream connection's own peer, when the host shows it: never an address a request
+    /// header names (`core::trust::connection_peer` says what a binding may report).
     fn source_ip(&self) -> Option<IpAddr>;
     /// 64 fresh random bits, to mint a sticky key for an anonymous user.
     fn entropy(&self) -> u64;

@@ -2,8 +2,12 @@
 //! a shared token, trusted source ranges, or (explicitly) anyone.
 //!
 //! The override header's value is `<subset>` or `<subset>; token=<secret>`.
+//!
+//! Trusted ranges judge the downstream connection's own peer, never an address a request header
+//! can name: `connection_peer` is how a binding turns the address its host reports into that
+//! peer, or into nothing when the host's address may have come from a header.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Debug, Default)]
 pub struct Trust {
@@ -40,8 +44,9 @@ fn trim(s: &[u8]) -> &[u8] {
 }
 
 impl Trust {
-    /// Whether a request offering `token` from `source` may override. `source` is asked only
-    /// when ranges are configured (it may cost a host call).
+    /// Whether a request offering `token` from `source` may override. `source` is the
+    /// connection's peer (`None`: unknown, so no range matches); it is asked only when ranges
+    /// are configured (it may cost a host call).
     pub fn allows(&self, token: Option<&[u8]>, source: impl FnOnce() -> Option<IpAddr>) -> bool {
         if self.anyone {
             return true;
@@ -58,6 +63,19 @@ impl Trust {
         }
         false
     }
+}
+
+/// The downstream connection's own peer, from an address as Envoy writes one (`ip:port`,
+/// `[v6]:port`), or `None` when the address cannot be shown to be that peer.
+///
+/// Port 0 is the mark of an address Envoy derived from a request header: with the connection
+/// manager's `use_remote_address` unset (Envoy's default, and an Istio sidecar's), Envoy 1.40
+/// replaces the stream's remote address with the last `X-Forwarded-For` entry, parsed as a bare
+/// IP, port 0; a TCP peer never has port 0. An address with no port at all shows nothing either.
+pub fn connection_peer(address: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(address).ok()?;
+    let peer: SocketAddr = text.parse().ok()?;
+    (peer.port() != 0).then_some(peer.ip())
 }
 
 /// Compares without an early exit, so response timing does not leak how much of a guess was right.
@@ -165,6 +183,36 @@ mod tests {
         assert!(t.allows(None, || Some("fd12::1".parse().unwrap())));
         assert!(!t.allows(None, || Some("11.0.0.1".parse().unwrap())));
         assert!(!t.allows(None, || None));
+    }
+
+    #[test]
+    fn only_an_address_with_a_port_is_a_connection_peer() {
+        let peer = |s: &str| connection_peer(s.as_bytes());
+        assert_eq!(peer("127.0.0.1:54321"), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(peer("[fd00::1]:443"), Some("fd00::1".parse().unwrap()));
+        assert_eq!(
+            peer("[::ffff:10.1.2.3]:8080"),
+            Some("::ffff:10.1.2.3".parse().unwrap())
+        );
+        // What Envoy makes of `x-forwarded-for: 10.1.2.3` (and of `fd00::1`, `::ffff:10.1.2.3`).
+        assert_eq!(peer("10.1.2.3:0"), None);
+        assert_eq!(peer("[fd00::1]:0"), None);
+        assert_eq!(peer("[::ffff:10.1.2.3]:0"), None);
+        // No port, not an address, not text.
+        assert_eq!(peer("10.1.2.3"), None);
+        assert_eq!(peer("envoy://internal/listener"), None);
+        assert_eq!(peer(""), None);
+        assert_eq!(connection_peer(&[0xff, 0x3a, 0x31]), None);
+    }
+
+    #[test]
+    fn a_header_derived_address_never_satisfies_a_range() {
+        let t = Trust {
+            source_cidrs: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+            ..Default::default()
+        };
+        assert!(!t.allows(None, || connection_peer(b"10.1.2.3:0")));
+        assert!(t.allows(None, || connection_peer(b"10.1.2.3:40000")));
     }
 
     #[test]

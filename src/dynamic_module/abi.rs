@@ -5,7 +5,8 @@
 //! 16 callbacks Dial makes (`envoy_dynamic_module_callback_*`, imported below).
 //!
 //! Written against ABI `v0.1.0` (Envoy 1.38's `abi.h`); Envoy 1.40 (ABI `v0.2.0`) loads it with a
-//! deprecation warning, as Envoy promises for the previous minor version. Every symbol here is
+//! deprecation warning, as Envoy promises for the previous minor version. One callback is Envoy
+//! 1.40's own (the connection's peer address: no older one gives it). Every symbol here is
 //! checked against what Envoy 1.40's binary exports and resolves, and exercised by the
 //! end-to-end suite (README, "Native build").
 //!
@@ -129,8 +130,6 @@ pub enum MetricKind {
 
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
-/// `envoy_dynamic_module_type_attribute_id_SourceAddress` (`source.address`, `ip:port`).
-const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
 /// `..._status_Continue` of every `on_http_filter_*` status enum.
 const CONTINUE: u32 = 0;
 
@@ -227,9 +226,11 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
-    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+    /// Envoy 1.40's: the downstream connection's physical peer (`ip:port`), which no request
+    /// header changes (the attribute `source.address` is the stream's, which `X-Forwarded-For`
+    /// replaces unless the connection manager uses the remote address). Not in Envoy 1.39.
+    fn envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
         filter: *mut c_void,
-        attribute_id: u32,
         result: *mut EnvoyBuffer,
     ) -> bool;
 }
@@ -423,7 +424,7 @@ impl EnvoyFilter {
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
     }
 
-    /// The downstream peer's address (`source.address`, as the Wasm build's property).
+    /// The downstream connection's own peer (Envoy's direct remote address).
     pub fn source_ip(self) -> Option<IpAddr> {
         let mut value = EnvoyBuffer {
             ptr: std::ptr::null(),
@@ -431,10 +432,8 @@ impl EnvoyFilter {
         };
         // SAFETY: Envoy's live filter pointer, a live local to write to.
         let ok = unsafe {
-            envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.0,
-                ATTRIBUTE_SOURCE_ADDRESS,
-                &mut value,
+            envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+                self.0, &mut value,
             )
         };
         if !ok {

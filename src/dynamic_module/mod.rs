@@ -27,7 +27,7 @@ mod host;
 mod request;
 
 use std::cell::RefCell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,13 +65,9 @@ fn now_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// `ip:port` (or a bare IP), as Envoy's `source.address` attribute gives it.
+/// The connection's peer from the `ip:port` Envoy gives (the core says what counts as one).
 fn parse_address(raw: &[u8]) -> Option<IpAddr> {
-    let text = std::str::from_utf8(raw).ok()?;
-    text.parse::<SocketAddr>()
-        .map(|s| s.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
+    crate::core::trust::connection_peer(raw)
 }
 
 // ---------------------------------------------------------------------- logger and panics --

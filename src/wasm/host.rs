@@ -2,7 +2,7 @@
 //! panic on any status they do not expect (`set_map_value` on anything but Ok, for one), and a
 //! panic traps the worker's VM; here every status comes back as an error to handle.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
@@ -168,14 +168,13 @@ pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
     }
 }
 
-/// The downstream peer's address (`source.address`, `ip:port`).
+/// The downstream connection's peer, when the host shows it. The proxy-wasm host offers no
+/// property for the connection's own peer: `source.address` is the stream's remote address,
+/// which Envoy replaces with an `X-Forwarded-For` entry unless the connection manager uses the
+/// remote address. `trust::connection_peer` refuses such a replaced address (port 0).
 pub fn source_ip() -> Option<IpAddr> {
     let raw = property(b"source\0address").ok()??;
-    let text = std::str::from_utf8(&raw).ok()?;
-    text.parse::<SocketAddr>()
-        .map(|s| s.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
+    crate::core::trust::connection_peer(&raw)
 }
 
 pub fn increment(metric: u32) -> Result<(), Status> {

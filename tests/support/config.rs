@@ -39,6 +39,8 @@ pub struct EnvoyConfig {
     /// The native filter takes `plugin_name` as its `filter_name` and the same policy; the
     /// Wasm-only settings (`root_id`, `vm_id`, `vm_env`, `failure_policy`) do not apply to it.
     pub build: super::Build,
+    /// The connection manager's `use_remote_address` (`None`: unset, Envoy's default).
+    pub use_remote_address: Option<bool>,
 }
 
 impl EnvoyConfig {
@@ -69,6 +71,7 @@ impl EnvoyConfig {
             mirror_cluster: None,
             module: None,
             build: super::Build::Wasm,
+            use_remote_address: None,
         }
     }
 
@@ -211,7 +214,7 @@ filter_chains:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress
+      stat_prefix: ingress{use_remote_address}
       route_config:
         name: local
         virtual_hosts:
@@ -225,6 +228,10 @@ filter_chains:
 ",
             port = self.port,
             dial = self.dial_filter(),
+            use_remote_address = match self.use_remote_address {
+                Some(on) => format!("\n      use_remote_address: {on}"),
+                None => String::new(),
+            },
         );
         let pad = " ".repeat(indent);
         yaml.lines()

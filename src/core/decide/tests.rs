@@ -212,6 +212,31 @@ fn overrides_need_trust() {
 }
 
 #[test]
+fn headers_naming_an_address_never_stand_in_for_the_peer() {
+    let p = policy(
+        json!({ "override": { "header": "x-dial-override", "sourceCidrs": ["10.0.0.0/8"] } }),
+    );
+    let u = user_on(&p, "stable");
+    for (name, value) in [
+        ("x-forwarded-for", "10.1.2.3"),
+        ("x-envoy-external-address", "10.1.2.3"),
+        ("forwarded", "for=10.1.2.3"),
+        ("x-real-ip", "10.1.2.3"),
+    ] {
+        let r = request(&[
+            ("x-user-id", &u),
+            ("x-dial-override", "canary"),
+            (name, value),
+        ]);
+        assert_eq!(assigned(&p, &r), ("stable".into(), Reason::Hash), "{name}");
+        // The address a binding reports for Envoy's header-derived `source.address`.
+        let mut r = r.clone();
+        r.source_ip = crate::core::trust::connection_peer(b"10.1.2.3:0");
+        assert_eq!(assigned(&p, &r), ("stable".into(), Reason::Hash), "{name}");
+    }
+}
+
+#[test]
 fn the_first_fitting_release_applies_with_its_own_salt() {
     let doc = json!({ "releases": [
         { "name": "a", "match": { "pathPrefixes": ["/a"] }, "key": [{ "header": "x-user-id" }],
