@@ -11,11 +11,13 @@
     )
 )]
 
+mod allow;
 mod common;
 mod diff;
 mod explain;
 mod find;
 mod locate;
+mod modes;
 mod population;
 mod report;
 mod simulate;
