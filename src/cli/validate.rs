@@ -345,10 +345,15 @@ fn json_report(findings: &Findings, code: u8) -> Value {
             "text": warning_line(n, severity),
         });
         if let Some(marker) = n.allowed_by.and_then(|m| scan.markers.get(m)) {
-            v["severity"] = Value::from("allowed");
-            v["text"] = Value::from(noted_line(n, severity, scan));
-            v["reason"] = Value::from(marker.reason.clone());
-            v["marker"] = json!({ "file": marker.file, "line": marker.line });
+            if let Value::Object(map) = &mut v {
+                map.insert("severity".into(), Value::from("allowed"));
+                map.insert("text".into(), Value::from(noted_line(n, severity, scan)));
+                map.insert("reason".into(), Value::from(marker.reason.clone()));
+                map.insert(
+                    "marker".into(),
+                    json!({ "file": marker.file, "line": marker.line }),
+                );
+            }
         }
         v
     };
