@@ -72,7 +72,7 @@ pub fn problem_line(found: &Found, problem: &Problem) -> String {
 }
 
 /// `WasmPlugin shop/dial (document 2): `, or nothing for a policy file.
-fn holder(origin: &Origin, document: Option<usize>) -> String {
+pub fn holder(origin: &Origin, document: Option<usize>) -> String {
     match (origin, document) {
         (Origin::File, None) => String::new(),
         (origin, None) => format!("{origin}: "),

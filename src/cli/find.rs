@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use dial::core::policy::{Policy, PolicyError, Problem, ProblemKind, Segment};
 use saphyr_parser::ScalarStyle;
 
+use crate::allow::{self, Marker};
 use crate::locate;
+use crate::modes::{Mode, Placement, Setting, Site};
 use crate::yaml::{self, Kind, Node, Position, Schema};
 
 /// One policy found in a file, parsed.
@@ -27,6 +29,10 @@ pub struct Found {
     pub text: Vec<u8>,
     place: Place,
     pub outcome: Result<Policy, PolicyError>,
+    /// Where its holder says it runs, and the holder's settings the mode checks read.
+    pub site: Site,
+    /// The allow markers that apply to it (indices into `Scan::markers`).
+    pub allows: Vec<usize>,
 }
 
 /// What held the policy.
@@ -125,6 +131,8 @@ pub struct Scan {
     pub issues: Vec<Issue>,
     pub skipped: Vec<Skipped>,
     pub files: usize,
+    /// Every allow marker in the files, in file order.
+    pub markers: Vec<Marker>,
 }
 
 /// Reads every input (files, directories searched for `.json`, `.yaml` and `.yml`, `-` for
@@ -244,7 +252,13 @@ impl Scan {
                     text: bytes.to_vec(),
                     place: Place::Text,
                     outcome: Policy::parse(bytes),
+                    site: Site {
+                        placement: Placement::new(Vec::new(), "a bare policy", None),
+                        ..Site::default()
+                    },
+                    allows: Vec::new(),
                 });
+                self.side_file_markers(file, self.found.len() - 1);
                 return;
             }
         }
@@ -262,7 +276,9 @@ impl Scan {
             }
         };
         let before = self.found.len() + self.issues.len();
+        let first_found = self.found.len();
         let several = documents.len() > 1;
+        let mut per_document = Vec::with_capacity(documents.len());
         for (i, doc) in documents.iter().enumerate() {
             let document = several.then_some(i + 1);
             let mut context = Context {
@@ -270,12 +286,20 @@ impl Scan {
                 document,
                 text,
                 listener: None,
+                direction: None,
             };
+            let start = self.found.len();
             if is_kubernetes(doc) {
                 self.kubernetes(&mut context, doc);
             } else {
                 self.envoy(&mut context, doc);
             }
+            per_document.push(start..self.found.len());
+        }
+        if json_like {
+            self.side_file_markers(file, first_found);
+        } else {
+            self.comment_markers(file, text, &documents, &per_document);
         }
         if self.found.len() + self.issues.len() == before {
             if explicit {
@@ -370,10 +394,24 @@ impl Scan {
             Some(c) => Place::Yaml(c.clone()),
             None => Place::Yaml(spec.unwrap_or(doc).clone()),
         };
-        self.push(context, Origin::WasmPlugin(name), text.into_bytes(), place);
+        let site = spec.map(wasmplugin_site).unwrap_or_default();
+        self.push(
+            context,
+            Origin::WasmPlugin(name),
+            text.into_bytes(),
+            place,
+            site,
+        );
     }
 
-    fn push(&mut self, context: &Context<'_>, origin: Origin, text: Vec<u8>, place: Place) {
+    fn push(
+        &mut self,
+        context: &Context<'_>,
+        origin: Origin,
+        text: Vec<u8>,
+        place: Place,
+        site: Site,
+    ) {
         let outcome = Policy::parse(&text);
         self.found.push(Found {
             file: context.file.into(),
@@ -383,7 +421,63 @@ impl Scan {
             text,
             place,
             outcome,
+            site,
+            allows: Vec::new(),
         });
+    }
+
+    /// The `# dial-validate:` comments of a YAML file, each given to the policies of the
+    /// document it applies to (or of the whole file).
+    fn comment_markers(
+        &mut self,
+        file: &str,
+        text: &str,
+        documents: &[Node],
+        per_document: &[std::ops::Range<usize>],
+    ) {
+        let starts: Vec<usize> = documents.iter().map(|d| d.at.line).collect();
+        let separators: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("---"))
+            .map(|(n, _)| n + 1)
+            .collect();
+        for marker in allow::find(file, self.files, text) {
+            let index = self.markers.len();
+            let range = if marker.whole_file {
+                per_document.first().map(|r| r.start).unwrap_or(0)
+                    ..per_document.last().map(|r| r.end).unwrap_or(0)
+            } else {
+                allow::document_of(marker.line, &starts, &separators)
+                    .and_then(|d| per_document.get(d))
+                    .cloned()
+                    .unwrap_or(0..0)
+            };
+            for found in self.found.get_mut(range).into_iter().flatten() {
+                found.allows.push(index);
+            }
+            self.markers.push(marker);
+        }
+    }
+
+    /// The markers of a JSON file, from `<file>.dial-validate` beside it: for every policy
+    /// found in the file from `first` on.
+    fn side_file_markers(&mut self, file: &str, first: usize) {
+        if file == "<stdin>" {
+            return;
+        }
+        let side = format!("{file}{}", allow::SIDE_FILE);
+        let Ok(text) = std::fs::read_to_string(&side) else {
+            return;
+        };
+        for mut marker in allow::find(&side, self.files, &text) {
+            marker.whole_file = true;
+            let index = self.markers.len();
+            for found in self.found.get_mut(first..).into_iter().flatten() {
+                found.allows.push(index);
+            }
+            self.markers.push(marker);
+        }
     }
 
     /// An Envoy Gateway EnvoyExtensionPolicy: each `dynamicModule` named dial, whose `config`
@@ -405,11 +499,20 @@ impl Scan {
                 ),
                 None => (String::new(), Place::Yaml(module.clone())),
             };
+            let site = Site {
+                placement: Placement::new(
+                    vec![Mode::Gateway],
+                    "an Envoy Gateway EnvoyExtensionPolicy",
+                    Some(doc.at),
+                ),
+                ..Site::default()
+            };
             self.push(
                 context,
                 Origin::Gateway(name.clone()),
                 text.into_bytes(),
                 place,
+                site,
             );
         }
     }
@@ -441,19 +544,30 @@ impl Scan {
                     }
                     return;
                 }
-                let listener = node
-                    .get("filter_chains")
-                    .and_then(|_| node.get("name"))
-                    .and_then(Node::str)
-                    .map(str::to_string);
+                let is_listener = node.get("filter_chains").is_some();
+                let listener = is_listener.then(|| {
+                    node.get("name")
+                        .and_then(Node::str)
+                        .unwrap_or("(unnamed)")
+                        .to_string()
+                });
+                let direction = is_listener.then(|| {
+                    node.get("traffic_direction")
+                        .and_then(|d| d.str().map(|s| (s.to_string(), d.at)))
+                });
                 let outer = match listener {
                     Some(l) => context.listener.replace(l),
                     None => context.listener.clone(),
+                };
+                let outer_direction = match direction {
+                    Some(d) => context.direction.replace(d),
+                    None => context.direction.clone(),
                 };
                 for (_, value) in entries {
                     self.envoy(context, value);
                 }
                 context.listener = outer;
+                context.direction = outer_direction;
             }
             Kind::Sequence(items) => {
                 for item in items {
@@ -498,7 +612,37 @@ impl Scan {
             name,
             listener: context.listener.clone(),
         };
-        self.configuration(context, origin, plugin, plugin.get("configuration"));
+        let mut site = Site {
+            placement: listener_placement(context),
+            ..Site::default()
+        };
+        if let Some(f) = plugin.get("fail_open") {
+            if f.to_json(Schema::Core) == serde_json::Value::Bool(true) {
+                site.fail_open = setting(f, "fail_open", "true");
+            }
+        }
+        if let Some(f) = plugin.get("failure_policy") {
+            if f.str() == Some("FAIL_OPEN") {
+                site.fail_open = setting(f, "failure_policy", "FAIL_OPEN");
+            }
+        }
+        let remote = code.and_then(|c| c.get("remote"));
+        if let Some(s) = remote.and_then(|r| r.get("sha256")) {
+            site.sha256 = setting(
+                s,
+                "vm_config.code.remote.sha256",
+                s.str().unwrap_or_default(),
+            );
+        }
+        if let (Some(u), Some(uri)) = (
+            remote
+                .and_then(|r| r.get("http_uri"))
+                .and_then(|h| h.get("uri")),
+            uri,
+        ) {
+            site.url = setting(u, "vm_config.code.remote.http_uri.uri", uri);
+        }
+        self.configuration(context, origin, plugin, plugin.get("configuration"), site);
     }
 
     /// The native build's filter: Dial's when its module is called dial; its `filter_config`
@@ -522,7 +666,11 @@ impl Scan {
             name,
             listener: context.listener.clone(),
         };
-        self.configuration(context, origin, filter, filter.get("filter_config"));
+        let site = Site {
+            placement: listener_placement(context),
+            ..Site::default()
+        };
+        self.configuration(context, origin, filter, filter.get("filter_config"), site);
     }
 
     /// A filter's configuration message: a StringValue (or BytesValue) holding the policy JSON.
@@ -532,10 +680,17 @@ impl Scan {
         origin: Origin,
         filter: &Node,
         configuration: Option<&Node>,
+        site: Site,
     ) {
         let Some(configuration) = configuration else {
             // No configuration: Dial receives none, and refuses that.
-            self.push(context, origin, Vec::new(), Place::Yaml(filter.clone()));
+            self.push(
+                context,
+                origin,
+                Vec::new(),
+                Place::Yaml(filter.clone()),
+                site,
+            );
             return;
         };
         let type_url = configuration
@@ -545,10 +700,10 @@ impl Scan {
         let value = configuration.get("value");
         if type_url.ends_with("google.protobuf.StringValue") {
             match value.map(|v| &v.kind) {
-                None => self.push(context, origin, Vec::new(), Place::Yaml(configuration.clone())),
+                None => self.push(context, origin, Vec::new(), Place::Yaml(configuration.clone()), site),
                 Some(Kind::Scalar(s)) => {
                     let place = embedded(context.text, value.map_or(configuration.at, |v| v.at), &s.text, s.style);
-                    self.push(context, origin, s.text.clone().into_bytes(), place);
+                    self.push(context, origin, s.text.clone().into_bytes(), place, site);
                 }
                 Some(_) => self.issue(
                     context.file,
@@ -564,7 +719,13 @@ impl Scan {
                 .and_then(Node::str)
                 .and_then(base64)
                 .unwrap_or_default();
-            self.push(context, origin, text, Place::Yaml(configuration.clone()));
+            self.push(
+                context,
+                origin,
+                text,
+                Place::Yaml(configuration.clone()),
+                site,
+            );
         } else {
             self.issue(
                 context.file,
@@ -586,6 +747,151 @@ struct Context<'a> {
     document: Option<usize>,
     text: &'a str,
     listener: Option<String>,
+    /// The enclosing listener's `traffic_direction` and where it is written (`Some(None)`: a
+    /// listener without one; `None`: no listener encloses the filter).
+    direction: Option<Option<(String, Position)>>,
+}
+
+/// Where an Envoy filter runs, from its listener's `traffic_direction`: INBOUND is a sidecar's
+/// server side, OUTBOUND its client side; a listener without one is a standalone Envoy, at the
+/// edge. A filter outside any listener (an ECDS resource, a snippet) runs where it is put.
+fn listener_placement(context: &Context<'_>) -> Placement {
+    let listener = context.listener.as_deref().unwrap_or("(unnamed)");
+    match &context.direction {
+        Some(Some((direction, at))) => {
+            let modes = match direction.as_str() {
+                "INBOUND" => vec![Mode::Server],
+                "OUTBOUND" => vec![Mode::Client],
+                _ => vec![Mode::Standalone],
+            };
+            Placement::new(
+                modes,
+                format!("listener {listener}: traffic_direction {direction}"),
+                Some(*at),
+            )
+        }
+        Some(None) => Placement::new(
+            vec![Mode::Standalone],
+            format!("listener {listener}: no traffic_direction"),
+            None,
+        ),
+        None => Placement::new(Vec::new(), "no listener encloses the filter", None),
+    }
+}
+
+fn setting(node: &Node, path: &str, value: &str) -> Option<Setting> {
+    Some(Setting {
+        path: path.into(),
+        value: value.into(),
+        at: node.at,
+    })
+}
+
+/// Where an Istio WasmPlugin runs: at a gateway when it targets a Gateway or selects an
+/// ingress gateway's pods; otherwise in sidecars, on the sides its `match[].mode` names
+/// (CLIENT_AND_SERVER, Istio's default, when none does).
+fn wasmplugin_site(spec: &Node) -> Site {
+    let mut site = Site {
+        placement: sidecar_or_gateway(spec),
+        ..Site::default()
+    };
+    if let Some(f) = spec.get("failStrategy") {
+        if f.str() == Some("FAIL_OPEN") {
+            site.fail_open = setting(f, "spec.failStrategy", "FAIL_OPEN");
+        }
+    }
+    if let Some(s) = spec.get("sha256") {
+        let text = match &s.kind {
+            Kind::Scalar(scalar) => scalar.text.as_str(),
+            _ => "",
+        };
+        site.sha256 = setting(s, "spec.sha256", text);
+    }
+    if let Some(u) = spec.get("url") {
+        site.url = setting(u, "spec.url", u.str().unwrap_or_default());
+    }
+    site
+}
+
+fn sidecar_or_gateway(spec: &Node) -> Placement {
+    let refs: Vec<(String, &Node)> = match spec.get("targetRefs").map(|r| &r.kind) {
+        Some(Kind::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("spec.targetRefs[{i}]"), n))
+            .collect(),
+        _ => spec
+            .get("targetRef")
+            .map(|n| vec![("spec.targetRef".to_string(), n)])
+            .unwrap_or_default(),
+    };
+    for (path, target) in &refs {
+        if target.get("kind").and_then(Node::str) == Some("Gateway") {
+            let name = target
+                .get("name")
+                .and_then(Node::str)
+                .unwrap_or("(unnamed)");
+            return Placement::new(
+                vec![Mode::Gateway],
+                format!("{path}: Gateway {name}"),
+                Some(target.at),
+            );
+        }
+    }
+    if let Some(Kind::Mapping(labels)) = spec
+        .get("selector")
+        .and_then(|s| s.get("matchLabels"))
+        .map(|l| &l.kind)
+    {
+        for (key, value) in labels {
+            let value_text = value.str().unwrap_or_default();
+            let gateway = match key.as_str() {
+                "istio" | "app" => value_text.ends_with("ingressgateway"),
+                "gateway.networking.k8s.io/gateway-name" | "istio.io/gateway-name" => true,
+                _ => false,
+            };
+            if gateway {
+                return Placement::new(
+                    vec![Mode::Gateway],
+                    format!("spec.selector.matchLabels {key}: {value_text}, an ingress gateway"),
+                    Some(value.at),
+                );
+            }
+        }
+    }
+    let mut modes = Vec::new();
+    let mut because = Vec::new();
+    let mut at = None;
+    if let Some(Kind::Sequence(matches)) = spec.get("match").map(|m| &m.kind) {
+        for (i, m) in matches.iter().enumerate() {
+            let mode = m.get("mode");
+            let name = mode.and_then(Node::str).unwrap_or("CLIENT_AND_SERVER");
+            at = at.or(mode.map(|n| n.at)).or(Some(m.at));
+            because.push(match mode {
+                Some(_) => format!("spec.match[{i}].mode {name}"),
+                None => format!("spec.match[{i}] without a mode: CLIENT_AND_SERVER"),
+            });
+            let sides: &[Mode] = match name {
+                "CLIENT" => &[Mode::Client],
+                "SERVER" => &[Mode::Server],
+                _ => &[Mode::Client, Mode::Server],
+            };
+            for side in sides {
+                if !modes.contains(side) {
+                    modes.push(*side);
+                }
+            }
+        }
+    }
+    if modes.is_empty() {
+        return Placement::new(
+            vec![Mode::Client, Mode::Server],
+            "no spec.match mode: Istio's default, CLIENT_AND_SERVER, in the selected workloads' sidecars",
+            None,
+        );
+    }
+    modes.sort_by_key(|m| *m as u8);
+    Placement::new(modes, because.join(", "), at)
 }
 
 /// A Kubernetes object's `namespace/name` (or its name alone).
@@ -667,15 +973,27 @@ fn base64(text: &str) -> Option<Vec<u8>> {
 impl Found {
     /// Where in the file a problem of this policy is.
     pub fn position(&self, problem: &Problem) -> Position {
-        let text = &self.text;
         // serde_json's own line and column for invalid JSON; the path's value otherwise.
-        let (line, column) = match problem.kind {
-            ProblemKind::InvalidJson => json_error_at(&problem.message).unwrap_or((1, 1)),
-            _ => locate::locate(text, problem.path.segments()),
-        };
+        match problem.kind {
+            ProblemKind::InvalidJson => {
+                let (line, column) = json_error_at(&problem.message).unwrap_or((1, 1));
+                self.place_in_file(line, column, problem.path.segments())
+            }
+            _ => self.position_at(problem.path.segments()),
+        }
+    }
+
+    /// Where in the file the value at a JSON path of this policy is (or its deepest ancestor).
+    pub fn position_at(&self, path: &[Segment]) -> Position {
+        let (line, column) = locate::locate(&self.text, path);
+        self.place_in_file(line, column, path)
+    }
+
+    /// A line and column of the policy's text, or a path in its YAML tree, in the file.
+    fn place_in_file(&self, line: usize, column: usize, path: &[Segment]) -> Position {
         match &self.place {
             Place::Text => Position { line, column },
-            Place::Yaml(node) => walk_yaml(node, problem.path.segments()).at,
+            Place::Yaml(node) => walk_yaml(node, path).at,
             Place::Embedded {
                 block: Some((first, indent)),
                 ..

@@ -11,11 +11,13 @@
     )
 )]
 
+mod allow;
 mod common;
 mod diff;
 mod explain;
 mod find;
 mod locate;
+mod modes;
 mod population;
 mod report;
 mod simulate;
@@ -28,7 +30,7 @@ use clap::{Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
-  dial validate envoy-config/ istio/                  every policy in a tree (exit 1 on any problem)
+  dial validate --strict envoy-config/ istio/         every policy in a tree, checked for where it runs
   dial validate -o json policy.json                    problems as JSON, for CI annotations
   kustomize build overlays/prod | dial validate -      manifests from a pipe
   dial explain policy.json --host shop.example.com --path /checkout -H 'x-user-id: alice'
