@@ -243,7 +243,7 @@ impl Scan {
                     origin: Origin::File,
                     text: bytes.to_vec(),
                     place: Place::Text,
-                    outcome: Policy::parse(bytes),
+                    outcome: crate::common::parse_policy(bytes),
                 });
                 return;
             }
@@ -374,7 +374,7 @@ impl Scan {
     }
 
     fn push(&mut self, context: &Context<'_>, origin: Origin, text: Vec<u8>, place: Place) {
-        let outcome = Policy::parse(&text);
+        let outcome = crate::common::parse_policy(&text);
         self.found.push(Found {
             file: context.file.into(),
             seq: self.files,
