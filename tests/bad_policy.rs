@@ -46,12 +46,21 @@ fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays(build: Build)
         &[("stable", stable.port), ("canary", canary.port)],
     );
     config.port = free_port();
+    // The variables the environment cases read, on Envoy's process (and passed to the VM).
+    let proxy_cases = bad_policies::proxy_cases();
+    config.host_env = proxy_cases.iter().flat_map(|c| c.env.clone()).collect();
+    assert!(!config.host_env.is_empty());
     let (envoy, lds) = Envoy::start_lds(&config);
     let before = Client::new(envoy.port).backends_of_users("h", "/", 200);
     assert!(before.iter().any(|b| b == "canary"));
 
-    let cases = bad_policies::cases();
+    let mut cases = bad_policies::cases();
     assert!(cases.len() >= 20);
+    cases.extend(
+        proxy_cases
+            .iter()
+            .map(|c| (c.name.clone(), c.policy.clone(), c.error.clone())),
+    );
     for (name, policy, error) in &cases {
         let mut bad = config.clone();
         bad.policy = policy.clone();
@@ -81,4 +90,12 @@ fn every_bad_policy_is_refused_on_reload_and_the_running_one_stays(build: Build)
     let after = Client::new(envoy.port).backends_of_users("h", "/", 200);
     assert_eq!(before, after);
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
+    // The variables' values reached no log line.
+    let log = envoy.log();
+    for (name, value) in &config.host_env {
+        assert!(
+            !log.contains(value.as_str()),
+            "{name}'s value is in the log"
+        );
+    }
 }

@@ -1373,3 +1373,75 @@ fn the_readmes_mode_table_is_what_validate_does() {
     }
     assert_eq!(checked, fixtures.len() * 4);
 }
+
+/// `dial` with `vars` added to its environment and the policy's own variables removed (the
+/// CLI does not run where the proxy does).
+fn dial_env(args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dial"));
+    for var in [
+        "DIAL_CHECKOUT_TOKEN",
+        "DIAL_CHECKOUT_COOKIE_SECRET",
+        "DIAL_CHECKOUT_COOKIE_SECRET_PREVIOUS",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command
+        .current_dir(repo_root())
+        .args(args)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Secrets from the proxy's environment: `validate` accepts them unset, checks one that is set
+/// here (naming it, not showing it), and `explain` says when a token cannot be checked here.
+#[test]
+fn secrets_from_the_environment_are_checked_where_they_are_set() {
+    const POLICY: &str = "tests/data/checkout-secrets-from-env.json";
+    let run = dial_env(&["validate", POLICY], &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    let run = dial_env(
+        &["validate", POLICY],
+        &[("DIAL_CHECKOUT_TOKEN", "short-value")],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("$.releases[0].override.token.fromEnv: the token in the environment variable \"DIAL_CHECKOUT_TOKEN\" must be at least 16"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("short-value") && !run.stderr.contains("short-value"));
+
+    let explain = |vars: &[(&str, &str)]| {
+        let args = [
+            "explain",
+            POLICY,
+            "--host",
+            HOST,
+            "--path",
+            PATH,
+            "-H",
+            "x-user-id: user-1",
+            "-H",
+            "x-dial-override: canary; token=token-from-the-env-01",
+        ];
+        let run = dial_env(&args, vars);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+    };
+    let unset = explain(&[]);
+    assert!(
+        unset.contains("note: the token comes from the proxy's environment variable DIAL_CHECKOUT_TOKEN, which is not set here"),
+        "{unset}"
+    );
+    assert!(unset.contains("ignored, not trusted"), "{unset}");
+    let set = explain(&[("DIAL_CHECKOUT_TOKEN", "token-from-the-env-01")]);
+    assert!(set.contains("honoured, the token matches"), "{set}");
+    assert!(!set.contains("note: the token"), "{set}");
+}

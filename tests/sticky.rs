@@ -13,6 +13,7 @@
 )]
 mod support;
 
+use dial::core::secret::Secret;
 use dial::core::sticky::{Signing, StickyCookie, KEY_LEN};
 use serde_json::json;
 use support::http::Response;
@@ -43,8 +44,8 @@ fn cookie(secret: &str, previous: Option<&str>) -> StickyCookie {
         path: "/".into(),
         secure: false,
         signing: Some(Signing {
-            secret: secret.into(),
-            previous: previous.map(str::to_string),
+            secret: Secret::inline(secret),
+            previous: previous.map(Secret::inline),
         }),
     }
 }

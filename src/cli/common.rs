@@ -5,9 +5,10 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dial::core::exchange::Engine;
-use dial::core::policy::{KeySource, Policy, Problem, Release};
+use dial::core::policy::{KeySource, Policy, PolicyError, Problem, Release};
 use dial::core::request::HeaderList;
 use dial::core::scope::HostPattern;
+use dial::core::secret::Environment;
 use dial::core::time::{parse_duration, parse_instant};
 use serde_json::Value;
 
@@ -262,6 +263,17 @@ pub fn pick_releases(policy: &Policy, name: Option<&str>) -> Result<Vec<usize>, 
     }
 }
 
+/// Parses a policy as the CLI sees it: away from the proxy. A `{"fromEnv": ...}` variable set
+/// in the CLI's environment is read and checked; one that is not leaves its secret unresolved
+/// (the proxy checks it when it loads the policy; `explain` says so).
+pub fn parse_policy(text: &[u8]) -> Result<Policy, PolicyError> {
+    Policy::parse_in(text, Environment::elsewhere(&cli_env))
+}
+
+fn cli_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// The policy with only its release `index`: the release alone, whatever the others' scopes
 /// would catch first, so a key is placed exactly as that release places it.
 pub fn release_alone(text: &[u8], index: usize) -> Result<Engine, Failure> {
@@ -275,7 +287,9 @@ pub fn release_alone(text: &[u8], index: usize) -> Result<Engine, Failure> {
     if let Some(releases) = doc.get_mut("releases") {
         *releases = Value::Array(vec![release]);
     }
-    Engine::from_config(doc.to_string().as_bytes()).map_err(|e| broken(e.to_string()))
+    parse_policy(doc.to_string().as_bytes())
+        .map(Engine::new)
+        .map_err(|e| broken(e.to_string()))
 }
 
 /// A request in a release's scope, with a slot for the user key in the release's first key

@@ -16,6 +16,7 @@ use dial::core::recording::{Call, RecordingHost};
 use dial::core::request::{fresh_entropy, HeaderList, RequestView};
 use dial::core::rules::{Condition, Matcher};
 use dial::core::scope::{HostPattern, Scope};
+use dial::core::secret::Secret;
 use dial::core::trust::parse_override;
 use serde_json::{json, Map, Value};
 
@@ -400,6 +401,12 @@ fn assigned(
         }
         Some(KeyOrigin::Minted) => {
             let name = sticky_name.unwrap_or("?");
+            if let WhenNoKey::Sticky(c) = &release.when_no_key {
+                let signing = c.signing.as_ref();
+                if let Some(var) = unresolved(signing.map(|s| &s.secret)) {
+                    b.line("Key", format!("note: the cookie's secret comes from the proxy's environment variable {var}, which is not set here: no signed cookie verifies (set {var} to explain with it)"));
+                }
+            }
             let minted = a
                 .new_sticky_key
                 .map(|k| String::from_utf8_lossy(&k).into_owned());
@@ -458,6 +465,9 @@ fn assigned(
             }
         };
         b.line("Override", verdict.clone());
+        if let Some(var) = unresolved(o.trust.token.as_ref()) {
+            b.line("Override", format!("note: the token comes from the proxy's environment variable {var}, which is not set here: no token matches (set {var} to explain with it)"));
+        }
         b.set("override", json!({ "header": o.header, "verdict": verdict, "honoured": a.reason == Reason::Override }));
     }
 
@@ -561,6 +571,11 @@ fn assigned(
     };
     b.set("mirror", mirror);
     Ok(())
+}
+
+/// The variable of a secret read from the environment but not set in the CLI's.
+fn unresolved(secret: Option<&Secret>) -> Option<&str> {
+    secret.filter(|s| s.value().is_none())?.variable()
 }
 
 fn trusted_because(

@@ -251,7 +251,7 @@ impl Scan {
                     origin: Origin::File,
                     text: bytes.to_vec(),
                     place: Place::Text,
-                    outcome: Policy::parse(bytes),
+                    outcome: crate::common::parse_policy(bytes),
                     site: Site {
                         placement: Placement::new(Vec::new(), "a bare policy", None),
                         ..Site::default()
@@ -412,7 +412,7 @@ impl Scan {
         place: Place,
         site: Site,
     ) {
-        let outcome = Policy::parse(&text);
+        let outcome = crate::common::parse_policy(&text);
         self.found.push(Found {
             file: context.file.into(),
             seq: self.files,

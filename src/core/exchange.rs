@@ -10,6 +10,7 @@ use crate::core::decide::{decide, Assignment, Context, Decision};
 use crate::core::host::{Host, MetricIndex};
 use crate::core::policy::{Policy, PolicyError, WhenNoKey};
 use crate::core::request::RequestView;
+use crate::core::secret::Environment;
 use crate::core::stats::Catalog;
 
 /// A policy in force, with the metrics it defines: what every exchange reads.
@@ -61,9 +62,14 @@ impl Engine {
         )
     }
 
-    /// Parses and validates the plugin configuration bytes.
+    /// Parses and validates the plugin configuration bytes (no environment variables).
     pub fn from_config(bytes: &[u8]) -> Result<Engine, PolicyError> {
         Policy::parse(bytes).map(Engine::new)
+    }
+
+    /// The same, with `{"fromEnv": ...}` secrets read from `env` (a binding's host).
+    pub fn from_config_in(bytes: &[u8], env: Environment) -> Result<Engine, PolicyError> {
+        Policy::parse_in(bytes, env).map(Engine::new)
     }
 
     /// The request headers arrived: decide, then steer. Client-sent copies of Dial's headers

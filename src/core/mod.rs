@@ -19,6 +19,7 @@ pub mod rules;
 pub mod runtime;
 pub mod scheme;
 pub mod scope;
+pub mod secret;
 pub mod stats;
 pub mod sticky;
 pub mod time;

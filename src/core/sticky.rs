@@ -12,6 +12,8 @@ use std::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::core::secret::Secret;
+
 /// Sticky keys are 16 lower-case hex digits (64 random bits).
 pub const KEY_LEN: usize = 16;
 /// The MAC's share of a signed value: 16 hex digits (64 bits), after a dot.
@@ -31,8 +33,8 @@ pub struct StickyCookie {
 /// The secret that signs new cookies, and the one before it, still honoured.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Signing {
-    pub secret: String,
-    pub previous: Option<String>,
+    pub secret: Secret,
+    pub previous: Option<Secret>,
 }
 
 impl fmt::Debug for Signing {
@@ -116,10 +118,12 @@ impl StickyCookie {
         }
         let mut tag_bytes = [0u8; TAG_LEN / 2];
         unhex(tag, &mut tag_bytes)?;
-        if self.verify(&signing.secret, key, &tag_bytes) {
-            return Some(Presented { key, resign: false });
+        if let Some(secret) = signing.secret.value() {
+            if self.verify(secret, key, &tag_bytes) {
+                return Some(Presented { key, resign: false });
+            }
         }
-        let previous = signing.previous.as_deref()?;
+        let previous = signing.previous.as_ref().and_then(Secret::value)?;
         self.verify(previous, key, &tag_bytes)
             .then_some(Presented { key, resign: true })
     }
@@ -127,7 +131,11 @@ impl StickyCookie {
     /// The cookie's value for a key: the key, and with a secret its MAC.
     pub fn value(&self, key: &[u8; KEY_LEN]) -> String {
         let key_text = std::str::from_utf8(key).unwrap_or_default();
-        let Some(mac) = self.signing.as_ref().and_then(|s| self.mac(&s.secret, key)) else {
+        let Some(mac) = self
+            .signing
+            .as_ref()
+            .and_then(|s| self.mac(s.secret.value()?, key))
+        else {
             return key_text.to_string();
         };
         let mut tag = [0u8; TAG_LEN];
@@ -188,8 +196,8 @@ mod tests {
 
     fn signed(secret: &str, previous: Option<&str>) -> StickyCookie {
         cookie(Some(Signing {
-            secret: secret.into(),
-            previous: previous.map(str::to_string),
+            secret: Secret::inline(secret),
+            previous: previous.map(Secret::inline),
         }))
     }
 

@@ -9,9 +9,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::core::secret::Secret;
+
 #[derive(Debug, Default)]
 pub struct Trust {
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub source_cidrs: Vec<Cidr>,
     pub anyone: bool,
 }
@@ -51,7 +53,7 @@ impl Trust {
         if self.anyone {
             return true;
         }
-        if let (Some(want), Some(got)) = (&self.token, token) {
+        if let (Some(want), Some(got)) = (self.token.as_ref().and_then(Secret::value), token) {
             if constant_time_eq(want.as_bytes(), got) {
                 return true;
             }
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn the_token_must_match_exactly() {
         let t = Trust {
-            token: Some("s3cret-token".into()),
+            token: Some(Secret::inline("s3cret-token")),
             ..Default::default()
         };
         assert!(t.allows(Some(b"s3cret-token"), || None));

@@ -40,6 +40,7 @@ use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 use crate::core::logging::{self, HostLogger, Severity};
 use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
+use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind};
 use request::NativeRequest;
 
@@ -138,6 +139,11 @@ fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
     }
 }
 
+/// A variable of Envoy's process environment, for `{"fromEnv": ...}` secrets.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// A filter configuration arrives (main thread): parse and check the policy, define its
 /// metrics. `None` refuses it: Envoy then refuses the listener (at startup it exits; on an
 /// update the previous configuration keeps serving).
@@ -146,7 +152,7 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
     let shared = Shared::for_configuration(&filter_name, bytes);
     let [loads, rejections] =
         stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
-    let engine = match Engine::from_config(bytes) {
+    let engine = match Engine::from_config_in(bytes, Environment::proxy(&env_var)) {
         Ok(engine) => engine,
         Err(e) => {
             log::error!("dial: {e}");

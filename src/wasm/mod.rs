@@ -19,6 +19,7 @@ use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 use crate::core::request::{SerializedHeaders, SerializedRequest};
 use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
+use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind, Metric};
 use host::WasmHost;
 
@@ -101,6 +102,13 @@ fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
     }
 }
 
+/// A variable of the VM's environment, for `{"fromEnv": ...}` secrets. On wasm32-wasip1 this
+/// is WASI's `environ_get`, which Envoy answers with `vm_config.environment_variables` (its
+/// `host_env_keys` copied from Envoy's own environment, and its `key_values`) and nothing else.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Where this plugin's shared state lives, and this configuration's fingerprint.
 fn shared_scope(configuration: &[u8]) -> Shared {
     let plugin = host::property(b"plugin_name")
@@ -138,7 +146,7 @@ impl RootContext for DialRoot {
         };
         let [loads, rejections] = stats::policy_counters().map(|m| define(&m).ok());
         let shared = shared_scope(&bytes);
-        let loaded = Engine::from_config(&bytes)
+        let loaded = Engine::from_config_in(&bytes, Environment::proxy(&env_var))
             .map_err(|e| e.to_string())
             .and_then(|engine| {
                 let metric_ids = engine

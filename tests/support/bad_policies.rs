@@ -1,7 +1,9 @@
 //! The table of bad policies (tests/data/bad-policies.json): each case is the base policy with
 //! one change, or a raw configuration, the text its rejection must contain and the kind of that
 //! problem. Shared by the unit tests (src/core/policy/tests.rs includes this file) and the Envoy
-//! suite (tests/bad_policy.rs).
+//! suite (tests/bad_policy.rs). A case with `proxyEnv` is rejected for what the proxy's
+//! environment holds: it is in `proxy_cases()`, not in `cases()` (which the CLI, away from the
+//! proxy, rejects too).
 
 use serde_json::Value;
 
@@ -15,21 +17,59 @@ pub fn base() -> Value {
     table()["base"].clone()
 }
 
-/// The kind of problem each case must report (`ProblemKind::as_str`), in the order of `cases()`.
-pub fn kinds() -> Vec<String> {
+/// The cases whose rejection does not depend on the proxy's environment (`proxy: false`), or
+/// those whose does.
+fn selected(proxy: bool) -> Vec<Value> {
     table()["cases"]
         .as_array()
         .unwrap()
+        .iter()
+        .filter(|case| case.get("proxyEnv").is_some() == proxy)
+        .cloned()
+        .collect()
+}
+
+/// The kind of problem each case must report (`ProblemKind::as_str`), in the order of `cases()`.
+pub fn kinds() -> Vec<String> {
+    selected(false)
         .iter()
         .map(|case| case["kind"].as_str().unwrap().to_string())
         .collect()
 }
 
-/// Every case: (name, configuration text, expected error text).
+/// One case rejected for the proxy's environment.
+pub struct ProxyCase {
+    pub name: String,
+    pub policy: String,
+    pub error: String,
+    pub kind: String,
+    /// The variables the proxy has for it.
+    pub env: Vec<(String, String)>,
+}
+
+/// Every case rejected for what the proxy's environment holds (or lacks).
+pub fn proxy_cases() -> Vec<ProxyCase> {
+    selected(true)
+        .iter()
+        .map(|case| ProxyCase {
+            name: case["name"].as_str().unwrap().to_string(),
+            policy: case_policy(case),
+            error: case["error"].as_str().unwrap().to_string(),
+            kind: case["kind"].as_str().unwrap().to_string(),
+            env: case["proxyEnv"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every case whose rejection does not depend on the proxy's environment: (name, configuration
+/// text, expected error text).
 pub fn cases() -> Vec<(String, String, String)> {
-    table()["cases"]
-        .as_array()
-        .unwrap()
+    selected(false)
         .iter()
         .map(|case| {
             let name = case["name"].as_str().unwrap().to_string();

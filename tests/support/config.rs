@@ -31,13 +31,17 @@ pub struct EnvoyConfig {
     pub omit_configuration: bool,
     /// `vm_config.environment_variables.key_values`, as istiod sets them.
     pub vm_env: Vec<(String, String)>,
+    /// Variables set on Envoy's process: the native build reads them there, the Wasm VM gets
+    /// them through `vm_config.environment_variables.host_env_keys` (Istio's `valueFrom: HOST`).
+    pub host_env: Vec<(String, String)>,
     /// Shadow cluster: requests Dial marks with `x-dial-mirror` are mirrored there.
     pub mirror_cluster: Option<String>,
     /// Another module than the release build (the panic probe's).
     pub module: Option<std::path::PathBuf>,
     /// Which build of Dial runs: the Wasm filter (the default) or the native dynamic module.
     /// The native filter takes `plugin_name` as its `filter_name` and the same policy; the
-    /// Wasm-only settings (`root_id`, `vm_id`, `vm_env`, `failure_policy`) do not apply to it.
+    /// Wasm-only settings (`root_id`, `vm_id`, `vm_env`, `failure_policy`) do not apply to it;
+    /// `host_env` does (Envoy's process environment).
     pub build: super::Build,
     /// The connection manager's `use_remote_address` (`None`: unset, Envoy's default).
     pub use_remote_address: Option<bool>,
@@ -68,6 +72,7 @@ impl EnvoyConfig {
             failure_policy: "FAIL_CLOSED".into(),
             omit_configuration: false,
             vm_env: Vec::new(),
+            host_env: Vec::new(),
             mirror_cluster: None,
             module: None,
             build: super::Build::Wasm,
@@ -115,17 +120,7 @@ impl EnvoyConfig {
               value: {policy}"
                     )
                 },
-                vm_env = if self.vm_env.is_empty() {
-                    String::new()
-                } else {
-                    let pairs: Vec<String> =
-                        self.vm_env.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
-                    format!(
-                        "
-              environment_variables: {{ key_values: {{ {} }} }}",
-                        pairs.join(", ")
-                    )
-                },
+                vm_env = self.environment_variables(),
                 module = module.display(),
             ),
             super::Build::Native => format!(
@@ -151,6 +146,31 @@ impl EnvoyConfig {
                 module = module.display(),
             ),
         }
+    }
+
+    /// The Wasm VM's `environment_variables`, if any.
+    fn environment_variables(&self) -> String {
+        let mut fields = Vec::new();
+        if !self.host_env.is_empty() {
+            let keys: Vec<&str> = self.host_env.iter().map(|(k, _)| k.as_str()).collect();
+            fields.push(format!("host_env_keys: [{}]", keys.join(", ")));
+        }
+        if !self.vm_env.is_empty() {
+            let pairs: Vec<String> = self
+                .vm_env
+                .iter()
+                .map(|(k, v)| format!("{k}: \"{v}\""))
+                .collect();
+            fields.push(format!("key_values: {{ {} }}", pairs.join(", ")));
+        }
+        if fields.is_empty() {
+            return String::new();
+        }
+        format!(
+            "
+              environment_variables: {{ {} }}",
+            fields.join(", ")
+        )
     }
 
     /// The listener resource (used inline, or as an LDS file for reload tests).

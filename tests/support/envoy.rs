@@ -23,18 +23,21 @@ fn spawn(
     bootstrap: &str,
     wrapper: &[String],
     workers: u32,
+    env: &[(String, String)],
 ) -> (Child, PathBuf, PathBuf) {
-    spawn_with_args(dir, bootstrap, wrapper, workers, &[])
+    spawn_with_args(dir, bootstrap, wrapper, workers, &[], env)
 }
 
 /// The same, with more command-line options for Envoy (`--drain-strategy immediate`); an
-/// `extra` `--drain-time-s` replaces the tests' 1 s.
+/// `extra` `--drain-time-s` or `--log-level` replaces the tests' own. `env`: variables set on
+/// Envoy's process (`EnvoyConfig::host_env`).
 fn spawn_with_args(
     dir: &Path,
     bootstrap: &str,
     wrapper: &[String],
     workers: u32,
     extra: &[String],
+    env: &[(String, String)],
 ) -> (Child, PathBuf, PathBuf) {
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, bootstrap).unwrap();
@@ -59,13 +62,18 @@ fn spawn_with_args(
             &["--drain-time-s", "1"][..]
         })
         .args(extra)
-        .args([
-            "--log-level",
-            "warning",
-            "--component-log-level",
-            // Dial's own lines: the Wasm build's and the native build's.
-            "wasm:info,dynamic_modules:info",
-        ])
+        .args(if extra.iter().any(|a| a == "--log-level") {
+            &[][..]
+        } else {
+            &[
+                "--log-level",
+                "warning",
+                "--component-log-level",
+                // Dial's own lines: the Wasm build's and the native build's.
+                "wasm:info,dynamic_modules:info",
+            ][..]
+        })
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--admin-address-path")
         .arg(&admin_path)
         // Admin on an ephemeral port; its address is written to admin_path.
@@ -87,7 +95,7 @@ impl Envoy {
     /// Starts Envoy with a static bootstrap and waits until the listener accepts.
     pub fn start(config: &EnvoyConfig) -> Envoy {
         let dir = scratch_dir("envoy");
-        Self::start_bootstrap(dir, &config.bootstrap_static())
+        Self::start_bootstrap(dir, &config.bootstrap_static(), &config.host_env)
     }
 
     /// The same with `workers` worker threads, each with its own Wasm VM.
@@ -99,6 +107,7 @@ impl Envoy {
             &[],
             workers,
             Duration::from_secs(30),
+            &config.host_env,
         )
     }
 
@@ -109,7 +118,7 @@ impl Envoy {
         let dir = scratch_dir("envoy-lds");
         let lds = dir.join("lds.yaml");
         std::fs::write(&lds, config.lds_file()).unwrap();
-        let envoy = Self::start_bootstrap(dir, &config.bootstrap_lds(&lds));
+        let envoy = Self::start_bootstrap(dir, &config.bootstrap_lds(&lds), &config.host_env);
         (envoy, lds)
     }
 
@@ -122,7 +131,8 @@ impl Envoy {
         std::fs::write(&lds, config.lds_file()).unwrap();
         let bootstrap = config.bootstrap_lds(&lds);
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        let (child, log_path, admin_path) = spawn_with_args(&dir, &bootstrap, &[], workers, &extra);
+        let (child, log_path, admin_path) =
+            spawn_with_args(&dir, &bootstrap, &[], workers, &extra, &config.host_env);
         let envoy = Self::wait_started(child, dir, log_path, admin_path, Duration::from_secs(30));
         (envoy, lds)
     }
@@ -134,7 +144,7 @@ impl Envoy {
 
     /// Starts Envoy with any bootstrap whose first listener is on port 0 (benchmarks).
     pub fn start_yaml(label: &str, bootstrap: &str) -> Envoy {
-        Self::start_bootstrap(scratch_dir(label), bootstrap)
+        Self::start_bootstrap(scratch_dir(label), bootstrap, &[])
     }
 
     /// The same, under `wrapper` (valgrind, for the benchmark's instruction counts); such a
@@ -146,11 +156,12 @@ impl Envoy {
             wrapper,
             1,
             Duration::from_secs(300),
+            &[],
         )
     }
 
-    fn start_bootstrap(dir: PathBuf, bootstrap: &str) -> Envoy {
-        Self::start_with(dir, bootstrap, &[], 1, Duration::from_secs(30))
+    fn start_bootstrap(dir: PathBuf, bootstrap: &str, env: &[(String, String)]) -> Envoy {
+        Self::start_with(dir, bootstrap, &[], 1, Duration::from_secs(30), env)
     }
 
     fn start_with(
@@ -159,8 +170,9 @@ impl Envoy {
         wrapper: &[String],
         workers: u32,
         wait: Duration,
+        env: &[(String, String)],
     ) -> Envoy {
-        let (child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper, workers);
+        let (child, log_path, admin_path) = spawn(&dir, bootstrap, wrapper, workers, env);
         Self::wait_started(child, dir, log_path, admin_path, wait)
     }
 
@@ -234,7 +246,8 @@ impl Envoy {
     /// Runs Envoy with a bootstrap that must be refused; returns its exit status and log.
     pub fn start_expecting_failure(config: &EnvoyConfig) -> (ExitStatus, String) {
         let dir = scratch_dir("envoy-refused");
-        let (mut child, log_path, _) = spawn(&dir, &config.bootstrap_static(), &[], 1);
+        let (mut child, log_path, _) =
+            spawn(&dir, &config.bootstrap_static(), &[], 1, &config.host_env);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -15,6 +15,7 @@ use crate::core::ramp::Ramp;
 use crate::core::rules::Rule;
 use crate::core::scheme::Scheme;
 use crate::core::scope::Scope;
+use crate::core::secret::Environment;
 use crate::core::sticky::StickyCookie;
 use crate::core::trust::Trust;
 
@@ -118,10 +119,16 @@ pub struct Override {
 }
 
 impl Policy {
-    /// Parses and validates a policy from the plugin configuration bytes.
+    /// Parses and validates a policy from the plugin configuration bytes, in a proxy with no
+    /// environment variables: a secret written `{"fromEnv": ...}` rejects it.
     pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
+        Policy::parse_in(bytes, Environment::none())
+    }
+
+    /// The same, reading `{"fromEnv": ...}` secrets from `env`.
+    pub fn parse_in(bytes: &[u8], env: Environment) -> Result<Policy, PolicyError> {
         let raw = raw::parse(bytes)?;
-        validate::validate(raw)
+        validate::validate(raw, env)
     }
 }
 

@@ -13,7 +13,7 @@
 use serde_json::{Number, Value};
 
 use super::error::{JsonPath, PolicyError, ProblemKind};
-use super::reader::{boolean, integer, number, string, strings, Object, Reader};
+use super::reader::{boolean, integer, number, secret, string, strings, Object, Reader};
 
 #[derive(Debug, Default)]
 pub struct RawPolicy {
@@ -102,14 +102,21 @@ pub struct RawStickyCookie {
     pub max_age_seconds: Option<i64>,
     pub path: Option<String>,
     pub secure: bool,
-    pub secret: Option<String>,
-    pub previous_secret: Option<String>,
+    pub secret: Option<RawSecret>,
+    pub previous_secret: Option<RawSecret>,
+}
+
+/// A secret field as written: the value, or the proxy's environment variable that holds it.
+#[derive(Debug)]
+pub enum RawSecret {
+    Inline(String),
+    FromEnv(String),
 }
 
 #[derive(Debug)]
 pub struct RawOverride {
     pub header: String,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
     pub source_cidrs: Vec<String>,
     pub allow_anyone: bool,
 }
@@ -303,21 +310,21 @@ fn sticky_cookie(r: &mut Reader, o: &mut Object) -> Option<RawStickyCookie> {
     let max_age_seconds = r.optional(o, "maxAgeSeconds", integer);
     let path = r.optional(o, "path", string);
     let secure = r.optional(o, "secure", boolean);
-    let secret = r.optional(o, "secret", string);
-    let previous_secret = r.optional(o, "previousSecret", string);
+    let current = r.optional(o, "secret", secret);
+    let previous_secret = r.optional(o, "previousSecret", secret);
     Some(RawStickyCookie {
         name: name?,
         max_age_seconds,
         path,
         secure: secure.unwrap_or(false),
-        secret,
+        secret: current,
         previous_secret,
     })
 }
 
 fn override_(r: &mut Reader, o: &mut Object) -> Option<RawOverride> {
     let header = r.required(o, "header", string);
-    let token = r.optional(o, "token", string);
+    let token = r.optional(o, "token", secret);
     let source_cidrs = r.optional(o, "sourceCidrs", strings);
     let allow_anyone = r.optional(o, "allowAnyone", boolean);
     Some(RawOverride {

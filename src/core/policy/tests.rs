@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::rules::{Condition, Matcher};
 use crate::core::scope::HostPattern;
+use crate::core::secret::Environment;
 use serde_json::json;
 
 /// The example policy (tests/data/checkout.json, which the lifecycle and Envoy tests use too).
@@ -116,6 +117,169 @@ fn bad_policies_are_rejected_with_path_kind_and_value() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// The cases rejected for the proxy's environment, parsed with that environment: the problem
+/// names the variable and never shows its value.
+#[test]
+fn bad_secrets_from_the_proxy_environment_are_rejected_by_name() {
+    let cases = bad_policies::proxy_cases();
+    assert!(cases.len() >= 5);
+    let mut mismatches = Vec::new();
+    for case in cases {
+        let lookup = |name: &str| {
+            case.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        match Policy::parse_in(case.policy.as_bytes(), Environment::proxy(&lookup)) {
+            Ok(_) => mismatches.push(format!("{}: accepted", case.name)),
+            Err(e) => {
+                let shown = format!("{e} {e:?}");
+                if !e
+                    .problems
+                    .iter()
+                    .any(|p| p.kind.as_str() == case.kind && p.to_string().contains(&case.error))
+                {
+                    mismatches.push(format!(
+                        "{}: want {} …{}…\n  got {e:?}",
+                        case.name, case.kind, case.error
+                    ));
+                }
+                for (_, value) in &case.env {
+                    assert!(!shown.contains(value.as_str()), "{}: {shown}", case.name);
+                }
+            }
+        }
+        // Away from the proxy, the same policy is not rejected for its variables.
+        let cli = Policy::parse_in(case.policy.as_bytes(), Environment::elsewhere(&|_| None));
+        if let Err(e) = cli {
+            assert!(
+                !e.problems
+                    .iter()
+                    .any(|p| p.to_string().contains("environment variable")),
+                "{}: {e}",
+                case.name
+            );
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+fn with_secrets(
+    token: serde_json::Value,
+    secret: serde_json::Value,
+    previous: serde_json::Value,
+) -> String {
+    let mut d = base();
+    d["releases"][0]["override"] = json!({ "header": "x-dial-override", "token": token });
+    d["releases"][0]["whenNoKey"] = json!({ "stickyCookie": { "name": "dial-checkout", "secret": secret, "previousSecret": previous } });
+    d.to_string()
+}
+
+#[test]
+fn secrets_are_read_from_the_environment_given() {
+    let policy = with_secrets(
+        json!({ "fromEnv": "DIAL_TOKEN" }),
+        json!({ "fromEnv": "DIAL_COOKIE_SECRET" }),
+        json!("an-inline-old-secret-1"),
+    );
+    let lookup = |name: &str| match name {
+        "DIAL_TOKEN" => Some("token-from-the-env-0123".to_string()),
+        "DIAL_COOKIE_SECRET" => Some("cookie-secret-from-env-1".to_string()),
+        _ => None,
+    };
+    let p = Policy::parse_in(policy.as_bytes(), Environment::proxy(&lookup)).unwrap();
+    let r = &p.releases[0];
+    let token = r.override_.as_ref().unwrap().trust.token.as_ref().unwrap();
+    assert_eq!(token.value(), Some("token-from-the-env-0123"));
+    assert_eq!(token.variable(), Some("DIAL_TOKEN"));
+    let WhenNoKey::Sticky(c) = &r.when_no_key else {
+        panic!("{:?}", r.when_no_key)
+    };
+    let signing = c.signing.as_ref().unwrap();
+    assert_eq!(signing.secret.value(), Some("cookie-secret-from-env-1"));
+    assert_eq!(
+        signing.previous.as_ref().unwrap().value(),
+        Some("an-inline-old-secret-1")
+    );
+    assert_eq!(signing.previous.as_ref().unwrap().variable(), None);
+    // Nothing of the values in the policy's debug text.
+    let shown = format!("{p:?}");
+    assert!(
+        !shown.contains("from-the-env")
+            && !shown.contains("from-env")
+            && !shown.contains("inline-old"),
+        "{shown}"
+    );
+
+    // In a proxy without them: both variables named, in the order written.
+    let err = Policy::parse(policy.as_bytes()).unwrap_err();
+    let lines: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "$.releases[0].whenNoKey.stickyCookie.secret.fromEnv: the environment variable \"DIAL_COOKIE_SECRET\" is not set where the proxy runs (the Wasm filter sees only the variables its vm_config.environment_variables passes)",
+            "$.releases[0].override.token.fromEnv: the environment variable \"DIAL_TOKEN\" is not set where the proxy runs (the Wasm filter sees only the variables its vm_config.environment_variables passes)",
+        ]
+    );
+    assert_eq!(err.problems[0].value, Some(json!("DIAL_COOKIE_SECRET")));
+}
+
+#[test]
+fn away_from_the_proxy_an_unset_variable_leaves_the_secret_unresolved() {
+    let policy = with_secrets(
+        json!({ "fromEnv": "DIAL_TOKEN" }),
+        json!({ "fromEnv": "DIAL_COOKIE_SECRET" }),
+        json!({ "fromEnv": "DIAL_COOKIE_SECRET_OLD" }),
+    );
+    let here = |name: &str| (name == "DIAL_TOKEN").then(|| "token-set-in-the-cli-0".to_string());
+    let p = Policy::parse_in(policy.as_bytes(), Environment::elsewhere(&here)).unwrap();
+    let r = &p.releases[0];
+    let token = r.override_.as_ref().unwrap().trust.token.as_ref().unwrap();
+    assert_eq!(token.value(), Some("token-set-in-the-cli-0"));
+    let WhenNoKey::Sticky(c) = &r.when_no_key else {
+        panic!()
+    };
+    let signing = c.signing.as_ref().unwrap();
+    assert_eq!(
+        (signing.secret.value(), signing.secret.variable()),
+        (None, Some("DIAL_COOKIE_SECRET"))
+    );
+    // An unresolved secret signs and verifies nothing: the cookie's value is a bare key, and no
+    // signed value is taken.
+    let key = *b"0123456789abcdef";
+    assert_eq!(c.value(&key), "0123456789abcdef");
+    assert_eq!(c.read(b"0123456789abcdef.0123456789abcdef"), None);
+    // A variable set here is checked like the proxy would.
+    let short = |_: &str| Some("short".to_string());
+    let err = Policy::parse_in(policy.as_bytes(), Environment::elsewhere(&short)).unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+    assert!(!err.to_string().contains("short\""), "{err}");
+}
+
+#[test]
+fn a_secret_object_never_quotes_what_it_holds() {
+    // A secret pasted as the variable's name, then next to it (phase one stops there).
+    for (token, secret, held) in [
+        (
+            json!({ "fromEnv": "qa token 0123456789" }),
+            json!("cookie-secret-0123456"),
+            "qa token",
+        ),
+        (
+            json!("qa-token-0123456789"),
+            json!({ "fromEnv": "DIAL_SECRET", "value": "pasted-secret-0123456" }),
+            "pasted-secret",
+        ),
+    ] {
+        let err = Policy::parse(with_secrets(token, secret, json!(null)).as_bytes()).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(held), "{shown}");
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].value, None, "{err}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! force is read back, and what Dial writes for a key reads back as that key.
 
 use dial::core::cookie;
+use dial::core::secret::Secret;
 use dial::core::sticky::{is_valid_key, mint_key, Signing, StickyCookie, KEY_LEN};
 
 use super::input::Input;
@@ -75,8 +76,8 @@ fn sticky(signing: Option<(&str, Option<&str>)>) -> StickyCookie {
         path: "/".to_string(),
         secure: true,
         signing: signing.map(|(secret, previous)| Signing {
-            secret: secret.to_string(),
-            previous: previous.map(str::to_string),
+            secret: Secret::inline(secret),
+            previous: previous.map(Secret::inline),
         }),
     }
 }

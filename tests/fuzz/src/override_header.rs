@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use dial::core::decide::{decide, Context, Decision, Reason};
 use dial::core::request::HeaderList;
+use dial::core::secret::Secret;
 use dial::core::trust::{parse_override, Cidr, OverrideRequest, Trust};
 
 use super::fixtures::{engines, TOKEN};
@@ -115,7 +116,7 @@ pub fn check(data: &[u8]) {
         ip
     };
     let by_token = Trust {
-        token: Some(TOKEN.to_string()),
+        token: Some(Secret::inline(TOKEN)),
         ..Trust::default()
     };
     assert_eq!(
@@ -134,7 +135,7 @@ pub fn check(data: &[u8]) {
     assert!(anyone.allows(asked.token, || ip));
     if let Some(c) = cidr {
         let by_range = Trust {
-            token: Some(TOKEN.to_string()),
+            token: Some(Secret::inline(TOKEN)),
             source_cidrs: vec![c],
             anyone: false,
         };

@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 
+use super::MIN_TOKEN_LEN;
 use crate::core::policy::error::{quote, JsonPath, Problem, ProblemKind};
+use crate::core::policy::raw::RawSecret;
+use crate::core::secret::{is_variable_name, Environment, Secret, MAX_VARIABLE_LEN};
 
 /// Request headers Dial must never take over: framing, hop-by-hop and identity headers.
 const RESERVED_HEADERS: &[&str] = &[
@@ -19,14 +22,16 @@ const RESERVED_HEADERS: &[&str] = &[
     "set-cookie",
 ];
 
-pub struct Checker {
+pub struct Checker<'e> {
     pub problems: Vec<Problem>,
     /// Dial's own routing headers (subset, version, mirror), once known: a release must not read
     /// one (a client could send it and steer), nor use it as the override header.
     pub routing: Vec<String>,
+    /// Where `{"fromEnv": ...}` secrets are read.
+    pub env: Environment<'e>,
 }
 
-impl Checker {
+impl Checker<'_> {
     /// Records a problem about a string value (quoted in the message by the caller).
     pub fn fail(&mut self, path: JsonPath, kind: ProblemKind, value: &str, message: String) {
         self.problems.push(Problem::new(
@@ -131,6 +136,61 @@ impl Checker {
             return None;
         }
         Some(lower)
+    }
+
+    /// A secret, inline or from the environment: long enough, printable, and safe in a header
+    /// value. `what` names it in messages ("the token"). Its value is never repeated in a
+    /// problem; a variable's name is.
+    pub fn secret(&mut self, path: JsonPath, what: &str, raw: RawSecret) -> Option<Secret> {
+        let rules = format!("at least {MIN_TOKEN_LEN} printable characters without ';' or spaces");
+        let usable = |s: &str| {
+            s.len() >= MIN_TOKEN_LEN && s.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+        };
+        match raw {
+            RawSecret::Inline(value) => {
+                if usable(&value) {
+                    return Some(Secret::inline(value));
+                }
+                self.fail_here(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!("{what} must be {rules}"),
+                );
+                None
+            }
+            RawSecret::FromEnv(name) => {
+                let at = path.key("fromEnv");
+                if !is_variable_name(&name) {
+                    // Not quoted: a secret pasted here by mistake must not reach a log.
+                    self.fail_here(
+                        at,
+                        ProblemKind::InvalidValue,
+                        format!("not an environment variable name: use 1-{MAX_VARIABLE_LEN} of A-Z a-z 0-9 '_', not starting with a digit (the value is not repeated, in case it is a secret)"),
+                    );
+                    return None;
+                }
+                match self.env.var(&name) {
+                    Some(value) if usable(&value) => Some(Secret::from_env(name, Some(value))),
+                    Some(_) => {
+                        let message = format!(
+                            "{what} in the environment variable {} must be {rules}",
+                            quote(&name)
+                        );
+                        self.fail(at, ProblemKind::InvalidValue, &name, message);
+                        None
+                    }
+                    None if self.env.is_proxy() => {
+                        let message = format!(
+                            "the environment variable {} is not set where the proxy runs (the Wasm filter sees only the variables its vm_config.environment_variables passes)",
+                            quote(&name)
+                        );
+                        self.fail(at, ProblemKind::InvalidValue, &name, message);
+                        None
+                    }
+                    None => Some(Secret::from_env(name, None)),
+                }
+            }
+        }
     }
 
     pub fn cookie_name(&mut self, path: JsonPath, value: &str) -> Option<String> {

@@ -19,6 +19,7 @@ use super::raw::RawPolicy;
 use super::{
     HeaderNames, Policy, DEFAULT_MIRROR_HEADER, DEFAULT_SUBSET_HEADER, DEFAULT_VERSION_HEADER,
 };
+use crate::core::secret::Environment;
 use checker::Checker;
 
 /// Bounds that keep the per-request work and the stats cardinality small.
@@ -29,10 +30,11 @@ pub const MAX_WEIGHT_TOTAL: i64 = 1_000_000;
 pub const MAX_COOKIE_AGE: i64 = 400 * 24 * 3600;
 pub const MIN_TOKEN_LEN: usize = 16;
 
-pub fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
+pub fn validate(raw: RawPolicy, env: Environment) -> Result<Policy, PolicyError> {
     let mut c = Checker {
         problems: Vec::new(),
         routing: Vec::new(),
+        env,
     };
     let at = JsonPath::root().key("headers");
     let routing = |c: &mut Checker, name: &str, value: &Option<String>, default: &str| match value {

@@ -1,7 +1,6 @@
 //! The override header and who may use it.
 
 use super::checker::Checker;
-use super::MIN_TOKEN_LEN;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::RawOverride;
 use crate::core::policy::Override;
@@ -10,16 +9,10 @@ use crate::core::trust::{Cidr, Trust};
 pub fn override_(c: &mut Checker, path: &JsonPath, o: RawOverride) -> Option<Override> {
     let mark = c.mark();
     let header = c.header_name(path.key("header"), &o.header, true);
-    if let Some(t) = &o.token {
-        if t.len() < MIN_TOKEN_LEN || t.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
-            // The token is a secret: the problem names it but does not repeat it.
-            c.fail_here(
-                path.key("token"),
-                ProblemKind::InvalidValue,
-                format!("the token must be at least {MIN_TOKEN_LEN} printable characters without ';' or spaces"),
-            );
-        }
-    }
+    let written = o.token.is_some();
+    let token = o
+        .token
+        .and_then(|t| c.secret(path.key("token"), "the token", t));
     let mut source_cidrs = Vec::with_capacity(o.source_cidrs.len());
     for (i, s) in o.source_cidrs.iter().enumerate() {
         match Cidr::parse(s) {
@@ -35,7 +28,7 @@ pub fn override_(c: &mut Checker, path: &JsonPath, o: RawOverride) -> Option<Ove
             ),
         }
     }
-    if o.token.is_none() && source_cidrs.is_empty() && !o.allow_anyone && c.clean_since(mark) {
+    if !written && source_cidrs.is_empty() && !o.allow_anyone && c.clean_since(mark) {
         c.fail_here(
             path.clone(),
             ProblemKind::Conflict,
@@ -46,7 +39,7 @@ pub fn override_(c: &mut Checker, path: &JsonPath, o: RawOverride) -> Option<Ove
     c.clean_since(mark).then_some(Override {
         header,
         trust: Trust {
-            token: o.token,
+            token,
             source_cidrs,
             anyone: o.allow_anyone,
         },
