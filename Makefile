@@ -79,9 +79,16 @@ cli:
 	@echo "built target/release/dial"
 
 # Every policy shipped under envoy-config/ and istio/, checked by `dial validate` (the filter's
-# own parser, each problem at its file and line).
-validate-policies:
-	cargo run --quiet --features cli --bin dial -- validate envoy-config istio
+# own parser, each problem at its file and line) strictly: a warning for where the policy runs
+# (README, "Where Dial runs") fails the run, unless the file excuses it with a reason. The Istio
+# manifests are checked as a user applies them: rendered by `make istio-manifests` with an image
+# on a local registry and this build's digest (the shipped ones hold an example image and an
+# all-zero digest, which tests/cli.rs checks are their only warnings).
+ISTIO_CHECK := target/istio-check
+validate-policies: oci
+	cargo run --quiet --features cli --bin dial -- validate --strict envoy-config
+	$(PYTHON) istio/oci/render_manifests.py istio $(OCI_DIR) $(ISTIO_CHECK) oci://localhost:5000/platform/dial:$$(cargo pkgid | sed 's/.*[#@]//')
+	cargo run --quiet --features cli --bin dial -- validate --strict $(ISTIO_CHECK)
 
 wasm-test: toolchain
 	@command -v node >/dev/null || { echo "node is required to run the core's tests on wasm32"; exit 1; }
@@ -125,6 +132,15 @@ gateway-test: $(GATEWAY_TOOLS)
 # An OCI image Istio's fetcher accepts, built without Docker or network.
 oci: build
 	$(PYTHON) istio/oci/build_image.py $(MODULE) $(OCI_DIR) $$(cargo pkgid | sed 's/.*[#@]//')
+
+# The manifests under istio/ with your image: target/istio/, each WasmPlugin's url set to
+# DIAL_IMAGE (oci://<registry>/<repository>:<tag>; default: the example's, which you must change)
+# and its sha256 to the digest `make oci` just computed. Push target/oci/layout there yourself.
+ISTIO_OUT  := target/istio
+DIAL_IMAGE ?=
+.PHONY: istio-manifests
+istio-manifests: oci
+	$(PYTHON) istio/oci/render_manifests.py istio $(OCI_DIR) $(ISTIO_OUT) $(DIAL_IMAGE)
 
 # skopeo (Debian) reads the image independently of our checker, as a registry client would.
 oci-tools:
@@ -210,8 +226,8 @@ baggage-otel-test: otel-propagators
 # tests/istio.rs derives the Envoy settings istiod would give each WasmPlugin by running
 # tests/istio/check_manifests.mjs itself, hence istio-tools; tests/prometheus.rs reads the
 # analysis templates with the same js-yaml, and runs Prometheus and promtool; tests/baggage_otel.rs
-# runs OpenTelemetry's propagators.
-e2e-test: build build-native panic-probe envoy istio-tools prometheus-tools flag-sdks otel-propagators
+# runs OpenTelemetry's propagators; tests/fail_open.rs reads the shipped YAML with PyYAML.
+e2e-test: build build-native panic-probe envoy $(TEST_TOOLS) istio-tools prometheus-tools flag-sdks otel-propagators
 	cargo test --features cli --test '*' -- --test-threads 2
 
 # The native build's end-to-end tests (every `::native` test, and tests/native.rs) against another

@@ -10,9 +10,8 @@ mod support;
 
 use std::process::Command;
 
-use dial::core::policy::Policy;
 use serde_json::Value;
-use support::policies::{checkout, envoy_example};
+use support::policies::{checkout, envoy_example, parse_with_example_env, EXAMPLE_ENV};
 use support::{envoy_binary, repo_root};
 
 #[test]
@@ -42,24 +41,47 @@ fn every_shipped_envoy_config_validates() {
                 config.display()
             );
         }
-        let out = Command::new(envoy_binary())
-            .current_dir(repo_root())
-            .args(["--mode", "validate", "--log-level", "warning", "-c"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // With the secrets the policy reads from Envoy's environment: valid.
+        let (ok, text) = envoy_validate(&config, &EXAMPLE_ENV);
+        assert!(ok, "{} does not validate:\n{text}", config.display());
+        assert!(text.contains(" OK"), "{}: {text}", config.display());
+        // Without them: refused, naming each variable, never a value.
+        let (ok, text) = envoy_validate(&config, &[]);
         assert!(
-            out.status.success(),
-            "{} does not validate:\n{text}",
+            !ok,
+            "{} validates without its secrets:\n{text}",
             config.display()
         );
-        assert!(text.contains(" OK"), "{}: {text}", config.display());
+        for (name, value) in EXAMPLE_ENV {
+            assert!(
+                text.contains(&format!("the environment variable \"{name}\" is not set")),
+                "{}: {text}",
+                config.display()
+            );
+            assert!(!text.contains(value));
+        }
     }
+}
+
+/// `envoy --mode validate -c config` with `env` (and none of the examples' variables but those)
+/// in Envoy's environment: whether it validated, and what it printed.
+fn envoy_validate(config: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(envoy_binary());
+    command
+        .current_dir(repo_root())
+        .args(["--mode", "validate", "--log-level", "warning", "-c"])
+        .arg(config);
+    for (name, _) in EXAMPLE_ENV {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 #[test]
@@ -70,15 +92,8 @@ fn validation_runs_dials_policy_checks() {
     let dir = support::scratch_dir("validate");
     let path = dir.join("broken.yaml");
     std::fs::write(&path, broken).unwrap();
-    let out = Command::new(envoy_binary())
-        .current_dir(repo_root())
-        .args(["--mode", "validate", "--log-level", "warning", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "a broken policy validated:\n{text}");
+    let (ok, text) = envoy_validate(&path, &EXAMPLE_ENV);
+    assert!(!ok, "a broken policy validated:\n{text}");
     assert!(
         text.contains("$.releases[0].subsets[0].weight: weight must be 0 or more, got -90"),
         "{text}"
@@ -92,7 +107,7 @@ fn validation_runs_dials_policy_checks() {
 #[test]
 fn the_shipped_example_policy_is_the_tests_checkout_policy() {
     let text = envoy_example();
-    if let Err(e) = Policy::parse(text.as_bytes()) {
+    if let Err(e) = parse_with_example_env(&text) {
         panic!("envoy-config/envoy.yaml: its policy is refused: {e}\n{text}");
     }
     let shipped: Value = serde_json::from_str(&text).unwrap();
@@ -117,6 +132,13 @@ fn the_shipped_example_policy_is_the_tests_checkout_policy() {
         let token = fields
             .get_mut("override")
             .and_then(|o| o.as_object_mut()?.remove("token"));
+        // The example signs its sticky cookie with a secret from the environment.
+        if let Some(cookie) = fields
+            .get_mut("whenNoKey")
+            .and_then(|w| w.get_mut("stickyCookie")?.as_object_mut())
+        {
+            cookie.remove("secret");
+        }
         (r, added, token)
     };
     let (shipped_release, [mirror, ramp, guard], shipped_token) = routing(&shipped["releases"][0]);

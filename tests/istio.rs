@@ -24,6 +24,8 @@ struct IstioPlugin {
     root_id: String,
     failure_policy: String,
     configuration: Option<String>,
+    /// `vmConfig.env` with `valueFrom: HOST`: Envoy's `host_env_keys`.
+    host_env_keys: Vec<String>,
 }
 
 /// The settings istiod would give each WasmPlugin under istio/, derived once per test binary.
@@ -71,6 +73,12 @@ fn derive_plugins() -> Vec<(PathBuf, IstioPlugin)> {
                 root_id: v["rootId"].as_str().unwrap().to_string(),
                 failure_policy: v["failurePolicy"].as_str().unwrap().to_string(),
                 configuration: v["configuration"].as_str().map(str::to_string),
+                host_env_keys: v["hostEnvKeys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k.as_str().unwrap().to_string())
+                    .collect(),
             };
             (p, plugin)
         })
@@ -92,14 +100,47 @@ fn istio_style(plugin: &IstioPlugin, subsets: &[(&str, u16)]) -> EnvoyConfig {
     c.failure_policy = plugin.failure_policy.clone();
     c.omit_configuration = plugin.configuration.is_none();
     c.vm_env = vec![("ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION".into(), "1".into())];
+    c.host_env = plugin
+        .host_env_keys
+        .iter()
+        .map(|k| (k.clone(), test_secret(k)))
+        .collect();
     c
+}
+
+/// A value for a secret the proxy's environment holds in these tests, as a Kubernetes Secret
+/// would give it: different for each variable.
+fn test_secret(variable: &str) -> String {
+    format!("test-secret-{}-0123456789", variable.to_lowercase())
+}
+
+/// The policy as the proxy reads it, with the environment the manifests give it.
+fn parse_in_proxy(plugin: &IstioPlugin) -> Result<Policy, dial::core::policy::PolicyError> {
+    let env: std::collections::HashMap<String, String> = plugin
+        .host_env_keys
+        .iter()
+        .map(|k| (k.clone(), test_secret(k)))
+        .collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    Policy::parse_in(
+        plugin
+            .configuration
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+        dial::core::secret::Environment::proxy(&lookup),
+    )
 }
 
 #[test]
 fn every_wasmplugin_policy_in_istio_is_valid_for_dial() {
     for (path, plugin) in derived_plugins() {
-        let config = plugin.configuration.as_deref().expect("a pluginConfig");
-        if let Err(e) = Policy::parse(config.as_bytes()) {
+        assert!(
+            plugin.configuration.is_some(),
+            "{}: a pluginConfig",
+            path.display()
+        );
+        if let Err(e) = parse_in_proxy(&plugin) {
             panic!("{}: {e}", path.display());
         }
     }
@@ -152,6 +193,22 @@ fn dial_steers_when_configured_the_way_istio_does() {
         (150..250).contains(&on_canary),
         "{on_canary} of 2000 on the 10% canary"
     );
+    // The override's token reaches the VM from the proxy's environment (vmConfig.env, valueFrom
+    // HOST): honoured with it, not without it.
+    let token = test_secret("DIAL_CHECKOUT_OVERRIDE_TOKEN");
+    let stable_user = (0..100)
+        .map(|i| format!("u{i}"))
+        .find(|u| client.get("checkout", "/", &[("x-user-id", u)]).backend() == "stable")
+        .unwrap();
+    let with_token = format!("canary; token={token}");
+    for (value, want) in [("canary", "stable"), (with_token.as_str(), "canary")] {
+        let r = client.get(
+            "checkout",
+            "/",
+            &[("x-user-id", &stable_user), ("x-dial-override", value)],
+        );
+        assert_eq!(r.backend(), want, "x-dial-override: {value}");
+    }
     // Another host is outside the release: untouched.
     assert_eq!(
         client
@@ -183,6 +240,7 @@ fn an_empty_plugin_config_is_refused_without_a_trap() {
             root_id: "dial".into(),
             failure_policy: failure_policy.into(),
             configuration: None,
+            host_env_keys: Vec::new(),
         };
         let (status, log) =
             Envoy::start_expecting_failure(&istio_style(&plugin, &[("stable", stable.port)]));
@@ -202,4 +260,132 @@ fn an_empty_plugin_config_is_refused_without_a_trap() {
             );
         }
     }
+}
+
+/// Every `{"fromEnv": NAME}` in a value, with its JSON path.
+fn env_names(value: &serde_json::Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let (1, Some(name)) = (map.len(), map.get("fromEnv").and_then(|n| n.as_str())) {
+                out.push((at.to_string(), name.to_string()));
+            }
+            for (k, v) in map {
+                env_names(v, &format!("{at}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                env_names(v, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `istio-proxy` container's variables filled from a Secret, in a Deployment (patch) or in a
+/// Gateway's parameters ConfigMap (`data.deployment`, a Deployment patch as text).
+fn proxy_env_from_secrets(doc: &serde_json::Value) -> Vec<String> {
+    let patch = match doc["kind"].as_str() {
+        Some("Deployment") => doc.clone(),
+        Some("ConfigMap") => match doc["data"]["deployment"].as_str() {
+            Some(text) => {
+                let dir = scratch_dir("istio-configmap");
+                let file = dir.join("deployment.yaml");
+                std::fs::write(&file, text).unwrap();
+                support::yaml::load_all(&file).remove(0)
+            }
+            None => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    patch["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == "istio-proxy")
+        .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+        .filter(|e| {
+            let from = &e["valueFrom"]["secretKeyRef"];
+            from["name"].is_string()
+                && from["key"].is_string()
+                && from.get("optional").is_none_or(|o| o == false)
+        })
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A secret a policy reads from the environment must reach the Wasm VM: listed in the plugin's
+/// `vmConfig.env` with `valueFrom: HOST` (else Envoy never hands it to the VM, and Dial refuses
+/// the policy), and set on the proxy from a Secret by a manifest of the same namespace (else the
+/// proxy has no such variable). Checked for every WasmPlugin under istio/.
+#[test]
+fn every_secret_a_policy_reads_from_the_environment_reaches_its_proxy() {
+    let root = repo_root().join("istio");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let docs: Vec<(PathBuf, serde_json::Value)> = files
+        .iter()
+        .flat_map(|f| {
+            support::yaml::load_all(f)
+                .into_iter()
+                .map(move |d| (f.clone(), d))
+        })
+        .collect();
+    let mut secrets_checked = 0;
+    let mut plugins = 0;
+    for (file, plugin) in docs.iter().filter(|(_, d)| d["kind"] == "WasmPlugin") {
+        plugins += 1;
+        let namespace = &plugin["metadata"]["namespace"];
+        let mut wanted = Vec::new();
+        env_names(&plugin["spec"]["pluginConfig"], "$", &mut wanted);
+        let host: Vec<&str> = plugin["spec"]["vmConfig"]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["valueFrom"] == "HOST")
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        let provided: Vec<String> = docs
+            .iter()
+            .filter(|(_, d)| &d["metadata"]["namespace"] == namespace)
+            .flat_map(|(_, d)| proxy_env_from_secrets(d))
+            .collect();
+        for (at, name) in &wanted {
+            let where_ = format!("{}: {at}: fromEnv {name}", file.display());
+            assert!(
+                host.contains(&name.as_str()),
+                "{where_} is not in vmConfig.env with valueFrom: HOST ({host:?})"
+            );
+            assert!(
+                provided.contains(name),
+                "{where_} is set from a Secret by no manifest in namespace {namespace}"
+            );
+            secrets_checked += 1;
+        }
+        // A variable handed to the VM that no policy reads is a leftover: it only widens what
+        // the plugin can see.
+        for name in &host {
+            assert!(
+                wanted.iter().any(|(_, w)| w == name),
+                "{}: vmConfig.env hands {name} to the VM, and no policy reads it",
+                file.display()
+            );
+        }
+    }
+    assert_eq!(plugins, 3, "the three WasmPlugins of istio/");
+    assert_eq!(
+        secrets_checked, 4,
+        "the example secrets: the sidecar's token, the gateway's token and cookie secret, the classic gateway's cookie secret"
+    );
 }

@@ -23,6 +23,10 @@
 // targetRef and parentRef names a Gateway here, each GatewayClass's parametersRef an EnvoyProxy.
 // (Dial's own check of the dynamicModule's `config` is `dial validate envoy-config`.)
 //
+// The Gateway API objects of the Istio examples (istio/, e.g. the Gateway Dial's edge
+// WasmPlugin attaches to) are checked here too, against the same Gateway API schemas, as a set
+// of their own; tests/istio/check_manifests.mjs checks the Istio kinds.
+//
 // Usage: check_manifests.mjs [--self-test]
 //   --self-test   also checks that broken manifests are rejected, at the right path.
 // Ends with `N passed, N failed`; exits 1 on any failure, 2 if it cannot run at all.
@@ -229,6 +233,23 @@ function manifests() {
   return docs;
 }
 
+/** The Gateway API documents under istio/ (any depth). */
+function istioGatewayApiManifests() {
+  const walk = (dir) =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      const p = path.join(dir, e.name);
+      return e.isDirectory() ? walk(p) : e.name.endsWith(".yaml") ? [p] : [];
+    });
+  const docs = [];
+  for (const file of walk(path.join(ROOT, "istio")).sort()) {
+    const rel = path.relative(ROOT, file);
+    yaml.loadAll(fs.readFileSync(file, "utf8"), null, { filename: rel }).forEach((doc, i) => {
+      if (doc != null && split(doc.apiVersion)[0] === "gateway.networking.k8s.io") docs.push({ file: rel, index: i, doc });
+    });
+  }
+  return docs;
+}
+
 /** Problems of each document (by position in `docs`), each "path: message". */
 async function check(docs) {
   const keys = new Map();
@@ -354,15 +375,17 @@ console.log(
 const docs = manifests();
 let passed = 0;
 let failed = 0;
-const results = await check(docs);
-for (const [i, { file, index, doc }] of docs.entries()) {
-  const where = file + (index ? ` (document ${index + 1})` : "");
-  if (results[i].length) {
-    failed++;
-    for (const p of results[i]) console.log(`FAIL ${where}: ${p}`);
-  } else {
-    passed++;
-    console.log(`ok   ${where}: ${doc.kind} ${doc.metadata.namespace ? `${doc.metadata.namespace}/` : ""}${doc.metadata.name}`);
+for (const set of [docs, istioGatewayApiManifests()]) {
+  const results = await check(set);
+  for (const [i, { file, index, doc }] of set.entries()) {
+    const where = file + (index ? ` (document ${index + 1})` : "");
+    if (results[i].length) {
+      failed++;
+      for (const p of results[i]) console.log(`FAIL ${where}: ${p}`);
+    } else {
+      passed++;
+      console.log(`ok   ${where}: ${doc.kind} ${doc.metadata.namespace ? `${doc.metadata.namespace}/` : ""}${doc.metadata.name}`);
+    }
   }
 }
 if (!docs.some(({ doc }) => doc?.kind === "EnvoyProxy") || !docs.some(({ doc }) => doc?.kind === "EnvoyExtensionPolicy")) {

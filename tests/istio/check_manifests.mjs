@@ -15,14 +15,17 @@
 // Errors name the file and the field path. CEL rules (x-kubernetes-validations) are not
 // evaluated.
 //
-// Kinds that are not Istio CRDs (Flagger, Argo Rollouts, IstioOperator) are listed and checked
-// for shape only (apiVersion, kind, metadata.name).
+// Kinds that are not Istio CRDs (Flagger, Argo Rollouts, IstioOperator, and the Kubernetes
+// Deployment patches and ConfigMap that hand Dial's secrets to the proxies) are listed and
+// checked for shape only (apiVersion, kind, metadata.name); the Gateway API's (the Gateway the
+// edge WasmPlugin attaches to) strictly, by tests/gateway/check_manifests.mjs. Which secrets
+// reach which proxy is tests/istio.rs's to check.
 //
 // Usage: check_manifests.mjs [--self-test] [--derive DIR]
 //   --self-test   also checks that broken manifests are rejected, at the right path.
 //   --derive DIR  writes, for each valid WasmPlugin, the Envoy plugin settings istiod derives
-//                 from it (name, rootId, failurePolicy, and pluginConfig as the JSON string
-//                 Istio hands to the plugin) to DIR/<file>-<namespace>.<name>.json, which
+//                 from it (name, rootId, failurePolicy, pluginConfig as the JSON string
+//                 Istio hands to the plugin, and hostEnvKeys from vmConfig.env) to DIR/<file>-<namespace>.<name>.json, which
 //                 tests/istio.rs checks with Dial's own policy validator and loads into Envoy.
 // Ends with `N passed, N failed`; exits 1 on any failure, 2 if it cannot run at all.
 
@@ -36,7 +39,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
 const ISTIO_GROUPS = new Set(["networking.istio.io", "extensions.istio.io", "security.istio.io", "telemetry.istio.io"]);
 // Not Istio CRDs (IstioOperator is istioctl's input, not a CRD istiod serves).
-const EXTERNAL_GROUPS = new Set(["install.istio.io", "flagger.app", "argoproj.io", "apps"]);
+const EXTERNAL_GROUPS = new Set(["install.istio.io", "flagger.app", "argoproj.io", "apps", "", "gateway.networking.k8s.io"]);
 const PACKAGE = "@kubernetes-models/istio";
 // Open (any content) at the top level of every Istio kind.
 const OPEN_TOP_LEVEL = new Set(["metadata", "status"]);
@@ -238,8 +241,9 @@ function canonicalJson(value) {
 }
 
 /** What istiod puts in Envoy's PluginConfig for a WasmPlugin: name <namespace>.<name>, root_id
- * from pluginName, failure_policy from failStrategy, and the pluginConfig as the JSON string
- * protojson renders from a Struct (compact, keys sorted), or nothing when empty. */
+ * from pluginName, failure_policy from failStrategy, the pluginConfig as the JSON string
+ * protojson renders from a Struct (compact, keys sorted), or nothing when empty, and the proxy
+ * environment variables the VM may read. */
 function envoyPlugin(doc) {
   const spec = doc.spec ?? {};
   const config = spec.pluginConfig;
@@ -249,6 +253,8 @@ function envoyPlugin(doc) {
     rootId: spec.pluginName ?? "",
     failurePolicy: FAILURE_POLICIES[spec.failStrategy] ?? "UNSPECIFIED",
     configuration: empty ? null : canonicalJson(config),
+    // vmConfig.env entries with valueFrom HOST: Envoy's vm_config.environment_variables.host_env_keys.
+    hostEnvKeys: (spec.vmConfig?.env ?? []).filter((e) => e.valueFrom === "HOST").map((e) => e.name),
   };
 }
 

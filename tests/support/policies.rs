@@ -31,6 +31,33 @@ pub fn checkout_with(changes: &[(&str, Value)]) -> String {
     doc.to_string()
 }
 
+/// The proxy environment variables the shipped examples read their secrets from
+/// (`{"fromEnv": ...}`), with the values the tests give them.
+pub const EXAMPLE_ENV: [(&str, &str); 2] = [
+    (
+        "DIAL_CHECKOUT_OVERRIDE_TOKEN",
+        "example-override-token-0123456789",
+    ),
+    (
+        "DIAL_CHECKOUT_COOKIE_SECRET",
+        "example-cookie-secret-0123456789",
+    ),
+];
+
+/// A shipped example's policy as a proxy with `EXAMPLE_ENV` reads it.
+pub fn parse_with_example_env(text: &str) -> Result<Policy, dial::core::policy::PolicyError> {
+    let lookup = |name: &str| {
+        EXAMPLE_ENV
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    Policy::parse_in(
+        text.as_bytes(),
+        dial::core::secret::Environment::proxy(&lookup),
+    )
+}
+
 /// The policy embedded in `envoy-config/envoy.yaml` (the filter's `configuration` value), as
 /// the demo runs it.
 pub fn envoy_example() -> String {
