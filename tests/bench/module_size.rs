@@ -9,6 +9,10 @@
 //! git worktree remove --force /tmp/wt-REV
 //! ```
 
+use std::path::Path;
+
+use crate::checks::Checks;
+
 /// When and with what the fixed rows were measured.
 const MEASURED: &str = "measured on 2026-11-22 by building each commit in its own git worktree \
      and target directory (rustc 1.95.0, `cargo build --release --target wasm32-wasip1`, then \
@@ -82,19 +86,111 @@ fn added(n: u64, before: u64) -> String {
     )
 }
 
+/// The module Envoy loads may weigh at most this, after `make build`'s wasm-opt: 300 KB.
+pub const BUDGET: u64 = 300 * 1024;
+
+/// The size of the file at `path`. A missing or unreadable module is an error, never 0 bytes
+/// (which would pass any budget).
+pub fn size_of(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map_err(|e| format!("no module at {}: {e}", path.display()))
+        .and_then(|m| {
+            m.is_file()
+                .then_some(m.len())
+                .ok_or_else(|| format!("{} is not a file", path.display()))
+        })
+}
+
+/// The budget check: the module's size if it is within `budget`, else an error that names the
+/// module, its size, the budget and the excess.
+pub fn within_budget(path: &Path, budget: u64) -> Result<u64, String> {
+    let size = size_of(path)?;
+    if size > budget {
+        return Err(format!(
+            "{} is {} bytes, over its budget of {} bytes ({:.0} KB) by {} byte{}",
+            path.display(),
+            bytes(size),
+            bytes(budget),
+            budget as f64 / 1024.0,
+            bytes(size - budget),
+            if size - budget == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(size)
+}
+
+/// The check proven on files of known sizes first (so a check that could never fail does not
+/// pass for the module), then the real one: this run's module against `BUDGET`. A failure
+/// fails the run (`make test` runs it in `make bench-smoke`). The module's size, or `None`.
+pub fn check(checks: &mut Checks) -> Option<u64> {
+    let dir = crate::support::scratch_dir("module-budget");
+    let file = |name: &str, len: u64| {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len).unwrap();
+        path
+    };
+    let (at, over) = (file("at.wasm", 1000), file("over.wasm", 1001));
+    let missing = dir.join("missing.wasm");
+    checks.check(
+        within_budget(&at, 1000) == Ok(1000),
+        "the budget check passes a module exactly at its budget (1,000 bytes of 1,000)",
+    );
+    let refused = within_budget(&over, 1000);
+    checks.check(
+        refused.as_ref().is_err_and(|e| {
+            e.contains("is 1,001 bytes, over its budget of 1,000 bytes") && e.ends_with("by 1 byte")
+        }),
+        format!(
+            "the budget check refuses a module 1 byte over, naming size and budget ({refused:?})"
+        ),
+    );
+    let absent = within_budget(&missing, 1000);
+    checks.check(
+        absent
+            .as_ref()
+            .is_err_and(|e| e.starts_with("no module at ")),
+        format!("the budget check refuses a missing module, not as 0 bytes ({absent:?})"),
+    );
+    checks.check(
+        within_budget(&dir, 1000).is_err(),
+        "the budget check refuses a directory in place of the module",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let module = crate::support::module_path();
+    match within_budget(&module, BUDGET) {
+        Ok(size) => {
+            checks.check(
+                true,
+                format!(
+                    "the module is within its budget: {} of {} bytes ({:.0}%)",
+                    bytes(size),
+                    bytes(BUDGET),
+                    size as f64 * 100.0 / BUDGET as f64
+                ),
+            );
+            Some(size)
+        }
+        Err(e) => {
+            checks.check(false, format!("MODULE OVER BUDGET: {e}"));
+            size_of(&module).ok()
+        }
+    }
+}
+
 /// The section: the fixed history, then this run's module (after `make build`'s wasm-opt),
-/// against the budget.
-pub fn report() -> String {
-    let live = std::fs::metadata(crate::support::module_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+/// against the budget, as `check` measured it.
+pub fn report(checks: &mut Checks) -> String {
+    let Some(live) = check(checks) else {
+        return "## Module size by capability\n\nNo module to measure.\n".to_string();
+    };
     let mut out = format!(
         "## Module size by capability\n\nWhat each capability added to the module Envoy loads, \
          after wasm-opt (budget: 300 KB, {} bytes). The commits' rows were {MEASURED}; the last row \
          is this run's module, measured live.\n\n\
          | Revision | What it added | cargo build, bytes | after wasm-opt, bytes | added after wasm-opt |\n\
          |---|---|---:|---:|---:|\n",
-        bytes(300 * 1024)
+        bytes(BUDGET)
     );
     let mut before = None;
     for (commit, what, raw, opt) in HISTORY {
@@ -114,7 +210,7 @@ pub fn report() -> String {
         bytes(live),
         added(live, last),
         added(live, first),
-        live as f64 * 100.0 / (300.0 * 1024.0),
+        live as f64 * 100.0 / BUDGET as f64,
     ));
     out
 }

@@ -748,12 +748,9 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
         mark(added_p99 <= 30.0)
     };
     let vs_lua = median(&dial_v.rps) / median(&lua_v.rps);
-    let module_size = std::fs::metadata(module_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let floor_size = std::fs::metadata(floor_module())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    // Missing modules fail here (a module of 0 bytes would pass the budget).
+    let module_size = crate::module_size::size_of(&module_path()).unwrap();
+    let floor_size = crate::module_size::size_of(&floor_module()).unwrap();
     out.push_str(&format!(
         "\n| Target | Measured | |\n|---|---:|---|\n\
          | Dial ≥ 0.90× the steering floor (2b) throughput | {through:.2}× | {} |\n\
@@ -773,7 +770,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
         mark(vs_lua >= 1.0),
         module_size as f64 / 1024.0,
         floor_size as f64 / 1024.0,
-        mark(module_size <= 300 * 1024),
+        mark(module_size <= crate::module_size::BUDGET),
         memory / 1_048_576.0,
         assigned,
         memory_rg / 1_048_576.0,
