@@ -12,6 +12,8 @@
 )]
 
 // The end-to-end harness's backends and client, shared rather than written twice.
+mod prepare;
+mod showcase;
 #[path = "../support/mod.rs"]
 mod support;
 mod svg;
@@ -27,7 +29,7 @@ use dial::core::decide::{decide, Context, Decision};
 use dial::core::policy::Policy;
 use dial::core::request::HeaderList;
 use serde_json::Value;
-use support::policies::envoy_example;
+use support::policies::embedded_policy;
 use support::{envoy_binary, module_path, repo_root, Backend, Client};
 
 const PORT: u16 = 10000;
@@ -73,14 +75,26 @@ fn stop_envoys_on_panic() {
     }));
 }
 
-fn start_envoy() -> Running {
+/// The example configuration as this run uses it (`prepare`): written to target/demo/envoy.yaml.
+fn demo_config() -> String {
+    let root = repo_root();
+    let shipped = std::fs::read_to_string(root.join("envoy-config/envoy.yaml")).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let config = prepare::with_ramp_from_now(&shipped, now.as_secs());
+    std::fs::create_dir_all(root.join("target/demo")).unwrap();
+    std::fs::write(root.join("target/demo/envoy.yaml"), &config).unwrap();
+    config
+}
+
+fn start_envoy(secrets: &[(String, String)]) -> Running {
     let root = repo_root();
     let log_dir = root.join("target/demo");
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = log_dir.join("envoy.log");
     let child = Command::new(envoy_binary())
         .current_dir(&root)
-        .args(["-c", "envoy-config/envoy.yaml", "--concurrency", "1"])
+        .envs(secrets.iter().map(|(k, v)| (k, v)))
+        .args(["-c", "target/demo/envoy.yaml", "--concurrency", "1"])
         .args(["--disable-hot-restart", "--log-level", "warning"])
         .args(["--component-log-level", "wasm:info"])
         .stdin(Stdio::null())
@@ -180,19 +194,37 @@ fn now_nanos() -> u64 {
 }
 
 /// The ramp and guard of release `name`, in a line each, with where the ramp stands now.
-fn progress(policy_text: &str, policy: &Value, name: &str) -> String {
+/// The policy as the demo's Envoy reads it, with this run's secrets in its environment.
+fn parse(policy_text: &str, secrets: &[(String, String)]) -> Policy {
+    let lookup = |name: &str| {
+        secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    Policy::parse_in(
+        policy_text.as_bytes(),
+        dial::core::secret::Environment::proxy(&lookup),
+    )
+    .unwrap()
+}
+
+fn progress(policy_text: &str, policy: &Value, name: &str, secrets: &[(String, String)]) -> String {
     let release = release(policy, name);
     let mut out = String::new();
     let ramp = &release["ramp"];
     if let Some(steps) = ramp["steps"].as_array() {
-        let core = Policy::parse(policy_text.as_bytes()).unwrap();
+        let core = parse(policy_text, secrets);
         let written = core
             .releases
             .iter()
             .find(|r| r.name == name)
             .and_then(|r| r.ramp.as_ref());
         let now = match written.and_then(|r| r.step_at(Some(now_nanos()))) {
-            None => "not started yet: the written weights apply".to_string(),
+            None => format!(
+                "not started yet (the demo moves the start to {} min from now, on any date): the written weights apply",
+                prepare::RAMP_DELAY_SECONDS / 60
+            ),
             Some((i, _)) => format!("now at step {} of {}", i + 1, steps.len()),
         };
         let steps: Vec<String> = steps
@@ -243,8 +275,8 @@ fn progress(policy_text: &str, policy: &Value, name: &str) -> String {
 
 /// The first of `user-0`, `user-1`, ... that Dial puts on `subset` now (the ramp's step in
 /// force applied), by the same core the filter runs.
-fn user_on(policy_text: &str, subset: &str) -> String {
-    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
+fn user_on(policy_text: &str, subset: &str, secrets: &[(String, String)]) -> String {
+    let policy = parse(policy_text, secrets);
     let context = Context::at(now_nanos());
     (0..100_000)
         .map(|i| format!("user-{i}"))
@@ -333,81 +365,45 @@ fn visit_twice(
     rows
 }
 
-/// One request per rule of the checkout release and per safety property, built from the
-/// policy itself so the demo shows what the shipped example does.
-fn showcase(policy_text: &str, policy: &Value) -> usize {
+/// One request per rule of the checkout release and per safety property (`showcase`), built
+/// from the policy itself so the demo shows what the shipped example does; panics (the demo
+/// fails) if the spoofed requests do not land exactly where the honest one does.
+fn showcase(policy_text: &str, policy: &Value, secrets: &[(String, String)]) -> usize {
     println!("\nRules and safety, one request each (curl -H ... http://127.0.0.1:{PORT}/checkout -H 'host: {HOST}'):");
     let checkout = release(policy, "checkout");
     let names: Vec<String> = subsets(checkout).into_iter().map(|(n, ..)| n).collect();
     let (first, last) = (&names[0], &names[names.len() - 1]);
-    let key = checkout["key"][0]["header"].as_str().unwrap_or("x-user-id");
-    let user = user_on(policy_text, first);
-    let own = |extra: &[(&str, &str)]| {
-        let mut h = vec![(key.to_string(), user.clone())];
-        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-        h
-    };
-    let mut cases: Vec<(String, Vec<(String, String)>)> =
-        vec![(format!("a {first} user"), own(&[]))];
-    for rule in checkout["rules"].as_array().into_iter().flatten() {
-        let matched = |m: &Value| {
-            let name = m["name"].as_str().unwrap_or_default().to_string();
-            let value = m["equals"]
-                .as_str()
-                .or_else(|| m["prefix"].as_str())
-                .or_else(|| m["oneOf"][0].as_str())
-                .unwrap_or("1")
-                .to_string();
-            (name, value)
-        };
-        if rule["header"].is_object() {
-            let (name, value) = matched(&rule["header"]);
-            cases.push((format!("{name}: {value}"), own(&[(&name, &value)])));
-        } else if rule["cookie"].is_object() {
-            let (name, value) = matched(&rule["cookie"]);
-            let cookie = format!("{name}={value}");
-            cases.push((format!("cookie {cookie}"), own(&[("cookie", &cookie)])));
-        } else if let Some(allowed) = rule["users"][0].as_str() {
-            cases.push((
-                format!("{key}: {allowed} (allowlist)"),
-                vec![(key.to_string(), allowed.to_string())],
-            ));
-        }
-    }
-    cases.push((
-        format!("client sends x-dial-subset: {last}"),
-        own(&[("x-dial-subset", last)]),
-    ));
-    if let (Some(header), Some(token)) = (
-        checkout["override"]["header"].as_str(),
-        checkout["override"]["token"].as_str(),
-    ) {
-        cases.push((
-            format!("{header}: {last} (no token)"),
-            own(&[(header, last)]),
-        ));
-        cases.push((
-            format!("{header}: {last}; token=..."),
-            own(&[(header, &format!("{last}; token={token}"))]),
-        ));
-    }
+    let user = user_on(policy_text, first, secrets);
+    let token = checkout["override"]["token"]["fromEnv"]
+        .as_str()
+        .and_then(|name| secrets.iter().find(|(k, _)| k == name))
+        .map(|(_, v)| v.as_str());
+    let cases = showcase::cases(checkout, &user, first, last, token);
     let mut c = Client::new(PORT);
-    let shown = cases.len();
-    for (what, headers) in cases {
-        let headers: Vec<(&str, &str)> = headers
+    let mut outcomes = Vec::new();
+    for case in &cases {
+        let headers: Vec<(&str, &str)> = case
+            .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let r = c.get(HOST, "/checkout", &headers);
+        let outcome = showcase::Outcome {
+            subset: assignment_field(&r, "subset").to_string(),
+            reason: assignment_field(&r, "reason").to_string(),
+            backend: r.backend().to_string(),
+        };
         println!(
             "  {:<38} -> {:<7} answered by {:<12} reason={}",
-            what,
-            assignment_field(&r, "subset"),
-            r.backend(),
-            assignment_field(&r, "reason")
+            case.what, outcome.subset, outcome.backend, outcome.reason
         );
+        outcomes.push(outcome);
     }
-    shown
+    if let Err(e) = showcase::check(&cases, &outcomes, last) {
+        panic!("the rules and safety lines do not show what they claim: {e}");
+    }
+    println!("  (checked: every spoofed request landed where {user}'s honest one did)");
+    cases.len()
 }
 
 /// What the shadow received, and Dial's metrics as Prometheus scrapes them.
@@ -464,16 +460,18 @@ fn main() {
     .iter()
     .map(|(name, port)| Backend::start_on(name, *port))
     .collect();
-    let envoy = start_envoy();
+    let secrets = prepare::fresh_secrets();
+    let config = demo_config();
+    let envoy = start_envoy(&secrets);
     println!(
-        "Dial demo: Envoy ({}) with {} ({} bytes) on 127.0.0.1:{PORT}, policy from envoy-config/envoy.yaml",
+        "Dial demo: Envoy ({}) with {} ({} bytes) on 127.0.0.1:{PORT}, policy from envoy-config/envoy.yaml (its ramp starting an hour from now, fresh secrets in Envoy's environment: target/demo/envoy.yaml)",
         envoy_binary().display(),
         module.display(),
         std::fs::metadata(&module).map(|m| m.len()).unwrap_or(0)
     );
 
     // The policy Envoy runs, read from its config: the tables follow it.
-    let policy_text = envoy_example();
+    let policy_text = embedded_policy(&config);
     let policy: Value = serde_json::from_str(&policy_text).unwrap();
     let (checkout, search) = (
         subsets(release(&policy, "checkout")),
@@ -486,7 +484,7 @@ fn main() {
         &format!(
             "checkout: {SIGNED_IN} signed-in users (key: x-user-id), murmur3 split {}{}",
             split(&checkout),
-            progress(&policy_text, &policy, "checkout")
+            progress(&policy_text, &policy, "checkout", &secrets)
         ),
         &checkout,
         &rows,
@@ -509,7 +507,7 @@ fn main() {
         &rows,
         SEARCHERS,
     );
-    let shown = showcase(&policy_text, &policy);
+    let shown = showcase(&policy_text, &policy, &secrets);
     shadow_and_metrics(&_backends[4], &policy);
     let requests = 2 * (SIGNED_IN + ANONYMOUS + SEARCHERS) + shown;
     // (The table above counts client requests; the shadow copies are extra.)
@@ -520,7 +518,11 @@ fn main() {
 
     if keep_running {
         println!(
-            "\nRunning until Ctrl-C. Try:\n  curl -si -H 'host: {HOST}' -H 'x-user-id: alice' http://127.0.0.1:{PORT}/checkout\n  curl -si -H 'host: {HOST}' http://127.0.0.1:{PORT}/checkout   # anonymous: note the set-cookie\n  Envoy admin: http://127.0.0.1:9901/"
+            "\nRunning until Ctrl-C. Try:\n  curl -si -H 'host: {HOST}' -H 'x-user-id: alice' http://127.0.0.1:{PORT}/checkout\n  curl -si -H 'host: {HOST}' http://127.0.0.1:{PORT}/checkout   # anonymous: note the set-cookie\n  curl -si -H 'host: {HOST}' -H 'x-dial-override: canary; token={}' http://127.0.0.1:{PORT}/checkout   # this run's token\n  Envoy admin: http://127.0.0.1:9901/",
+            secrets
+                .iter()
+                .find(|(k, _)| k == "DIAL_CHECKOUT_OVERRIDE_TOKEN")
+                .map_or("", |(_, v)| v.as_str())
         );
         loop {
             std::thread::sleep(Duration::from_secs(3600));
@@ -528,7 +530,7 @@ fn main() {
     }
     drop(envoy);
     unleash::run();
-    timeline::run(&policy);
+    timeline::run(&policy, &secrets);
     println!(
         "\nThe whole demo took {:.1}s.",
         demo_started.elapsed().as_secs_f64()

@@ -202,8 +202,8 @@ fn canary_gauge(samples: &[Sample], name: &str) -> Option<f64> {
 }
 
 /// Runs the timeline with the example policy `example` (the one `envoy-config/envoy.yaml`
-/// ships); panics (the demo fails) if the guard does not pull the failing canary back.
-pub fn run(example: &Value) {
+/// ships), its secrets in Envoy's environment; panics (the demo fails) if the guard does not pull the failing canary back.
+pub fn run(example: &Value, secrets: &[(String, String)]) {
     // The ramp starts a few seconds from now, at a whole second (RFC 3339 as a policy writes
     // it), leaving Envoy time to start before the timeline begins LEAD ahead of the ramp.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -231,10 +231,11 @@ pub fn run(example: &Value) {
 
     let stable = Backend::start("checkout-v1");
     let canary = Backend::start(CANARY_BACKEND);
-    let config = EnvoyConfig::new(
+    let mut config = EnvoyConfig::new(
         &doc.to_string(),
         &[("stable", stable.port), ("canary", canary.port)],
     );
+    config.host_env = secrets.to_vec();
     let envoy = Envoy::start_with_workers(&config, 2);
     crate::envoy_started(envoy.pid());
 

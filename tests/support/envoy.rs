@@ -147,6 +147,11 @@ impl Envoy {
         Self::start_bootstrap(scratch_dir(label), bootstrap, &[])
     }
 
+    /// The same, with `env` added to Envoy's process environment (secrets a policy reads).
+    pub fn start_yaml_with_env(label: &str, bootstrap: &str, env: &[(String, String)]) -> Envoy {
+        Self::start_bootstrap(scratch_dir(label), bootstrap, env)
+    }
+
     /// The same, under `wrapper` (valgrind, for the benchmark's instruction counts); such a
     /// start may take minutes.
     pub fn start_yaml_under(label: &str, bootstrap: &str, wrapper: &[String]) -> Envoy {

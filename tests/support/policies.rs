@@ -62,6 +62,11 @@ pub fn parse_with_example_env(text: &str) -> Result<Policy, dial::core::policy::
 /// the demo runs it.
 pub fn envoy_example() -> String {
     let yaml = std::fs::read_to_string(super::repo_root().join("envoy-config/envoy.yaml")).unwrap();
+    embedded_policy(&yaml)
+}
+
+/// The policy an Envoy configuration like `envoy-config/envoy.yaml` embeds as `value: |`.
+pub fn embedded_policy(yaml: &str) -> String {
     let mut lines = yaml.lines();
     lines
         .by_ref()

@@ -1,0 +1,171 @@
+//! `make demo`'s "Rules and safety" lines, in `make test`: the example configuration prepared as
+//! the demo prepares it (its ramp moved to an hour from now, fresh secrets in Envoy's
+//! environment), in real Envoy, for both builds' example configs; the same lines the demo prints
+//! (tests/demo/showcase.rs) must show spoofed requests landing exactly where the honest one
+//! does, and the override with its token on the canary. Before the demo moved the ramp, the
+//! example's ramp had reached 100% on 2026-12-01 and these lines showed nothing: that case is
+//! `showcase`'s own unit test, run here too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#[path = "demo/prepare.rs"]
+mod prepare;
+#[path = "demo/showcase.rs"]
+mod showcase;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dial::core::decide::{decide, Context, Decision};
+use dial::core::request::HeaderList;
+use serde_json::{json, Value};
+use support::policies::embedded_policy;
+use support::{native_module_path, repo_root, yaml, Backend, Client, Envoy};
+
+const HOST: &str = "shop.example.com";
+
+/// The demo's configuration, runnable beside other tests: listener and admin on ports the
+/// kernel picks, each cluster at the backend of its name, the module by absolute path.
+fn runnable(config: &str, backends: &BTreeMap<String, Backend>) -> Value {
+    let dir = support::scratch_dir("demo-safety");
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, config).unwrap();
+    let mut bootstrap = yaml::load_all(&file).remove(0);
+    bootstrap["admin"] =
+        json!({ "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } });
+    let listener = &mut bootstrap["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"]["port_value"] = json!(0);
+    for filter in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        .as_array_mut()
+        .unwrap()
+    {
+        // (pointer_mut: indexing a Value mutably would add the fields it looks for.)
+        if let Some(code) = filter.pointer_mut("/typed_config/config/vm_config/code/local") {
+            code["filename"] = json!(support::module_path());
+        }
+        if let Some(module) = filter.pointer_mut("/typed_config/dynamic_module_config/module/local")
+        {
+            module["filename"] = json!(native_module_path());
+        }
+    }
+    for cluster in bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let name = cluster["name"].as_str().unwrap().to_string();
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"] = json!(backends[&name].port);
+    }
+    bootstrap
+}
+
+fn demo_lines_hold(config_file: &str) {
+    let shipped = std::fs::read_to_string(repo_root().join(config_file)).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let config = prepare::with_ramp_from_now(&shipped, now.as_secs());
+    let secrets = prepare::fresh_secrets();
+    let policy_text = embedded_policy(&config);
+    let policy: Value = serde_json::from_str(&policy_text).unwrap();
+    let checkout = policy["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "checkout")
+        .unwrap();
+
+    // The demo's honest user: the first the core puts on stable now.
+    let lookup = |name: &str| {
+        secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let core = dial::core::policy::Policy::parse_in(
+        policy_text.as_bytes(),
+        dial::core::secret::Environment::proxy(&lookup),
+    )
+    .unwrap();
+    let context = Context::at(now.as_nanos() as u64);
+    let user = (0..1000)
+        .map(|i| format!("user-{i}"))
+        .find(|u| {
+            let request = HeaderList::from_strs(&[
+                (":method", "GET"),
+                (":authority", HOST),
+                (":path", "/checkout"),
+                ("x-user-id", u),
+            ]);
+            matches!(decide(&core, &context, &request),
+                Decision::Assign(a) if core.releases[a.release].subsets[a.subset].name == "stable")
+        })
+        .expect("a user on stable while the ramp has not started");
+    let token_variable = checkout["override"]["token"]["fromEnv"].as_str().unwrap();
+    let token = lookup(token_variable).unwrap();
+    let cases = showcase::cases(checkout, &user, "stable", "canary", Some(&token));
+
+    let backends: BTreeMap<String, Backend> = [
+        "checkout-v1",
+        "checkout-v2",
+        "search-a",
+        "search-b",
+        "checkout-v3-shadow",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Backend::start(n)))
+    .collect();
+    let envoy = Envoy::start_yaml_with_env(
+        "demo-safety",
+        &runnable(&config, &backends).to_string(),
+        &secrets,
+    );
+    let mut client = Client::new(envoy.port);
+    let outcomes: Vec<showcase::Outcome> = cases
+        .iter()
+        .map(|case| {
+            let headers: Vec<(&str, &str)> = case
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let r = client.get(HOST, "/checkout", &headers);
+            let field = |key: &str| {
+                r.header("x-dial-assignment")
+                    .unwrap_or_default()
+                    .split("; ")
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            showcase::Outcome {
+                subset: field("subset"),
+                reason: field("reason"),
+                backend: r.backend().to_string(),
+            }
+        })
+        .collect();
+    assert!(cases.len() >= 7, "{cases:?}");
+    assert_eq!(
+        showcase::check(&cases, &outcomes, "canary"),
+        Ok(()),
+        "{config_file}: {outcomes:?}"
+    );
+    assert_eq!(outcomes[0].backend, "checkout-v1");
+    let log = envoy.log();
+    for (_, value) in &secrets {
+        assert!(!log.contains(value.as_str()), "a secret in Envoy's log");
+    }
+}
+
+#[test]
+fn the_demo_lines_tell_spoofed_requests_apart_in_the_wasm_example() {
+    demo_lines_hold("envoy-config/envoy.yaml");
+}
+
+#[test]
+fn the_demo_lines_tell_spoofed_requests_apart_in_the_native_example() {
+    demo_lines_hold("envoy-config/native.yaml");
+}
