@@ -282,20 +282,28 @@ fn both_builds_route_every_user_alike_and_report_the_same_series() {
     }
 }
 
-/// The callbacks the module calls are all symbols Envoy's binary exports, and the hooks it
-/// exports include every one Envoy requires of an HTTP filter module.
+/// The `envoy_dynamic_module_*` symbols of an ELF file's dynamic table, as `nm` lists them.
+fn symbols(args: &[&str], file: &std::path::Path) -> BTreeSet<String> {
+    let out = Command::new("nm").args(args).arg(file).output().unwrap();
+    assert!(out.status.success(), "nm {}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| s.starts_with("envoy_dynamic_module_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Envoy 1.40's callback for the connection's own peer, which Envoy 1.39 lacks: the module looks
+/// it up at run time instead of importing it.
+const DIRECT_REMOTE_ADDRESS: &str =
+    "envoy_dynamic_module_callback_http_get_downstream_direct_remote_address";
+
+/// The callbacks the module imports are all symbols Envoy's binary exports, the one it may
+/// lack is no import, and the hooks the module exports include every one Envoy requires of an
+/// HTTP filter module.
 #[test]
 fn the_module_uses_only_what_envoy_exports() {
-    let symbols = |args: &[&str], file: &std::path::Path| -> BTreeSet<String> {
-        let out = Command::new("nm").args(args).arg(file).output().unwrap();
-        assert!(out.status.success(), "nm {}", file.display());
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_whitespace().last())
-            .filter(|s| s.starts_with("envoy_dynamic_module_"))
-            .map(str::to_string)
-            .collect()
-    };
     let module = native_module_path();
     let envoy = envoy_executable();
     let called = symbols(&["-D", "--undefined-only"], &module);
@@ -304,6 +312,7 @@ fn the_module_uses_only_what_envoy_exports() {
     assert!(called.len() >= 10, "{called:?}");
     let missing: Vec<&String> = called.difference(&envoy_exports).collect();
     assert!(missing.is_empty(), "Envoy does not export {missing:?}");
+    assert!(!called.contains(DIRECT_REMOTE_ADDRESS), "{called:?}");
     // The hooks Envoy 1.40 refuses to load an HTTP filter module without.
     for hook in [
         "program_init",
@@ -334,6 +343,30 @@ fn the_module_uses_only_what_envoy_exports() {
             "the module does not export {name}"
         );
     }
+}
+
+/// The module reads the connection's peer from Envoy's direct remote address exactly where
+/// Envoy's binary exports that callback (1.40), and from the `source.address` attribute where
+/// it does not (1.39); either way it loads and serves.
+#[test]
+fn the_module_reads_the_peer_where_envoy_offers_it() {
+    let offered =
+        symbols(&["-D", "--defined-only"], &envoy_executable()).contains(DIRECT_REMOTE_ADDRESS);
+    let stable = Backend::start("stable");
+    let canary = Backend::start("canary");
+    let envoy = Envoy::start(&EnvoyConfig::for_build(
+        Build::Native,
+        support::policies::CHECKOUT,
+        &[("stable", stable.port), ("canary", canary.port)],
+    ));
+    assert_eq!(
+        envoy.reads_direct_remote_address(),
+        offered,
+        "{}",
+        envoy.log()
+    );
+    let r = Client::new(envoy.port).get(HOST, PATH, &[("x-user-id", "alice")]);
+    assert_eq!(r.backend(), "canary");
 }
 
 /// A panic inside the native module (the test-only probe: a request carrying
@@ -404,8 +437,9 @@ fn a_native_panic_is_caught_and_envoy_keeps_serving() {
 }
 
 /// `override.sourceCidrs` trusts the downstream connection's peer: natively Envoy's direct
-/// remote address, in the Wasm build the `source.address` property (`tests/source_trust.rs`
-/// shows what no header can change in either).
+/// remote address (the `source.address` attribute on Envoy 1.39), in the Wasm build the
+/// `source.address` property (`tests/source_trust.rs` shows what no header can change in
+/// either).
 fn trusted_ranges_read_the_peer_address(build: Build) {
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");

@@ -153,11 +153,13 @@ fn a_trusted_peer_is_honoured(build: Build) {
         assert!(seen.headers_named("x-dial-override").is_empty(), "{seen:?}");
 
         // A header naming another address takes nothing from a trusted peer where the host
-        // shows the peer: the native build always (Envoy's direct remote address), the Wasm
-        // build when Envoy uses the remote address. With `use_remote_address` unset, the Wasm
-        // host's only address is the one Envoy took from `X-Forwarded-For`: not the peer, so
-        // no range matches (it fails closed, never open).
-        let hidden = build == Build::Wasm && mode.is_none();
+        // shows the peer: the native build on Envoy 1.40 (Envoy's direct remote address)
+        // always; the Wasm build, and the native build on Envoy 1.39 (the `source.address`
+        // attribute), when Envoy uses the remote address. With `use_remote_address` unset,
+        // their only address is the one Envoy took from `X-Forwarded-For`: not the peer, so no
+        // range matches (it fails closed, never open). The native module says which it reads.
+        let shows_peer = build == Build::Native && envoy.reads_direct_remote_address();
+        let hidden = !shows_peer && mode.is_none();
         for xff in ["203.0.113.9", "10.1.2.3", "127.0.0.1"] {
             let r = c.get(TRUSTED, PATH, &[USER, OVERRIDE, ("x-forwarded-for", xff)]);
             let expected = if hidden {

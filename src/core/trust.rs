@@ -71,9 +71,10 @@ impl Trust {
 /// `[v6]:port`), or `None` when the address cannot be shown to be that peer.
 ///
 /// Port 0 is the mark of an address Envoy derived from a request header: with the connection
-/// manager's `use_remote_address` unset (Envoy's default, and an Istio sidecar's), Envoy 1.40
-/// replaces the stream's remote address with the last `X-Forwarded-For` entry, parsed as a bare
-/// IP, port 0; a TCP peer never has port 0. An address with no port at all shows nothing either.
+/// manager's `use_remote_address` unset (Envoy's default, and an Istio sidecar's), Envoy (1.39
+/// and 1.40) replaces the stream's remote address with the last `X-Forwarded-For` entry, parsed
+/// as a bare IP, port 0; a TCP peer never has port 0. An address with no port at all shows
+/// nothing either.
 pub fn connection_peer(address: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(address).ok()?;
     let peer: SocketAddr = text.parse().ok()?;

@@ -1,14 +1,16 @@
 //! Dial's own bindings to Envoy's dynamic-module C ABI (`abi.h`), and the only file of the
 //! native binding with `unsafe` in it. Envoy's Rust SDK for dynamic modules is not published on
 //! a package registry, so this declares just what Dial uses: the event hooks Envoy resolves
-//! when it loads an HTTP filter module (`envoy_dynamic_module_on_*`, exported below) and the
-//! 16 callbacks Dial makes (`envoy_dynamic_module_callback_*`, imported below).
+//! when it loads an HTTP filter module (`envoy_dynamic_module_on_*`, exported below), the 16
+//! callbacks Dial imports (`envoy_dynamic_module_callback_*`) and the one it looks up.
 //!
 //! Written against ABI `v0.1.0` (Envoy 1.38's `abi.h`); Envoy 1.40 (ABI `v0.2.0`) loads it with a
-//! deprecation warning, as Envoy promises for the previous minor version. One callback is Envoy
-//! 1.40's own (the connection's peer address: no older one gives it). Every symbol here is
-//! checked against what Envoy 1.40's binary exports and resolves, and exercised by the
-//! end-to-end suite (README, "Native build").
+//! deprecation warning, as Envoy promises for the previous minor version. One more callback is
+//! Envoy 1.40's own (the connection's peer address: no older one gives it), so it is no import:
+//! it is looked up once at run time (`peer_source`), and where Envoy lacks it (1.39) the
+//! `source.address` attribute stands in. Every import here is checked against what Envoy's
+//! binary exports, and exercised by the end-to-end suite on 1.40 and 1.39 (README, "Native
+//! build").
 //!
 //! Every exported hook runs its body inside `super::shield`, which catches a panic: native code
 //! that unwinds into Envoy's C++ frames, or aborts, would take every connection down with it.
@@ -20,7 +22,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Config, Filter};
 
@@ -130,6 +132,8 @@ pub enum MetricKind {
 
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_attribute_id_SourceAddress` (`source.address`, `ip:port`).
+const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
 /// `..._status_Continue` of every `on_http_filter_*` status enum.
 const CONTINUE: u32 = 0;
 
@@ -226,13 +230,59 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
-    /// Envoy 1.40's: the downstream connection's physical peer (`ip:port`), which no request
-    /// header changes (the attribute `source.address` is the stream's, which `X-Forwarded-For`
-    /// replaces unless the connection manager uses the remote address). Not in Envoy 1.39.
-    fn envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: *mut c_void,
+        attribute_id: u32,
         result: *mut EnvoyBuffer,
     ) -> bool;
+
+    /// glibc's (in `libc.so.6` since 2.34, a version the module already needs): finds a
+    /// callback Envoy may not export.
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+
+/// `RTLD_DEFAULT` (glibc's and musl's: null): the global scope, where the dynamic linker also
+/// found every callback imported above.
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+/// Envoy 1.40's `envoy_dynamic_module_callback_http_get_downstream_direct_remote_address`: the
+/// downstream connection's physical peer (`ip:port`), which no request header changes. Not in
+/// Envoy 1.39, so not imported (the module would not load there): looked up by `peer_source`.
+type DirectRemoteAddress =
+    unsafe extern "C" fn(filter: *mut c_void, result: *mut EnvoyBuffer) -> bool;
+
+const DIRECT_REMOTE_ADDRESS: &[u8] =
+    b"envoy_dynamic_module_callback_http_get_downstream_direct_remote_address\0";
+
+/// Where `EnvoyFilter::source_ip` reads the connection's peer from, fixed once per process.
+#[derive(Debug, Clone, Copy)]
+pub enum PeerSource {
+    /// Envoy's direct remote address (Envoy 1.40 and later): the connection's own peer, always.
+    DirectRemoteAddress(DirectRemoteAddress),
+    /// The `source.address` attribute (Envoy 1.39): the stream's address, which Envoy replaces
+    /// with the last `X-Forwarded-For` entry unless the connection manager uses the remote
+    /// address; `core::trust::connection_peer` refuses such an address (port 0), as the Wasm
+    /// build does, so the check fails closed.
+    SourceAddressAttribute,
+}
+
+/// The peer's source in this Envoy, looked up the first time it is asked (at `program_init`).
+pub fn peer_source() -> PeerSource {
+    static SOURCE: OnceLock<PeerSource> = OnceLock::new();
+    *SOURCE.get_or_init(|| {
+        // SAFETY: a NUL-terminated name that dlsym only reads; RTLD_DEFAULT is a handle dlsym
+        // accepts. dlsym is thread-safe.
+        let symbol = unsafe { dlsym(RTLD_DEFAULT, DIRECT_REMOTE_ADDRESS.as_ptr().cast()) };
+        if symbol.is_null() {
+            return PeerSource::SourceAddressAttribute;
+        }
+        // SAFETY: what dlsym found under this name is what the dynamic linker would have bound
+        // an import of it to (the same scope as every import above): the function Envoy
+        // exports, which Envoy 1.40's `abi.h` declares `bool (filter_envoy_ptr,
+        // envoy_buffer*)`, the type `DirectRemoteAddress` spells.
+        let callback = unsafe { std::mem::transmute::<*mut c_void, DirectRemoteAddress>(symbol) };
+        PeerSource::DirectRemoteAddress(callback)
+    })
 }
 
 /// Writes to Envoy's log (logger `dynamic_modules`).
@@ -424,17 +474,24 @@ impl EnvoyFilter {
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
     }
 
-    /// The downstream connection's own peer (Envoy's direct remote address).
+    /// The downstream connection's own peer, from where `peer_source` says; `None` when that
+    /// address may have come from a request header.
     pub fn source_ip(self) -> Option<IpAddr> {
         let mut value = EnvoyBuffer {
             ptr: std::ptr::null(),
             length: 0,
         };
-        // SAFETY: Envoy's live filter pointer, a live local to write to.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
-                self.0, &mut value,
-            )
+        let ok = match peer_source() {
+            // SAFETY: Envoy's live filter pointer, a live local to write to.
+            PeerSource::DirectRemoteAddress(callback) => unsafe { callback(self.0, &mut value) },
+            // SAFETY: as above.
+            PeerSource::SourceAddressAttribute => unsafe {
+                envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                    self.0,
+                    ATTRIBUTE_SOURCE_ADDRESS,
+                    &mut value,
+                )
+            },
         };
         if !ok {
             return None;

@@ -92,6 +92,18 @@ fn write(severity: Severity, line: &str) {
 fn program_init() {
     logging::install(&LOGGER);
     log::info!("dial {VERSION} (git {GIT_REVISION}) started, native");
+    // Once per process: which address `sourceCidrs` judges in this Envoy (README, "Override
+    // trust"). Tests read these lines.
+    match abi::peer_source() {
+        abi::PeerSource::DirectRemoteAddress(_) => log::info!(
+            "dial: sourceCidrs judge the connection's peer from Envoy's direct remote address"
+        ),
+        abi::PeerSource::SourceAddressAttribute => log::info!(
+            "dial: sourceCidrs judge the connection's peer from the source.address attribute \
+             (this Envoy has no direct remote address callback): an address Envoy took from \
+             X-Forwarded-For matches no range"
+        ),
+    }
 }
 
 // --------------------------------------------------------------------------- configuration --

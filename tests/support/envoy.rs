@@ -339,6 +339,24 @@ impl Envoy {
         }
     }
 
+    /// Whether the native module reads the connection's peer from Envoy's direct remote address
+    /// (Envoy 1.40 and later) rather than the `source.address` attribute (1.39), as it logs once
+    /// at startup. Fails unless it logged exactly one of the two.
+    pub fn reads_direct_remote_address(&self) -> bool {
+        let log = self.log();
+        let direct = log.contains(
+            "dial: sourceCidrs judge the connection's peer from Envoy's direct remote address",
+        );
+        let attribute = log.contains(
+            "dial: sourceCidrs judge the connection's peer from the source.address attribute",
+        );
+        assert!(
+            direct != attribute,
+            "expected the native module's one line on the peer's source; Envoy's log:\n{log}"
+        );
+        direct
+    }
+
     /// Log lines that show a panicked or trapped VM (V8 says "Uncaught RuntimeError: unreachable"):
     /// must never appear. A refused policy is not one of them.
     pub fn vm_failures(&self) -> Vec<String> {
