@@ -385,7 +385,7 @@ fn every_secret_a_policy_reads_from_the_environment_reaches_its_proxy() {
     }
     assert_eq!(plugins, 3, "the three WasmPlugins of istio/");
     assert_eq!(
-        secrets_checked, 4,
-        "the example secrets: the sidecar's token, the gateway's token and cookie secret, the classic gateway's cookie secret"
+        secrets_checked, 6,
+        "the example secrets: the sidecar's token; the gateway's token and two cookie secrets; the classic gateway's two cookie secrets"
     );
 }

@@ -30,9 +30,11 @@ use crate::report;
 pub const EXAMPLES: &str = "\
 Examples:
   dial explain tests/data/checkout.json --host shop.example.com --path /checkout -H 'x-user-id: alice'
+  DIAL_CHECKOUT_OVERRIDE_TOKEN=qa-token-0123456789 \\
+    dial explain envoy-config/envoy.yaml --host shop.example.com --path /checkout \\
+      -H 'x-dial-override: canary; token=qa-token-0123456789' -o json
+      (a secret the policy reads with fromEnv comes from dial's own environment)
   dial explain envoy-config/envoy.yaml --host shop.example.com --path /checkout \\
-      -H 'x-dial-override: canary; token=demo-token-change-me' -o json
-  dial explain istio/gateway/wasmplugin.yaml --host shop.example.com --path /checkout \\
       -H 'cookie: uid=u-42' --at 2026-12-01T10:00:00Z
   dial explain policy.json --host shop.example.com --path /checkout --users 1000 -o json
       (one line per user: the request given, with each key in the release's key source)";

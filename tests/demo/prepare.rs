@@ -38,12 +38,12 @@ pub fn with_ramp_from_now(config: &str, now_seconds: u64) -> String {
     out
 }
 
-/// The example's secrets, random for this run: (variable, value), as the example names them
-/// (`DIAL_CHECKOUT_OVERRIDE_TOKEN`, `DIAL_CHECKOUT_COOKIE_SECRET`).
+/// The example's secrets, random for this run: (variable, value), as the example names them.
 pub fn fresh_secrets() -> Vec<(String, String)> {
     [
         "DIAL_CHECKOUT_OVERRIDE_TOKEN",
         "DIAL_CHECKOUT_COOKIE_SECRET",
+        "DIAL_CHECKOUT_COOKIE_SECRET_PREVIOUS",
     ]
     .iter()
     .map(|name| (name.to_string(), random_hex(16)))

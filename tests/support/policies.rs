@@ -33,7 +33,7 @@ pub fn checkout_with(changes: &[(&str, Value)]) -> String {
 
 /// The proxy environment variables the shipped examples read their secrets from
 /// (`{"fromEnv": ...}`), with the values the tests give them.
-pub const EXAMPLE_ENV: [(&str, &str); 2] = [
+pub const EXAMPLE_ENV: [(&str, &str); 3] = [
     (
         "DIAL_CHECKOUT_OVERRIDE_TOKEN",
         "example-override-token-0123456789",
@@ -41,6 +41,10 @@ pub const EXAMPLE_ENV: [(&str, &str); 2] = [
     (
         "DIAL_CHECKOUT_COOKIE_SECRET",
         "example-cookie-secret-0123456789",
+    ),
+    (
+        "DIAL_CHECKOUT_COOKIE_SECRET_PREVIOUS",
+        "example-cookie-secret-before-0123456789",
     ),
 ];
 
