@@ -512,9 +512,10 @@ fn the_native_example_runs_the_wasm_examples_policy_and_routes() {
     );
 }
 
-/// The Envoy Gateway example (`envoy-config/gateway/`) carries the same policy as the native
-/// example (Envoy Gateway hands the EnvoyExtensionPolicy's `config` to Dial as JSON text), and
-/// gives the proxy the same stats tags and runtime flag.
+/// The Envoy Gateway example (`envoy-config/gateway/`) carries the native example's policy but
+/// for its dated ramp (Envoy Gateway hands the EnvoyExtensionPolicy's `config` to Dial as JSON
+/// text), gives the proxy every secret the policy reads from the environment, and the same
+/// stats tags and runtime flag.
 #[test]
 fn the_gateway_example_carries_the_same_policy_and_metrics_settings() {
     let read = |name: &str| {
@@ -529,8 +530,8 @@ fn the_gateway_example_carries_the_same_policy_and_metrics_settings() {
         .map(|l| format!("{l}\n"))
         .collect();
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
-    // Dial's own parser accepts it, and it is the example's policy.
-    dial::core::policy::Policy::parse(config.to_string().as_bytes()).unwrap();
+    // Dial's own parser accepts it, with the secrets in the proxy's environment.
+    support::policies::parse_with_example_env(&config.to_string()).unwrap();
     let native = read("native.yaml");
     let block: String = native
         .lines()
@@ -539,11 +540,26 @@ fn the_gateway_example_carries_the_same_policy_and_metrics_settings() {
         .take_while(|l| l.trim().is_empty() || l.starts_with("                  "))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(
-        config,
-        serde_json::from_str::<serde_json::Value>(&block).unwrap()
-    );
+    let mut native_policy: serde_json::Value = serde_json::from_str(&block).unwrap();
+    let ramp = native_policy["releases"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("ramp");
+    assert!(ramp.is_some(), "native.yaml's checkout release ramps");
+    assert_eq!(config, native_policy);
     let proxy = read("gateway/envoyproxy.yaml");
+    for (name, _) in support::policies::EXAMPLE_ENV {
+        assert!(
+            policy.contains(&format!("\"fromEnv\": \"{name}\"")),
+            "the policy reads {name}"
+        );
+        assert!(
+            proxy.contains(&format!(
+                "- name: {name}\n            valueFrom:\n              secretKeyRef:"
+            )),
+            "the EnvoyProxy sets {name} from a Secret"
+        );
+    }
     assert!(proxy.contains("kind: EnvoyProxy"));
     for tag in dial::core::stats::TAGS {
         let line = format!("regex: \"({tag}=\\\\.=(.*?);\\\\.;)\"");
