@@ -20,8 +20,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dial::core::decide::{decide, Context, Decision};
-use dial::core::request::HeaderList;
 use serde_json::{json, Value};
 use support::policies::embedded_policy;
 use support::{native_module_path, repo_root, yaml, Backend, Client, Envoy};
@@ -78,33 +76,15 @@ fn demo_lines_hold(config_file: &str) {
         .unwrap();
 
     // The demo's honest user: the first the core puts on stable now.
-    let lookup = |name: &str| {
-        secrets
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let core = dial::core::policy::Policy::parse_in(
-        policy_text.as_bytes(),
-        dial::core::secret::Environment::proxy(&lookup),
-    )
-    .unwrap();
-    let context = Context::at(now.as_nanos() as u64);
-    let user = (0..1000)
-        .map(|i| format!("user-{i}"))
-        .find(|u| {
-            let request = HeaderList::from_strs(&[
-                (":method", "GET"),
-                (":authority", HOST),
-                (":path", "/checkout"),
-                ("x-user-id", u),
-            ]);
-            matches!(decide(&core, &context, &request),
-                Decision::Assign(a) if core.releases[a.release].subsets[a.subset].name == "stable")
-        })
+    let core = prepare::parse(&policy_text, &secrets);
+    let user = prepare::first_user_on(&core, HOST, "/checkout", "stable", now.as_nanos() as u64)
         .expect("a user on stable while the ramp has not started");
     let token_variable = checkout["override"]["token"]["fromEnv"].as_str().unwrap();
-    let token = lookup(token_variable).unwrap();
+    let token = secrets
+        .iter()
+        .find(|(k, _)| k == token_variable)
+        .map(|(_, v)| v.clone())
+        .unwrap();
     let cases = showcase::cases(checkout, &user, "stable", "canary", Some(&token));
 
     let backends: BTreeMap<String, Backend> = [

@@ -25,9 +25,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dial::core::decide::{decide, Context, Decision};
-use dial::core::policy::Policy;
-use dial::core::request::HeaderList;
 use serde_json::Value;
 use support::policies::embedded_policy;
 use support::{envoy_binary, module_path, repo_root, Backend, Client};
@@ -194,27 +191,12 @@ fn now_nanos() -> u64 {
 }
 
 /// The ramp and guard of release `name`, in a line each, with where the ramp stands now.
-/// The policy as the demo's Envoy reads it, with this run's secrets in its environment.
-fn parse(policy_text: &str, secrets: &[(String, String)]) -> Policy {
-    let lookup = |name: &str| {
-        secrets
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    Policy::parse_in(
-        policy_text.as_bytes(),
-        dial::core::secret::Environment::proxy(&lookup),
-    )
-    .unwrap()
-}
-
 fn progress(policy_text: &str, policy: &Value, name: &str, secrets: &[(String, String)]) -> String {
     let release = release(policy, name);
     let mut out = String::new();
     let ramp = &release["ramp"];
     if let Some(steps) = ramp["steps"].as_array() {
-        let core = parse(policy_text, secrets);
+        let core = prepare::parse(policy_text, secrets);
         let written = core
             .releases
             .iter()
@@ -276,20 +258,8 @@ fn progress(policy_text: &str, policy: &Value, name: &str, secrets: &[(String, S
 /// The first of `user-0`, `user-1`, ... that Dial puts on `subset` now (the ramp's step in
 /// force applied), by the same core the filter runs.
 fn user_on(policy_text: &str, subset: &str, secrets: &[(String, String)]) -> String {
-    let policy = parse(policy_text, secrets);
-    let context = Context::at(now_nanos());
-    (0..100_000)
-        .map(|i| format!("user-{i}"))
-        .find(|u| {
-            let request = HeaderList::from_strs(&[
-                (":method", "GET"),
-                (":authority", HOST),
-                (":path", "/checkout"),
-                ("x-user-id", u),
-            ]);
-            matches!(decide(&policy, &context, &request),
-                Decision::Assign(a) if policy.releases[a.release].subsets[a.subset].name == subset)
-        })
+    let policy = prepare::parse(policy_text, secrets);
+    prepare::first_user_on(&policy, HOST, "/checkout", subset, now_nanos())
         .unwrap_or_else(|| "user-0".into())
 }
 

@@ -5,6 +5,10 @@
 
 use std::io::Read;
 
+use dial::core::decide::{decide, Context, Decision};
+use dial::core::policy::Policy;
+use dial::core::request::HeaderList;
+use dial::core::secret::Environment;
 use dial::core::time::{format_instant, parse_instant};
 
 /// How long after the demo starts the example's ramp begins: well past the demo's own length,
@@ -48,6 +52,40 @@ pub fn fresh_secrets() -> Vec<(String, String)> {
     .iter()
     .map(|name| (name.to_string(), random_hex(16)))
     .collect()
+}
+
+/// The policy as the demo's Envoy reads it, with `secrets` as its environment.
+pub fn parse(policy_text: &str, secrets: &[(String, String)]) -> Policy {
+    let lookup = |name: &str| {
+        secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    Policy::parse_in(policy_text.as_bytes(), Environment::proxy(&lookup))
+        .unwrap_or_else(|e| panic!("the demo's policy is refused: {e}"))
+}
+
+/// The first of `user-0`, `user-1`, ... that Dial puts on `subset` of the release serving
+/// `host` `path` at `now_nanos`, by the same core the filter runs.
+pub fn first_user_on(
+    policy: &Policy,
+    host: &str,
+    path: &str,
+    subset: &str,
+    now_nanos: u64,
+) -> Option<String> {
+    let context = Context::at(now_nanos);
+    (0..100_000).map(|i| format!("user-{i}")).find(|u| {
+        let request = HeaderList::from_strs(&[
+            (":method", "GET"),
+            (":authority", host),
+            (":path", path),
+            ("x-user-id", u),
+        ]);
+        matches!(decide(policy, &context, &request),
+            Decision::Assign(a) if policy.releases[a.release].subsets[a.subset].name == subset)
+    })
 }
 
 fn random_hex(bytes: usize) -> String {

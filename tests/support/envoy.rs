@@ -358,12 +358,13 @@ impl Envoy {
     }
 
     /// Log lines that show a panicked or trapped VM (V8 says "Uncaught RuntimeError: unreachable"):
-    /// must never appear. A refused policy is not one of them.
+    /// must never appear. A refused policy is not one of them, nor "bootstrap" (Envoy lists its
+    /// bootstrap extensions at info level).
     pub fn vm_failures(&self) -> Vec<String> {
         self.log()
             .lines()
             .filter(|l| {
-                let l = l.to_ascii_lowercase();
+                let l = l.to_ascii_lowercase().replace("bootstrap", "");
                 [
                     "panicked",
                     "uncaught",
