@@ -633,3 +633,24 @@ fn the_native_build_refuses_a_fleet_verdict() {
         "{log}"
     );
 }
+
+/// The README shows the query the proxies send, exactly: the block under "Fleet verdict" is the
+/// core's query for its example (release checkout, minRequests 20, window 1m).
+#[test]
+fn the_readme_shows_the_query_the_proxies_send() {
+    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Fleet verdict").unwrap()..];
+    let start = section.find("```text\n").unwrap() + "```text\n".len();
+    let block: String = section[start..start + section[start..].find("```").unwrap()]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let mut release = guarded_release("checkout", HOST, fleet("prometheus", "prometheus.test"));
+    release["guard"]["window"] = json!("10s");
+    release["guard"]["fleet"]["window"] = json!("1m");
+    let p = dial::core::policy::Policy::parse(policy(vec![release]).as_bytes()).unwrap();
+    let guard = p.releases[0].guard.clone().unwrap();
+    let fleet = guard.fleet.clone().unwrap();
+    let query = dial::core::fleet::query("checkout", "canary", "stable", &guard, &fleet);
+    assert_eq!(block.trim_end(), query.trim_end());
+}
