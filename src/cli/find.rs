@@ -412,7 +412,11 @@ impl Scan {
         place: Place,
         site: Site,
     ) {
-        let outcome = crate::common::parse_policy(&text);
+        let mut outcome = crate::common::parse_policy(&text);
+        if matches!(origin, Origin::Native { .. }) {
+            outcome =
+                outcome.and_then(|p| dial::core::fleet::refuse_in_native_build(&p).map(|()| p));
+        }
         self.found.push(Found {
             file: context.file.into(),
             seq: self.files,

@@ -21,6 +21,8 @@ pub struct Guard {
     /// The most the guarded subset's 5xx share may exceed the fallback's.
     pub max_error_rate: Option<f64>,
     pub max_slow_rate: Option<SlowRate>,
+    /// Where to ask for the fleet's verdict too.
+    pub fleet: Option<crate::core::fleet::Fleet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,6 +171,7 @@ mod tests {
                 over_ms: 800,
                 rate: 0.01,
             }),
+            fleet: None,
         }
     }
 

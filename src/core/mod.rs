@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod cookie;
 pub mod decide;
 pub mod exchange;
+pub mod fleet;
 pub mod guard;
 pub mod host;
 pub mod logging;

@@ -5,7 +5,8 @@
 
 use crate::core::decide::Context;
 use crate::core::exchange::Engine;
-use crate::core::guard::{Counts, Guard, Trip, Window};
+use crate::core::fleet::{self, Failure, FleetTrip};
+use crate::core::guard::{Counts, Guard, Measure, Trip, Window};
 use crate::core::host::Host;
 use crate::core::ramp::{self, PPM};
 use crate::core::stats::{Catalog, STATUS_CLASSES};
@@ -47,7 +48,33 @@ pub struct Runtime {
     tripped_gauges: Vec<Option<u64>>,
     /// Whether the guards' shared keys were created (on the first tick, at configure time).
     prepared: bool,
+    /// Per release: whether this VM has a fleet query in flight.
+    asking: Vec<bool>,
+    /// When this VM last logged a fleet query's failure (they are logged at most once a minute).
+    failure_logged: Option<u64>,
 }
+
+/// A fleet query the binding is to send: an HTTP GET to `cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetQuery {
+    pub release: usize,
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_millis: u32,
+}
+
+/// What came back from a fleet query, as the binding saw it.
+#[derive(Debug)]
+pub enum Answer<'a> {
+    /// A response with status 200 and this body.
+    Ok(&'a [u8]),
+    /// No verdict to read.
+    Failed(Failure),
+}
+
+/// How often a VM logs a fleet query's failure at most.
+const FAILURE_LOG_NANOS: u64 = 60_000_000_000;
 
 impl Runtime {
     pub fn new(engine: &Engine) -> Runtime {
@@ -61,6 +88,172 @@ impl Runtime {
             weights: releases.iter().map(|_| Vec::new()).collect(),
             tripped_gauges: releases.iter().map(|_| None).collect(),
             prepared: false,
+            asking: releases.iter().map(|_| false).collect(),
+            failure_logged: None,
+        }
+    }
+
+    /// The fleet queries due now that this VM won (by compare-and-swap on the release's shared
+    /// due time, so one worker per proxy asks, once per `every`). None for a tripped guard: a
+    /// fleet verdict can only trip.
+    pub fn fleet_due<H: Host>(
+        &mut self,
+        engine: &Engine,
+        host: &mut H,
+        now: u64,
+        shared: &Shared,
+    ) -> Vec<FleetQuery> {
+        let mut due = Vec::new();
+        for (i, release) in engine.policy.releases.iter().enumerate() {
+            let Some((guard, f)) = release
+                .guard
+                .as_ref()
+                .and_then(|g| Some((g, g.fleet.as_ref()?)))
+            else {
+                continue;
+            };
+            if self.tripped & (1 << i) != 0 || self.asking.get(i) != Some(&false) {
+                continue;
+            }
+            let key = fleet_key(shared, &release.name);
+            let Ok((Some(value), cas)) = host.shared(&key) else {
+                continue;
+            };
+            let next = <[u8; 8]>::try_from(value.as_slice()).map_or(0, u64::from_le_bytes);
+            if now < next {
+                continue;
+            }
+            match host.set_shared(&key, &now.saturating_add(f.every).to_le_bytes(), cas) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    log::warn!("dial: cannot take the fleet query's turn {key}: {e:?}");
+                    continue;
+                }
+            }
+            let (Some(g), Some(fb)) = (
+                release.subsets.get(guard.subset),
+                release.subsets.get(guard.fallback),
+            ) else {
+                continue;
+            };
+            let query = fleet::query(&release.name, &g.name, &fb.name, guard, f);
+            due.push(FleetQuery {
+                release: i,
+                cluster: f.cluster.clone(),
+                authority: f.authority.clone(),
+                path: fleet::request_path(f, &query),
+                timeout_millis: u32::try_from(f.timeout / 1_000_000).unwrap_or(u32::MAX),
+            });
+            if let Some(a) = self.asking.get_mut(i) {
+                *a = true;
+            }
+        }
+        due
+    }
+
+    /// Counts a fleet query as sent, or as refused by the host.
+    pub fn fleet_sent<H: Host>(
+        &mut self,
+        engine: &Engine,
+        host: &mut H,
+        release: usize,
+        sent: bool,
+        now: u64,
+    ) {
+        if sent {
+            if let Some(m) = engine.catalog.fleet(release) {
+                count(host, m.queries);
+            }
+        } else {
+            self.on_fleet_answer(
+                engine,
+                host,
+                release,
+                Answer::Failed(Failure::Refused),
+                now,
+                None,
+            );
+        }
+    }
+
+    /// The answer to release `i`'s fleet query: a trip (shared with every VM like a local
+    /// one), nothing, or a failure counted by reason. Never an un-trip.
+    pub fn on_fleet_answer<H: Host>(
+        &mut self,
+        engine: &Engine,
+        host: &mut H,
+        i: usize,
+        answer: Answer,
+        now: u64,
+        shared: Option<&Shared>,
+    ) {
+        if let Some(a) = self.asking.get_mut(i) {
+            *a = false;
+        }
+        let (Some(release), Some(shared)) = (engine.policy.releases.get(i), shared) else {
+            if let Answer::Failed(f) = answer {
+                self.fleet_failure(engine, host, i, f, now);
+            }
+            return;
+        };
+        let Some(guard) = &release.guard else {
+            return;
+        };
+        let judged = match answer {
+            Answer::Ok(body) => fleet::read_answer(body, &release.name)
+                .and_then(|figures| fleet::verdict(guard, &figures)),
+            Answer::Failed(f) => Err(f),
+        };
+        match judged {
+            Err(f) => self.fleet_failure(engine, host, i, f, now),
+            Ok(None) => {}
+            Ok(Some(trip)) => {
+                let key = format!("{}.guard.{}", shared.prefix, release.name);
+                if self.tripped & (1 << i) == 0 {
+                    self.tripped |= 1 << i;
+                    let (seen, cas) = host.shared(&key).unwrap_or_else(|e| {
+                        log::warn!("dial: cannot read the guard's shared state {key}: {e:?}");
+                        (None, 0)
+                    });
+                    if seen.as_deref() != Some(shared.fingerprint.as_slice())
+                        && share_trip(engine, host, i, &key, shared, cas)
+                    {
+                        log_fleet_trip(engine, i, guard, &trip);
+                        if let Some(m) = engine.catalog.fleet(i) {
+                            count(host, m.trips);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fleet_failure<H: Host>(
+        &mut self,
+        engine: &Engine,
+        host: &mut H,
+        i: usize,
+        failure: Failure,
+        now: u64,
+    ) {
+        if let Some(m) = engine.catalog.fleet_failure(i, failure) {
+            count(host, m);
+        }
+        if self
+            .failure_logged
+            .is_none_or(|at| now.saturating_sub(at) >= FAILURE_LOG_NANOS)
+        {
+            self.failure_logged = Some(now);
+            let name = engine
+                .policy
+                .releases
+                .get(i)
+                .map_or("?", |r| r.name.as_str());
+            log::warn!(
+                "dial: the fleet's verdict for release {name} failed ({}): no verdict, the local guard goes on (failures are counted in dial_fleet_query_failures_total, logged at most once a minute)",
+                failure.as_str()
+            );
         }
     }
 
@@ -120,12 +313,22 @@ impl Runtime {
 /// absent key cannot be a compare-and-swap (version 0 means "whatever"), so two workers tripping
 /// at once would both win and count the trip twice; with the key there from configure time (long
 /// before any window can fill), exactly one compare-and-swap wins.
+///
+/// The same holds for a fleet verdict's due time (created due at once).
 fn prepare<H: Host>(engine: &Engine, host: &mut H, shared: &Shared) {
-    for release in engine.policy.releases.iter().filter(|r| r.guard.is_some()) {
-        let key = format!("{}.guard.{}", shared.prefix, release.name);
-        if let Ok((None, _)) = host.shared(&key) {
-            if let Err(e) = host.set_shared(&key, b"", 0) {
-                log::warn!("dial: cannot create the guard's shared state {key}: {e:?}");
+    for release in engine.policy.releases.iter() {
+        let Some(guard) = &release.guard else {
+            continue;
+        };
+        let mut keys = vec![format!("{}.guard.{}", shared.prefix, release.name)];
+        if guard.fleet.is_some() {
+            keys.push(fleet_key(shared, &release.name));
+        }
+        for key in keys {
+            if let Ok((None, _)) = host.shared(&key) {
+                if let Err(e) = host.set_shared(&key, b"", 0) {
+                    log::warn!("dial: cannot create the guard's shared state {key}: {e:?}");
+                }
             }
         }
     }
@@ -160,20 +363,72 @@ fn judge<H: Host>(
     let Some(trip) = window.observe(guard, now, guarded, fallback) else {
         return false;
     };
-    match host.set_shared(key, &shared.fingerprint, cas) {
-        Ok(true) => {
-            log_trip(engine, i, guard, &trip);
-            if let Some(m) = engine.catalog.guard(i) {
-                if let Err(e) = host.increment(m.trips) {
-                    log::warn!("dial: cannot count the guard's trip: {e:?}");
-                }
-            }
-        }
-        // Another VM tripped it in the meantime (and said so).
-        Ok(false) => {}
-        Err(e) => log::warn!("dial: cannot share the guard's trip {key}: {e:?}"),
+    if share_trip(engine, host, i, key, shared, cas) {
+        log_trip(engine, i, guard, &trip);
     }
     true
+}
+
+/// Records release `i`'s trip in shared data if it is still at version `cas`, and counts it;
+/// false if another VM tripped it in the meantime (and said so), or on a host error.
+fn share_trip<H: Host>(
+    engine: &Engine,
+    host: &mut H,
+    i: usize,
+    key: &str,
+    shared: &Shared,
+    cas: u32,
+) -> bool {
+    match host.set_shared(key, &shared.fingerprint, cas) {
+        Ok(true) => {
+            if let Some(m) = engine.catalog.guard(i) {
+                count(host, m.trips);
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            log::warn!("dial: cannot share the guard's trip {key}: {e:?}");
+            false
+        }
+    }
+}
+
+fn count<H: Host>(host: &mut H, metric: usize) {
+    if let Err(e) = host.increment(metric) {
+        log::warn!("dial: cannot count metric {metric}: {e:?}");
+    }
+}
+
+/// The shared key holding when release `name`'s next fleet query is due (u64 LE nanoseconds).
+fn fleet_key(shared: &Shared, name: &str) -> String {
+    format!("{}.fleet.{name}", shared.prefix)
+}
+
+fn log_fleet_trip(engine: &Engine, i: usize, guard: &Guard, trip: &FleetTrip) {
+    let Some(release) = engine.policy.releases.get(i) else {
+        return;
+    };
+    let name = |s: usize| release.subsets.get(s).map_or("?", |s| s.name.as_str());
+    let max = match trip.what {
+        Measure::Errors => guard.max_error_rate.unwrap_or(0.0),
+        Measure::Slow => guard.max_slow_rate.map_or(0.0, |s| s.rate),
+    };
+    let window = guard.fleet.as_ref().map_or(0, |f| f.window / 1_000_000);
+    let ppm = |rate: f64| (rate.max(0.0) * f64::from(PPM)) as u64;
+    log::warn!(
+        "dial: guard tripped by the fleet's verdict: release {}, subset {} goes to {}: {} {} points above {} over {} responses across the fleet in the last {} ms (the most allowed: {} points above {})",
+        release.name,
+        name(guard.subset),
+        name(guard.fallback),
+        trip.what.as_str(),
+        ramp::percent(ppm(trip.excess)),
+        name(guard.fallback),
+        trip.responses.round() as u64,
+        window,
+        ramp::percent(ppm(max)),
+        name(guard.fallback),
+    );
 }
 
 fn log_trip(engine: &Engine, i: usize, guard: &Guard, trip: &Trip) {

@@ -8,6 +8,7 @@
 //! `extraStatTags` turn them into Prometheus labels, leaving the name `dial_requests_total`.
 
 use crate::core::decide::Reason;
+use crate::core::fleet::Failure;
 use crate::core::policy::Policy;
 
 /// Label names, in the order they appear in metric names.
@@ -23,6 +24,9 @@ pub const MIRRORED: &str = "dial_mirrored_requests_total";
 pub const SUBSET_WEIGHT: &str = "dial_subset_weight";
 pub const GUARD_TRIPPED: &str = "dial_guard_tripped";
 pub const GUARD_TRIPS: &str = "dial_guard_trips_total";
+pub const FLEET_TRIPS: &str = "dial_guard_fleet_trips_total";
+pub const FLEET_QUERIES: &str = "dial_fleet_queries_total";
+pub const FLEET_FAILURES: &str = "dial_fleet_query_failures_total";
 pub const SLOW_RESPONSES: &str = "dial_guard_slow_responses_total";
 pub const POLICY_LOADS: &str = "dial_policy_loads_total";
 pub const POLICY_REJECTIONS: &str = "dial_policy_rejections_total";
@@ -82,6 +86,19 @@ pub struct GuardMetrics {
     /// 1 while tripped (a gauge).
     pub tripped: usize,
     pub trips: usize,
+    /// For a guard with a fleet verdict.
+    pub fleet: Option<FleetMetrics>,
+}
+
+/// A fleet verdict's counters, labelled with the guarded subset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetMetrics {
+    /// Trips the fleet's verdict made (also counted in the guard's `trips`).
+    pub trips: usize,
+    /// Queries sent.
+    pub queries: usize,
+    /// Queries that gave no verdict, indexed like `fleet::Failure::ALL`.
+    pub failures: [usize; Failure::ALL.len()],
 }
 
 /// The metrics of one policy: the list to define, and where each one sits in it.
@@ -145,6 +162,15 @@ impl Catalog {
                     GuardMetrics {
                         tripped: add(Kind::Gauge, tagged(&labels, GUARD_TRIPPED)),
                         trips: add(Kind::Counter, tagged(&labels, GUARD_TRIPS)),
+                        fleet: g.fleet.as_ref().map(|_| FleetMetrics {
+                            trips: add(Kind::Counter, tagged(&labels, FLEET_TRIPS)),
+                            queries: add(Kind::Counter, tagged(&labels, FLEET_QUERIES)),
+                            failures: Failure::ALL.map(|f| {
+                                let mut labels = labels.to_vec();
+                                labels.push(("reason", f.as_str()));
+                                add(Kind::Counter, tagged(&labels, FLEET_FAILURES))
+                            }),
+                        }),
                     }
                 }),
             })
@@ -186,6 +212,15 @@ impl Catalog {
 
     pub fn guard(&self, release: usize) -> Option<&GuardMetrics> {
         self.releases.get(release)?.guard.as_ref()
+    }
+
+    pub fn fleet(&self, release: usize) -> Option<&FleetMetrics> {
+        self.guard(release)?.fleet.as_ref()
+    }
+
+    pub fn fleet_failure(&self, release: usize, failure: Failure) -> Option<usize> {
+        let i = Failure::ALL.iter().position(|f| *f == failure)?;
+        self.fleet(release)?.failures.get(i).copied()
     }
 
     fn subset(&self, release: usize, subset: usize) -> Option<&SubsetMetrics> {

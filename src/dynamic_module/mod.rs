@@ -164,18 +164,21 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
     let shared = Shared::for_configuration(&filter_name, bytes);
     let [loads, rejections] =
         stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
-    let engine = match Engine::from_config_in(bytes, Environment::proxy(&env_var)) {
-        Ok(engine) => engine,
-        Err(e) => {
-            log::error!("dial: {e}");
-            if first_to_apply("rejected", &shared) {
-                if let Some(id) = rejections {
-                    envoy.increment(id, 1);
+    let engine =
+        match Engine::from_config_in(bytes, Environment::proxy(&env_var)).and_then(|engine| {
+            crate::core::fleet::refuse_in_native_build(&engine.policy).map(|()| engine)
+        }) {
+            Ok(engine) => engine,
+            Err(e) => {
+                log::error!("dial: {e}");
+                if first_to_apply("rejected", &shared) {
+                    if let Some(id) = rejections {
+                        envoy.increment(id, 1);
+                    }
                 }
+                return None;
             }
-            return None;
-        }
-    };
+        };
     let mut metrics = Vec::with_capacity(engine.catalog.metrics.len());
     for m in &engine.catalog.metrics {
         let Some(id) = envoy.define(kind_of(m.kind), &m.name) else {

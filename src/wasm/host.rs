@@ -259,6 +259,51 @@ pub fn set_tick_period(millis: u32) -> Result<(), Status> {
     ok(unsafe { proxy_set_tick_period_milliseconds(millis) })
 }
 
+/// Sends an HTTP GET to `cluster` from the root context; the answer comes to
+/// `on_http_call_response` with the token. This is the SDK's call, the one exception to raw
+/// calls: the SDK routes a response only for a token it registered itself (a token it does not
+/// know makes its `on_http_call_response` panic), and registering is private to it. It panics
+/// only on a status other than Ok, BadArgument and InternalFailure, and Envoy's `http_call`
+/// returns no other for valid memory.
+pub fn http_get(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    timeout_millis: u32,
+) -> Result<u32, Status> {
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        std::time::Duration::from_millis(u64::from(timeout_millis)),
+    )
+}
+
+/// The body of the HTTP call's response being delivered, whole.
+pub fn http_call_body(size: usize) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size_out) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the host writes `data`/`size_out` only on Ok, with a buffer we then own.
+    unsafe {
+        match proxy_get_buffer_bytes(
+            BufferType::HttpCallResponseBody,
+            0,
+            size,
+            &mut data,
+            &mut size_out,
+        ) {
+            Status::Ok => Ok(take(data, size_out)),
+            Status::NotFound => Ok(Vec::new()),
+            other => Err(other),
+        }
+    }
+}
+
 /// The core's `Host` over these calls. Metrics are named by their catalog position; the ids
 /// Envoy gave them at configure time sit at the same positions.
 pub struct WasmHost<'a> {

@@ -17,8 +17,9 @@ use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
+use crate::core::fleet::{Failure, MAX_ANSWER_BYTES};
 use crate::core::request::{SerializedHeaders, SerializedRequest};
-use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
+use crate::core::runtime::{Answer, Runtime, Shared, TICK_MILLIS};
 use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind, Metric};
 use host::WasmHost;
@@ -36,6 +37,8 @@ struct DialRoot {
     loaded: Option<Rc<Loaded>>,
     /// The guards' windows and the gauges, for the policy in force.
     runtime: Option<(Runtime, Shared)>,
+    /// This VM's fleet queries in flight: token, release, when sent, timeout (ms).
+    callouts: Vec<(u32, usize, u64, u32)>,
 }
 
 /// A policy in force, with its metrics defined in the host.
@@ -127,7 +130,65 @@ fn increment(id: Option<u32>) {
     }
 }
 
-impl proxy_wasm::traits::Context for DialRoot {}
+impl proxy_wasm::traits::Context for DialRoot {
+    /// A fleet query's answer (or its failure).
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(at) = self.callouts.iter().position(|c| c.0 == token_id) else {
+            return;
+        };
+        let (_, release, sent, timeout_millis) = self.callouts.swap_remove(at);
+        let (Some(loaded), Some((runtime, shared))) = (&self.loaded, &mut self.runtime) else {
+            return;
+        };
+        let now = host::now_nanos().unwrap_or(sent);
+        let late = now.saturating_sub(sent) >= u64::from(timeout_millis) * 1_000_000;
+        let body = if num_headers == 0 || body_size > MAX_ANSWER_BYTES {
+            Vec::new()
+        } else {
+            host::http_call_body(body_size).unwrap_or_default()
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host::header_value(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+        };
+        let answer = match status.as_deref() {
+            // No response: the connection failed or was reset (or timed out).
+            None if late => Answer::Failed(Failure::Timeout),
+            None => Answer::Failed(Failure::Unreachable),
+            Some(b"200") if body_size > MAX_ANSWER_BYTES => Answer::Failed(Failure::TooLarge),
+            Some(b"200") => Answer::Ok(&body),
+            // Envoy's own replies: its timeout, or no connection to the query API.
+            Some(b"504") if late || body.starts_with(b"upstream request timeout") => {
+                Answer::Failed(Failure::Timeout)
+            }
+            Some(b"503")
+                if body.starts_with(b"upstream connect error")
+                    || body.starts_with(b"no healthy upstream") =>
+            {
+                Answer::Failed(Failure::Unreachable)
+            }
+            Some(_) => Answer::Failed(Failure::Status),
+        };
+        runtime.on_fleet_answer(
+            &loaded.engine,
+            &mut loaded.host(),
+            release,
+            answer,
+            now,
+            Some(shared),
+        );
+        loaded.tripped.set(runtime.tripped());
+    }
+}
 
 impl RootContext for DialRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -187,6 +248,8 @@ impl RootContext for DialRoot {
                 }
                 self.runtime = Some((runtime, shared));
                 self.loaded = Some(Rc::new(loaded));
+                // An answer to the previous policy's query is not this policy's verdict.
+                self.callouts.clear();
                 true
             }
             Err(e) => {
@@ -203,11 +266,36 @@ impl RootContext for DialRoot {
         let (Some(loaded), Some((runtime, shared))) = (&self.loaded, &mut self.runtime) else {
             return;
         };
-        match host::now_nanos() {
-            Ok(now) => runtime.on_tick(&loaded.engine, &mut loaded.host(), now, shared),
-            Err(status) => log::warn!("dial: cannot read the clock: {status:?}"),
-        }
+        let now = match host::now_nanos() {
+            Ok(now) => now,
+            Err(status) => {
+                log::warn!("dial: cannot read the clock: {status:?}");
+                return;
+            }
+        };
+        runtime.on_tick(&loaded.engine, &mut loaded.host(), now, shared);
         loaded.tripped.set(runtime.tripped());
+        // The fleet's verdict: at most one query per proxy per `every` (the worker that wins
+        // the turn asks), answered in on_http_call_response, never on the request path.
+        for q in runtime.fleet_due(&loaded.engine, &mut loaded.host(), now, shared) {
+            let sent = host::http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis);
+            match sent {
+                Ok(token) => self
+                    .callouts
+                    .push((token, q.release, now, q.timeout_millis)),
+                Err(status) => log::warn!(
+                    "dial: cannot send the fleet query to cluster {}: {status:?}",
+                    q.cluster
+                ),
+            }
+            runtime.fleet_sent(
+                &loaded.engine,
+                &mut loaded.host(),
+                q.release,
+                sent.is_ok(),
+                now,
+            );
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -2,7 +2,7 @@
 //! (`validate`, phase two). A policy that fails either phase is rejected whole.
 
 mod error;
-mod json;
+pub(crate) mod json;
 mod raw;
 mod reader;
 mod validate;

@@ -151,6 +151,17 @@ pub struct RawGuard {
     pub min_requests: i64,
     pub max_error_rate: Option<Number>,
     pub max_slow_rate: Option<RawSlowRate>,
+    pub fleet: Option<RawFleet>,
+}
+
+#[derive(Debug)]
+pub struct RawFleet {
+    pub cluster: String,
+    pub authority: String,
+    pub path: Option<String>,
+    pub every: Option<String>,
+    pub window: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug)]
@@ -375,6 +386,7 @@ fn guard(r: &mut Reader, o: &mut Object) -> Option<RawGuard> {
     let min_requests = r.required(o, "minRequests", integer);
     let max_error_rate = r.optional(o, "maxErrorRate", number);
     let max_slow_rate = r.optional(o, "maxSlowRate", |r, v, p| r.object(v, p, slow_rate));
+    let fleet = r.optional(o, "fleet", |r, v, p| r.object(v, p, fleet));
     Some(RawGuard {
         subset: subset?,
         fallback: fallback?,
@@ -382,6 +394,24 @@ fn guard(r: &mut Reader, o: &mut Object) -> Option<RawGuard> {
         min_requests: min_requests?,
         max_error_rate,
         max_slow_rate,
+        fleet,
+    })
+}
+
+fn fleet(r: &mut Reader, o: &mut Object) -> Option<RawFleet> {
+    let cluster = r.required(o, "cluster", string);
+    let authority = r.required(o, "authority", string);
+    let path = r.optional(o, "path", string);
+    let every = r.optional(o, "every", string);
+    let window = r.optional(o, "window", string);
+    let timeout = r.optional(o, "timeout", string);
+    Some(RawFleet {
+        cluster: cluster?,
+        authority: authority?,
+        path,
+        every,
+        window,
+        timeout,
     })
 }
 

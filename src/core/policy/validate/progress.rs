@@ -4,12 +4,13 @@ use serde_json::Number;
 
 use super::checker::Checker;
 use super::release::SubsetRefs;
+use crate::core::fleet::{Fleet, DEFAULT_PATH};
 use crate::core::guard::{Guard, SlowRate};
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
-use crate::core::policy::raw::{RawGuard, RawRamp};
+use crate::core::policy::raw::{RawFleet, RawGuard, RawRamp};
 use crate::core::policy::Subset;
 use crate::core::ramp::{self, Ramp, Step, PPM};
-use crate::core::time::{self, NANOS_PER_SECOND};
+use crate::core::time::{self, NANOS_PER_MILLI, NANOS_PER_SECOND};
 
 /// The longest guard window: the window's samples stay in each VM's memory.
 pub const MAX_GUARD_WINDOW_SECONDS: u64 = 600;
@@ -214,6 +215,10 @@ pub fn guard(c: &mut Checker, path: &JsonPath, raw: RawGuard, refs: &SubsetRefs)
             "a guard needs \"maxErrorRate\", \"maxSlowRate\" or both",
         );
     }
+    let fleet = match (raw.fleet, window) {
+        (Some(f), Some(w)) => fleet(c, &path.key("fleet"), f, w),
+        _ => None,
+    };
     let (subset, fallback, window) = (subset?, fallback?, window?);
     c.clean_since(mark).then_some(Guard {
         subset,
@@ -222,6 +227,122 @@ pub fn guard(c: &mut Checker, path: &JsonPath, raw: RawGuard, refs: &SubsetRefs)
         min_requests: u64::try_from(raw.min_requests).ok()?,
         max_error_rate,
         max_slow_rate,
+        fleet,
+    })
+}
+
+/// The longest fleet window and period (the query API's range, how often a proxy asks).
+pub const MAX_FLEET_WINDOW_SECONDS: u64 = 3600;
+pub const MAX_FLEET_EVERY_SECONDS: u64 = 600;
+
+/// `guard.fleet`: where the query API is, how often to ask it and over which range. The
+/// window defaults to the guard's own; the timeout to 1s (never more than `every`, so at most
+/// one query per proxy is in flight).
+fn fleet(c: &mut Checker, path: &JsonPath, raw: RawFleet, guard_window: u64) -> Option<Fleet> {
+    let mark = c.mark();
+    let token = |v: &str, extra: &[u8]| {
+        (1..=255).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    if !token(&raw.cluster, b"._-|:/") {
+        c.fail(
+            path.key("cluster"),
+            ProblemKind::InvalidValue,
+            &raw.cluster,
+            format!(
+                "{} is not an Envoy cluster name: use 1-255 of a-z A-Z 0-9 '.' '_' '-' '|' ':' '/'",
+                quote(&raw.cluster)
+            ),
+        );
+    }
+    if !token(&raw.authority, b".-_:[]") {
+        c.fail(
+            path.key("authority"),
+            ProblemKind::InvalidValue,
+            &raw.authority,
+            format!(
+                "{} is not a host name: write the query API's host, like \"prometheus.istio-system\" or \"prometheus:9090\"",
+                quote(&raw.authority)
+            ),
+        );
+    }
+    let api_path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
+    if !(api_path.starts_with('/')
+        && api_path.len() <= 1024
+        && api_path.bytes().all(|b| b.is_ascii_graphic() && b != b'#'))
+    {
+        c.fail(
+            path.key("path"),
+            ProblemKind::InvalidValue,
+            &api_path,
+            format!(
+                "{} is not a path: write the instant-query endpoint, like \"{DEFAULT_PATH}\"",
+                quote(&api_path)
+            ),
+        );
+    }
+    let mut span =
+        |field: &str, text: Option<&str>, default: u64, low: u64, high: u64, range: &str| {
+            let Some(text) = text else {
+                return Some(default);
+            };
+            match time::parse_duration(text) {
+                Some(d) if (low..=high).contains(&d) => Some(d),
+                _ => {
+                    c.fail(
+                        path.key(field),
+                        ProblemKind::OutOfRange,
+                        text,
+                        format!("{} is not {range}: write it like \"5s\"", quote(text)),
+                    );
+                    None
+                }
+            }
+        };
+    let every = span(
+        "every",
+        raw.every.as_deref(),
+        5 * NANOS_PER_SECOND,
+        NANOS_PER_SECOND,
+        MAX_FLEET_EVERY_SECONDS * NANOS_PER_SECOND,
+        "a period from 1s to 10m",
+    );
+    let window = span(
+        "window",
+        raw.window.as_deref(),
+        guard_window,
+        NANOS_PER_SECOND,
+        MAX_FLEET_WINDOW_SECONDS * NANOS_PER_SECOND,
+        "a window from 1s to 1h",
+    );
+    let timeout = span(
+        "timeout",
+        raw.timeout.as_deref(),
+        NANOS_PER_SECOND,
+        100 * NANOS_PER_MILLI,
+        MAX_FLEET_EVERY_SECONDS * NANOS_PER_SECOND,
+        "a timeout from 100ms to 10m",
+    );
+    let (every, window, timeout) = (every?, window?, timeout?);
+    if timeout > every {
+        c.fail(
+            path.key("timeout"),
+            ProblemKind::Conflict,
+            raw.timeout.as_deref().unwrap_or("1s"),
+            format!(
+                "{} is longer than \"every\": a proxy asks again only once its last query has ended",
+                quote(raw.timeout.as_deref().unwrap_or("1s"))
+            ),
+        );
+    }
+    c.clean_since(mark).then_some(Fleet {
+        cluster: raw.cluster,
+        authority: raw.authority,
+        path: api_path,
+        every,
+        window,
+        timeout,
     })
 }
 
