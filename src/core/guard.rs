@@ -93,6 +93,20 @@ struct Sample {
 }
 
 impl Window {
+    /// An empty window with room for every sample `guard`'s window can hold when samples come
+    /// at least `spacing` nanoseconds apart (the VM's tick): it never grows after it is made,
+    /// so a guard's memory is fixed when the policy loads, whatever the traffic.
+    pub fn for_guard(guard: &Guard, spacing: u64) -> Window {
+        let held = guard.window / spacing.max(1);
+        Window {
+            samples: VecDeque::with_capacity(
+                usize::try_from(held)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(2),
+            ),
+        }
+    }
+
     /// Adds the counters as they are at `now` and judges the window that ends now.
     pub fn observe(
         &mut self,
@@ -156,6 +170,22 @@ pub fn judge(guard: &Guard, guarded: Counts, fallback: Counts, covered: u64) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_window_made_for_its_guard_never_grows() {
+        let guard = Guard {
+            window: 3_000_000_000,
+            ..guard()
+        };
+        let tick = 500_000_000;
+        let mut w = Window::for_guard(&guard, tick);
+        let capacity = w.samples.capacity();
+        let none = Counts::default();
+        for i in 0..1000u64 {
+            let _ = w.observe(&guard, i * tick, none, none);
+            assert_eq!(w.samples.capacity(), capacity, "grew at sample {i}");
+        }
+    }
+
     use super::*;
 
     const S: u64 = 1_000_000_000;

@@ -82,7 +82,11 @@ impl Runtime {
         Runtime {
             windows: releases
                 .iter()
-                .map(|r| r.guard.as_ref().map(|_| Window::default()))
+                .map(|r| {
+                    r.guard
+                        .as_ref()
+                        .map(|g| Window::for_guard(g, u64::from(TICK_MILLIS) * 1_000_000))
+                })
                 .collect(),
             tripped: 0,
             weights: releases.iter().map(|_| Vec::new()).collect(),
