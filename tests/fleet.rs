@@ -654,3 +654,65 @@ fn the_readme_shows_the_query_the_proxies_send() {
     let query = dial::core::fleet::query("checkout", "canary", "stable", &guard, &fleet);
     assert_eq!(block.trim_end(), query.trim_end());
 }
+
+/// The shipped alert rule and the dashboard show the canary's excess error rate with the very
+/// expression a fleet guard sends (`fleet::excess_error_rate`), so an operator sees what the
+/// proxies saw: the alert over 5 minutes, the dashboard over Grafana's `$__rate_interval`, both
+/// with `minRequests` 20 (the README's example). tests/prometheus.rs evaluates both in a real
+/// Prometheus.
+#[test]
+fn the_alert_and_the_dashboard_use_the_query_the_proxies_send() {
+    use dial::core::fleet::excess_error_rate;
+    let root = support::repo_root();
+    let min = 20;
+
+    // The rule's `expr: |` block, its indentation removed.
+    let rules =
+        std::fs::read_to_string(root.join("istio/analysis/prometheus/dial-alerts.rules.yml"))
+            .unwrap();
+    let at = rules
+        .find("- alert: DialCanaryErrorRateAboveStable")
+        .unwrap();
+    let block = &rules[at..];
+    let start = block.find("expr: |\n").unwrap() + "expr: |\n".len();
+    let indent = "      ";
+    let expr: String = block[start..]
+        .lines()
+        .take_while(|l| l.starts_with(indent) || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l)))
+        .collect();
+    let want = format!(
+        "{}> 0.05\n",
+        excess_error_rate("", "canary", "stable", "5m", min)
+    );
+    assert_eq!(expr, want, "the alert's expr; the core's is:\n{want}");
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("istio/analysis/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panel = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Error rate per subset (5xx share)")
+        .unwrap();
+    let target = panel["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["refId"] == "B")
+        .unwrap();
+    let want = excess_error_rate(
+        "release=\"$release\", ",
+        "canary",
+        "stable",
+        "$__rate_interval",
+        min,
+    );
+    assert_eq!(
+        target["expr"],
+        want.as_str(),
+        "the dashboard's; the core's is:\n{want}"
+    );
+}

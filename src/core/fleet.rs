@@ -6,8 +6,9 @@
 //!
 //! The rule is the local guard's (`guard::judge`): the guarded subset's rate minus the
 //! fallback's, the fallback counting as 0% below `minRequests`, no verdict below `minRequests`
-//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`, shown in the
-//! README. (The shipped alert rule and dashboard do not share it yet: issue 21 asks that.)
+//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`: the README,
+//! the shipped alert rule (`DialCanaryErrorRateAboveStable`) and the Grafana dashboard show the
+//! same text (tests/fleet.rs compares them), so an operator sees what the proxies saw.
 //!
 //! A failure is never a verdict: a verdict can only trip, and an answer Dial cannot read as one
 //! (or no answer) is a `Failure`, counted by reason.
@@ -167,8 +168,8 @@ fn literal(value: &str) -> String {
 /// share counts as 0 below `min` fallback responses. `scope` is matchers every selector starts
 /// with (`release="checkout", `, or empty for every release).
 ///
-/// The README shows this text (tests/fleet.rs compares them), so keep its layout: it is what
-/// an operator reads.
+/// The README, the alert rule and the dashboard show this text (tests/fleet.rs compares them),
+/// so keep its layout: it is what an operator reads.
 pub fn excess_rate(
     scope: &str,
     numerator: &str,
