@@ -14,7 +14,7 @@
 //! (or no answer) is a `Failure`, counted by reason.
 
 use crate::core::guard::{Guard, Measure};
-use crate::core::policy::{json, JsonPath, Policy, PolicyError, Problem, ProblemKind};
+use crate::core::policy::json;
 use crate::core::stats::{RESPONSES, SLOW_RESPONSES};
 
 /// Where and how often a guard asks for the fleet's verdict.
@@ -107,35 +107,6 @@ pub struct FleetTrip {
     /// The guarded subset's rate minus the fallback's, fleet-wide.
     pub excess: f64,
     pub responses: f64,
-}
-
-/// The native build (an Envoy dynamic module) has no fleet verdict: Envoy 1.40's HTTP-filter
-/// ABI gives a filter no timer outside a request (see README, "Fleet verdict"). A policy that
-/// asks for one is refused there, at its path, rather than silently judged locally only.
-pub fn refuse_in_native_build(policy: &Policy) -> Result<(), PolicyError> {
-    let problems: Vec<Problem> = policy
-        .releases
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.guard.as_ref().is_some_and(|g| g.fleet.is_some()))
-        .map(|(i, _)| {
-            Problem::new(
-                JsonPath::root()
-                    .key("releases")
-                    .index(i)
-                    .key("guard")
-                    .key("fleet"),
-                ProblemKind::Conflict,
-                None,
-                "the native build (Envoy dynamic module) has no fleet verdict: use the Wasm build, or remove \"fleet\" (the local guard still judges this proxy's traffic)",
-            )
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(PolicyError { problems })
-    }
 }
 
 /// A PromQL duration for a window in nanoseconds (whole milliseconds).
