@@ -998,6 +998,14 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
                     ],
                 );
             }
+            // The fleet verdict's expression (tests/fleet.rs), minRequests 20.
+            "dashboard Error rate per subset (5xx share) B" => {
+                assert!(
+                    idle.is_empty(),
+                    "{n}: no canary traffic, no sample: {idle:?}"
+                );
+                assert_by(n, &done, "release", &[("checkout", excess)]);
+            }
             "dashboard p99 latency per subset A" => {
                 assert_by(
                     n,

@@ -1,7 +1,8 @@
 //! The VM's tick, natively: guards judged over the whole proxy's counters, a trip shared with
 //! every VM through shared data and counted once, and the weight and guard gauges. Two
 //! `Runtime`s on one recording host stand for two workers of one Envoy: the host's counters
-//! and shared data are process-wide, as Envoy's are.
+//! and shared data are process-wide, as Envoy's are. The fleet verdict's part of the tick too:
+//! the election of the worker that asks, the query in flight, and what an answer may do.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,9 +12,10 @@
 
 use dial::core::decide::{decide, Decision, Reason};
 use dial::core::exchange::Engine;
+use dial::core::fleet::Failure;
 use dial::core::recording::RecordingHost;
 use dial::core::request::HeaderList;
-use dial::core::runtime::{Runtime, Shared};
+use dial::core::runtime::{Answer, FleetQuery, Runtime, Shared};
 use dial::core::stats::tagged;
 use serde_json::{json, Value};
 
@@ -329,4 +331,319 @@ fn the_weight_gauges_follow_the_ramp() {
     let sets = host.calls.len();
     vm.on_tick(&e, &mut host, T0 + 121 * SECOND, &shared(b"p"));
     assert_eq!(host.calls.len(), sets);
+}
+
+// --- The fleet's verdict ------------------------------------------------------------------------
+
+/// The guard above, with a fleet verdict asked every 5 s.
+fn fleet_guarded() -> Engine {
+    engine(json!({
+        "guard": { "subset": "canary", "fallback": "stable", "window": "10s", "minRequests": 20,
+                   "maxErrorRate": 0.05,
+                   "fleet": { "cluster": "prometheus", "authority": "prometheus.test",
+                              "every": "5s", "window": "1m", "timeout": "1s" } }
+    }))
+}
+
+/// The query API's answer: the fleet's excess error rate and guarded responses, as samples of
+/// the query's `dial` figures (the release, and each sample's value, given as text).
+fn answer(release: &str, errors: &str, responses: &str) -> Vec<u8> {
+    let sample = |figure: &str, value: &str| json!({ "metric": { "release": release, "dial": figure }, "value": [1.0, value] });
+    json!({ "status": "success", "data": { "resultType": "vector",
+            "result": [sample("errors", errors), sample("responses", responses)] } })
+    .to_string()
+    .into_bytes()
+}
+
+fn fleet_metric(name: &str) -> String {
+    guard_metric(name)
+}
+
+fn failure_metric(reason: &str) -> String {
+    tagged(
+        &[
+            ("release", "checkout"),
+            ("subset", "canary"),
+            ("reason", reason),
+        ],
+        "dial_fleet_query_failures_total",
+    )
+}
+
+fn counter(e: &Engine, host: &RecordingHost, name: &str) -> u64 {
+    host.counters.get(&metric(e, name)).copied().unwrap_or(0)
+}
+
+/// What the binding does at each tick: the tick, then the fleet queries this VM won, sent.
+fn tick(e: &Engine, vm: &mut Runtime, host: &mut RecordingHost, now: u64) -> Vec<FleetQuery> {
+    let key = shared(b"policy-1");
+    vm.on_tick(e, host, now, &key);
+    let due = vm.fleet_due(e, host, now, &key);
+    for q in &due {
+        vm.fleet_sent(e, host, q.release, true, now);
+    }
+    due
+}
+
+fn reply(e: &Engine, vm: &mut Runtime, host: &mut RecordingHost, answer: Answer, now: u64) {
+    vm.on_fleet_answer(e, host, 0, answer, now, Some(&shared(b"policy-1")));
+}
+
+#[test]
+fn one_worker_per_proxy_asks_once_per_every() {
+    let e = fleet_guarded();
+    let mut host = RecordingHost::default();
+    let mut vms = [Runtime::new(&e), Runtime::new(&e)];
+    let healthy = answer("checkout", "0", "100");
+    // A minute of 500 ms ticks on both workers, each answer arriving before the next tick:
+    // due at once, then every 5 s, whichever worker ticks first.
+    let mut asked = Vec::new();
+    for t in 0..120 {
+        let now = T0 + t * SECOND / 2;
+        // The workers' ticks interleave either way.
+        let order = if t % 3 == 0 { [1, 0] } else { [0, 1] };
+        for v in order {
+            for q in tick(&e, &mut vms[v], &mut host, now) {
+                assert_eq!(q.cluster, "prometheus");
+                assert_eq!(q.authority, "prometheus.test");
+                assert_eq!(q.timeout_millis, 1000);
+                assert!(q.path.starts_with("/api/v1/query?query="), "{}", q.path);
+                asked.push((t, v));
+            }
+        }
+        for vm in &mut vms {
+            reply(&e, vm, &mut host, Answer::Ok(&healthy), now + 1);
+        }
+    }
+    let seconds: Vec<u64> = asked.iter().map(|(t, _)| t / 2).collect();
+    assert_eq!(seconds, (0..12).map(|i| i * 5).collect::<Vec<u64>>());
+    // Both workers won turns: the election is the shared due time, not a fixed worker.
+    assert!(asked.iter().any(|(_, v)| *v == 0) && asked.iter().any(|(_, v)| *v == 1));
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_fleet_queries_total")),
+        12
+    );
+    assert_eq!(vms[0].tripped() | vms[1].tripped(), 0);
+}
+
+#[test]
+fn a_worker_has_at_most_one_query_in_flight() {
+    let e = fleet_guarded();
+    let mut host = RecordingHost::default();
+    let mut a = Runtime::new(&e);
+    assert_eq!(tick(&e, &mut a, &mut host, T0).len(), 1);
+    // Unanswered: a asks no more, however long it waits (Envoy answers every callout by its
+    // `timeout`, at most `every`, so another worker can take the next turn meanwhile).
+    for s in 1..30 {
+        assert!(
+            tick(&e, &mut a, &mut host, T0 + s * SECOND).is_empty(),
+            "at {s}"
+        );
+    }
+    let mut b = Runtime::new(&e);
+    assert_eq!(tick(&e, &mut b, &mut host, T0 + 30 * SECOND).len(), 1);
+    // The host's timeout answers a's query: a may ask again at the next turn.
+    reply(
+        &e,
+        &mut a,
+        &mut host,
+        Answer::Failed(Failure::Timeout),
+        T0 + 30 * SECOND,
+    );
+    assert!(tick(&e, &mut a, &mut host, T0 + 31 * SECOND).is_empty());
+    assert_eq!(tick(&e, &mut a, &mut host, T0 + 35 * SECOND).len(), 1);
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_fleet_queries_total")),
+        3
+    );
+    assert_eq!(counter(&e, &host, &failure_metric("timeout")), 1);
+}
+
+#[test]
+fn a_fleet_answer_trips_like_a_local_trip_and_never_untrips() {
+    let e = fleet_guarded();
+    let mut host = RecordingHost::default();
+    let (mut a, mut b) = (Runtime::new(&e), Runtime::new(&e));
+    assert_eq!(tick(&e, &mut a, &mut host, T0).len(), 1);
+    assert!(tick(&e, &mut b, &mut host, T0).is_empty());
+    // b takes the next turn while a's answer is still out.
+    assert_eq!(tick(&e, &mut b, &mut host, T0 + 5 * SECOND).len(), 1);
+
+    // Under the threshold: no trip. Over it: a trip, shared and counted once.
+    reply(
+        &e,
+        &mut a,
+        &mut host,
+        Answer::Ok(&answer("checkout", "0.05", "400")),
+        T0 + 6 * SECOND,
+    );
+    assert_eq!(a.tripped(), 0);
+    assert_eq!(tick(&e, &mut a, &mut host, T0 + 10 * SECOND).len(), 1);
+    reply(
+        &e,
+        &mut a,
+        &mut host,
+        Answer::Ok(&answer("checkout", "0.25", "400")),
+        T0 + 10 * SECOND,
+    );
+    assert_eq!(a.tripped(), 1);
+    assert_eq!(host.shared["dial.test.guard.checkout"].0, b"policy-1");
+    assert_eq!(
+        counter(&e, &host, &guard_metric("dial_guard_trips_total")),
+        1
+    );
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_guard_fleet_trips_total")),
+        1
+    );
+
+    // Canary users go to stable by the guardrail, on a now and on b from its next tick.
+    let canary_user = &users(&e, "canary", 1)[0];
+    assert_eq!(
+        serve(&e, &a, &mut host, T0 + 11 * SECOND, canary_user, 200, 5),
+        ("stable".into(), Reason::Guardrail)
+    );
+    b.on_tick(&e, &mut host, T0 + 11 * SECOND, &shared(b"policy-1"));
+    assert_eq!(b.tripped(), 1);
+    assert!(host
+        .gauged(&e.catalog)
+        .contains(&(guard_metric("dial_guard_tripped").as_str(), 1)));
+
+    // b's answer comes back healthy, then another trip's: neither changes anything.
+    reply(
+        &e,
+        &mut b,
+        &mut host,
+        Answer::Ok(&answer("checkout", "0", "400")),
+        T0 + 12 * SECOND,
+    );
+    reply(
+        &e,
+        &mut b,
+        &mut host,
+        Answer::Ok(&answer("checkout", "0.5", "400")),
+        T0 + 12 * SECOND,
+    );
+    for (vm, name) in [(&mut a, "a"), (&mut b, "b")] {
+        // A tripped guard asks no more: a verdict can only trip.
+        assert!(
+            tick(&e, vm, &mut host, T0 + 60 * SECOND).is_empty(),
+            "{name}"
+        );
+        assert_eq!(vm.tripped(), 1, "{name}");
+    }
+    assert_eq!(host.shared["dial.test.guard.checkout"].0, b"policy-1");
+    assert_eq!(
+        counter(&e, &host, &guard_metric("dial_guard_trips_total")),
+        1
+    );
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_guard_fleet_trips_total")),
+        1
+    );
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_fleet_queries_total")),
+        3
+    );
+}
+
+#[test]
+fn every_failure_is_counted_by_reason_and_is_no_verdict() {
+    let e = fleet_guarded();
+    let mut host = RecordingHost::default();
+    let mut vm = Runtime::new(&e);
+    let other = answer("search", "0.5", "400");
+    let nan = answer("checkout", "NaN", "400");
+    let huge = vec![b' '; 16 * 1024 + 1];
+    let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    let answers: Vec<(&str, Answer)> = vec![
+        ("refused", Answer::Failed(Failure::Refused)),
+        ("unreachable", Answer::Failed(Failure::Unreachable)),
+        ("timeout", Answer::Failed(Failure::Timeout)),
+        ("status", Answer::Failed(Failure::Status)),
+        ("too_large", Answer::Ok(&huge)),
+        ("malformed", Answer::Ok(b"<html>not the query API</html>")),
+        ("empty", Answer::Ok(empty)),
+        ("nan", Answer::Ok(&nan)),
+        ("wrong_series", Answer::Ok(&other)),
+    ];
+    // Every reason the metrics know is forced here.
+    assert_eq!(answers.len(), Failure::ALL.len());
+    for (i, (reason, failed)) in answers.into_iter().enumerate() {
+        let now = T0 + i as u64 * 5 * SECOND;
+        if reason == "refused" {
+            // The host refused the callout: counted as such, no query counted as sent.
+            vm.on_tick(&e, &mut host, now, &shared(b"policy-1"));
+            let due = vm.fleet_due(&e, &mut host, now, &shared(b"policy-1"));
+            assert_eq!(due.len(), 1);
+            vm.fleet_sent(&e, &mut host, 0, false, now);
+        } else {
+            assert_eq!(tick(&e, &mut vm, &mut host, now).len(), 1, "{reason}");
+            reply(&e, &mut vm, &mut host, failed, now + 1);
+        }
+        assert_eq!(counter(&e, &host, &failure_metric(reason)), 1, "{reason}");
+        assert_eq!(vm.tripped(), 0, "{reason}");
+    }
+    for f in Failure::ALL {
+        assert_eq!(counter(&e, &host, &failure_metric(f.as_str())), 1, "{f:?}");
+    }
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_fleet_queries_total")),
+        8
+    );
+    assert_eq!(
+        counter(&e, &host, &guard_metric("dial_guard_trips_total")),
+        0
+    );
+    assert_eq!(host.shared["dial.test.guard.checkout"].0, b"");
+}
+
+#[test]
+fn the_local_guard_trips_while_every_fleet_query_fails() {
+    let e = fleet_guarded();
+    let mut host = RecordingHost::default();
+    let mut vms = [Runtime::new(&e), Runtime::new(&e)];
+    let canary = users(&e, "canary", 40);
+    let stable = users(&e, "stable", 40);
+    let mut tripped_at = None;
+    for s in 0..20u64 {
+        let now = T0 + s * SECOND;
+        // Healthy for 10 s, then the canary fails.
+        let canary_status = if s < 10 { 200 } else { 500 };
+        for i in 0..40 {
+            let vm = &vms[i % 2];
+            serve(&e, vm, &mut host, now, &canary[i], canary_status, 5);
+            serve(&e, vm, &mut host, now, &stable[i], 200, 5);
+        }
+        for vm in &mut vms {
+            for _ in tick(&e, vm, &mut host, now + SECOND - 1) {
+                // Prometheus is down: every query fails.
+                reply(
+                    &e,
+                    vm,
+                    &mut host,
+                    Answer::Failed(Failure::Unreachable),
+                    now + SECOND - 1,
+                );
+            }
+        }
+        if vms.iter().all(|vm| vm.tripped() == 1) && tripped_at.is_none() {
+            tripped_at = Some(s);
+        }
+        if s < 10 {
+            assert_eq!(vms[0].tripped() | vms[1].tripped(), 0, "at {s}");
+        }
+    }
+    // The first failing second trips, as without a fleet verdict.
+    assert_eq!(tripped_at, Some(10));
+    assert_eq!(
+        counter(&e, &host, &guard_metric("dial_guard_trips_total")),
+        1
+    );
+    assert_eq!(
+        counter(&e, &host, &fleet_metric("dial_guard_fleet_trips_total")),
+        0
+    );
+    // Asked every 5 s (at 0 and 5 s; at 10 s the local trip came first), each failing.
+    assert_eq!(counter(&e, &host, &failure_metric("unreachable")), 2);
 }

@@ -412,11 +412,7 @@ impl Scan {
         place: Place,
         site: Site,
     ) {
-        let mut outcome = crate::common::parse_policy(&text);
-        if matches!(origin, Origin::Native { .. }) {
-            outcome =
-                outcome.and_then(|p| dial::core::fleet::refuse_in_native_build(&p).map(|()| p));
-        }
+        let outcome = crate::common::parse_policy(&text);
         self.found.push(Found {
             file: context.file.into(),
             seq: self.files,

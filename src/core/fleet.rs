@@ -6,14 +6,15 @@
 //!
 //! The rule is the local guard's (`guard::judge`): the guarded subset's rate minus the
 //! fallback's, the fallback counting as 0% below `minRequests`, no verdict below `minRequests`
-//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`, shown in the
-//! README. (The shipped alert rule and dashboard do not share it yet: issue 21 asks that.)
+//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`: the README,
+//! the shipped alert rule (`DialCanaryErrorRateAboveStable`) and the Grafana dashboard show the
+//! same text (tests/fleet.rs compares them), so an operator sees what the proxies saw.
 //!
 //! A failure is never a verdict: a verdict can only trip, and an answer Dial cannot read as one
 //! (or no answer) is a `Failure`, counted by reason.
 
 use crate::core::guard::{Guard, Measure};
-use crate::core::policy::{json, JsonPath, Policy, PolicyError, Problem, ProblemKind};
+use crate::core::policy::json;
 use crate::core::stats::{RESPONSES, SLOW_RESPONSES};
 
 /// Where and how often a guard asks for the fleet's verdict.
@@ -108,35 +109,6 @@ pub struct FleetTrip {
     pub responses: f64,
 }
 
-/// The native build (an Envoy dynamic module) has no fleet verdict: Envoy 1.40's HTTP-filter
-/// ABI gives a filter no timer outside a request (see README, "Fleet verdict"). A policy that
-/// asks for one is refused there, at its path, rather than silently judged locally only.
-pub fn refuse_in_native_build(policy: &Policy) -> Result<(), PolicyError> {
-    let problems: Vec<Problem> = policy
-        .releases
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.guard.as_ref().is_some_and(|g| g.fleet.is_some()))
-        .map(|(i, _)| {
-            Problem::new(
-                JsonPath::root()
-                    .key("releases")
-                    .index(i)
-                    .key("guard")
-                    .key("fleet"),
-                ProblemKind::Conflict,
-                None,
-                "the native build (Envoy dynamic module) has no fleet verdict: use the Wasm build, or remove \"fleet\" (the local guard still judges this proxy's traffic)",
-            )
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(PolicyError { problems })
-    }
-}
-
 /// A PromQL duration for a window in nanoseconds (whole milliseconds).
 pub fn duration(nanos: u64) -> String {
     let ms = nanos / 1_000_000;
@@ -167,8 +139,8 @@ fn literal(value: &str) -> String {
 /// share counts as 0 below `min` fallback responses. `scope` is matchers every selector starts
 /// with (`release="checkout", `, or empty for every release).
 ///
-/// The README shows this text (tests/fleet.rs compares them), so keep its layout: it is what
-/// an operator reads.
+/// The README, the alert rule and the dashboard show this text (tests/fleet.rs compares them),
+/// so keep its layout: it is what an operator reads.
 pub fn excess_rate(
     scope: &str,
     numerator: &str,

@@ -73,6 +73,40 @@ pub enum Answer<'a> {
     Failed(Failure),
 }
 
+impl<'a> Answer<'a> {
+    /// A query API's response as a binding saw it: `status` (`None`: no response at all),
+    /// whether it came `late` (at or past the query's timeout), the body's full size and its
+    /// bytes (read only when the size is within `MAX_ANSWER_BYTES`). Both builds read their
+    /// host's callout result through this one mapping, Envoy's own replies included.
+    pub fn of_response(
+        status: Option<&[u8]>,
+        late: bool,
+        body_size: usize,
+        body: &'a [u8],
+    ) -> Answer<'a> {
+        match status {
+            // No response: the connection failed or was reset (or timed out).
+            None if late => Answer::Failed(Failure::Timeout),
+            None => Answer::Failed(Failure::Unreachable),
+            Some(b"200") if body_size > fleet::MAX_ANSWER_BYTES => {
+                Answer::Failed(Failure::TooLarge)
+            }
+            Some(b"200") => Answer::Ok(body),
+            // Envoy's own replies: its timeout, or no connection to the query API.
+            Some(b"504") if late || body.starts_with(b"upstream request timeout") => {
+                Answer::Failed(Failure::Timeout)
+            }
+            Some(b"503")
+                if body.starts_with(b"upstream connect error")
+                    || body.starts_with(b"no healthy upstream") =>
+            {
+                Answer::Failed(Failure::Unreachable)
+            }
+            Some(_) => Answer::Failed(Failure::Status),
+        }
+    }
+}
+
 /// How often a VM logs a fleet query's failure at most.
 const FAILURE_LOG_NANOS: u64 = 60_000_000_000;
 

@@ -58,6 +58,27 @@ pub struct EnvoyHttpHeader {
     value_length: usize,
 }
 
+/// `envoy_dynamic_module_type_module_http_header`: one header the module owns (Envoy copies it).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModuleHttpHeader {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+impl ModuleHttpHeader {
+    fn of(name: &str, value: &str) -> ModuleHttpHeader {
+        ModuleHttpHeader {
+            key_ptr: name.as_ptr(),
+            key_length: name.len(),
+            value_ptr: value.as_ptr(),
+            value_length: value.len(),
+        }
+    }
+}
+
 impl ModuleBuffer {
     fn of(bytes: &[u8]) -> ModuleBuffer {
         ModuleBuffer {
@@ -134,6 +155,12 @@ pub enum MetricKind {
 const METRICS_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_attribute_id_SourceAddress` (`source.address`, `ip:port`).
 const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
+/// `envoy_dynamic_module_type_http_callout_init_result_Success`.
+const CALLOUT_INIT_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_http_callout_result_Success` (then `Reset`,
+/// `ExceedResponseBufferLimit`).
+const CALLOUT_SUCCESS: u32 = 0;
+const CALLOUT_EXCEED_RESPONSE_BUFFER_LIMIT: u32 = 2;
 /// `..._status_Continue` of every `on_http_filter_*` status enum.
 const CONTINUE: u32 = 0;
 
@@ -236,6 +263,27 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
 
+    // The fleet verdict's: a callout from the configuration (on the main thread), and a
+    // scheduler that brings a worker's "a query is due" there. Envoy 1.39 and 1.40 both export
+    // all four (checked with `nm -D` on both binaries; README, "Native build").
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_length: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: *mut c_void,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+
     /// glibc's (in `libc.so.6` since 2.34, a version the module already needs): finds a
     /// callback Envoy may not export.
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
@@ -314,12 +362,90 @@ unsafe fn copied(ptr: *const u8, length: usize) -> Vec<u8> {
 
 // --------------------------------------------------------------------------------- handles --
 
-/// Envoy's `DynamicModuleHttpFilterConfig`, valid during `on_http_filter_config_new` (the only
-/// place Dial uses it: defining metrics and the configure-time writes).
+/// Envoy's `DynamicModuleHttpFilterConfig`, valid during the configuration's hooks that hand it
+/// over (`on_http_filter_config_new`, `_scheduled`, `_http_callout_done`, all on the main
+/// thread): defining metrics, the configure-time writes, the fleet verdict's callouts.
 #[derive(Clone, Copy)]
 pub struct EnvoyConfig(*mut c_void);
 
+/// Envoy's scheduler for a configuration: `commit` from any thread runs
+/// `on_http_filter_config_scheduled` on the main thread. Deleted when dropped.
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: Envoy's config scheduler holds a weak reference to the configuration and the main
+// thread's dispatcher; `commit` only posts to that dispatcher, which is thread-safe (it exists
+// to be called from other threads), and `delete` runs once, from Drop.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as for Send: `commit` through a shared reference only posts.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Asks Envoy to call `on_http_filter_config_scheduled` on the main thread (never blocks).
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a scheduler Envoy created and not yet deleted (Drop deletes it).
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by scheduler_new, deleted exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// Why Envoy would not start a callout (`envoy_dynamic_module_type_http_callout_init_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalloutRefused(pub u32);
+
 impl EnvoyConfig {
+    /// A scheduler for this configuration (at configure time, on the main thread).
+    pub fn scheduler(self) -> Option<ConfigScheduler> {
+        // SAFETY: Envoy's live config pointer, during config_new (Envoy already holds the
+        // configuration in the shared pointer the scheduler keeps a weak reference to).
+        let scheduler =
+            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!scheduler.is_null()).then_some(ConfigScheduler(scheduler))
+    }
+
+    /// Starts a GET to `cluster` (main thread); its answer comes to
+    /// `on_http_filter_config_http_callout_done` with the id returned.
+    pub fn http_get(
+        self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout_millis: u32,
+    ) -> Result<u64, CalloutRefused> {
+        let headers = [
+            ModuleHttpHeader::of(":method", "GET"),
+            ModuleHttpHeader::of(":path", path),
+            ModuleHttpHeader::of(":authority", authority),
+        ];
+        let mut id = 0u64;
+        // SAFETY: Envoy's live config pointer (in a configuration hook, main thread); the
+        // cluster, headers and empty body are live slices Envoy copies during the call; Envoy
+        // writes one u64 to a live local.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                headers.as_ptr(),
+                headers.len(),
+                ModuleBuffer::of(&[]),
+                u64::from(timeout_millis),
+            )
+        };
+        if result == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(CalloutRefused(result))
+        }
+    }
+
     /// Defines a metric without labels (Dial's labels travel in the name, as in the Wasm build);
     /// the id Envoy gave it.
     pub fn define(self, kind: MetricKind, name: &str) -> Option<usize> {
@@ -696,8 +822,79 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
 ) {
 }
 
+/// The configuration's scheduled event (main thread): a worker found a fleet query due.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    config: *const c_void,
+    _event_id: u64,
+) {
+    super::shield("http_filter_config_scheduled", || {
+        // SAFETY: `config` is what config_new returned (`Arc::into_raw`); Envoy calls this hook
+        // on the main thread only while the configuration lives (its scheduler holds a weak
+        // reference, and config_destroy runs on the main thread too). Borrowed, not owned.
+        if let Some(config) = unsafe { config.cast::<Config>().as_ref() } {
+            config.send_fleet_queries(EnvoyConfig(config_envoy));
+        }
+    });
+}
+
+/// A fleet query's answer (main thread).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy: *mut c_void,
+    config: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    super::shield("http_filter_config_http_callout_done", || {
+        // SAFETY: as in config_scheduled.
+        let Some(config) = (unsafe { config.cast::<Config>().as_ref() }) else {
+            return;
+        };
+        let headers: &[EnvoyHttpHeader] = if headers.is_null() {
+            &[]
+        } else {
+            // SAFETY: Envoy hands `headers_size` headers valid until this hook returns.
+            unsafe { std::slice::from_raw_parts(headers, headers_size) }
+        };
+        let chunks: &[EnvoyBuffer] = if body_chunks.is_null() {
+            &[]
+        } else {
+            // SAFETY: as for the headers.
+            unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+        };
+        let status = headers.iter().find_map(|h| {
+            // SAFETY: each header's buffers are valid until this hook returns.
+            let name = unsafe { borrowed(h.key_ptr, h.key_length) };
+            // SAFETY: as for the name.
+            (name == b":status").then(|| unsafe { borrowed(h.value_ptr, h.value_length) })
+        });
+        let body_size: usize = chunks.iter().map(|c| c.length).sum();
+        let mut body = Vec::new();
+        if body_size <= crate::core::fleet::MAX_ANSWER_BYTES {
+            for c in chunks {
+                // SAFETY: each chunk is valid until this hook returns; copied at once.
+                body.extend_from_slice(unsafe { borrowed(c.ptr, c.length) });
+            }
+        }
+        let outcome = match result {
+            CALLOUT_SUCCESS => super::Callout::Response { status, body_size },
+            CALLOUT_EXCEED_RESPONSE_BUFFER_LIMIT => super::Callout::TooLarge,
+            _ => super::Callout::Reset,
+        };
+        config.on_fleet_answer(EnvoyConfig(config_envoy), callout_id, outcome, &body);
+    });
+}
+
 // Hooks Envoy 1.40 requires of every HTTP filter module (it refuses a module without them) and
-// Dial has no use for: bodies and trailers pass, callouts and schedulers are never started.
+// Dial has no use for: bodies and trailers pass, callouts and schedulers of a
+// stream are never started (the fleet verdict's belong to the configuration, above).
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(

@@ -19,6 +19,13 @@
 //! configuration (behind a mutex); every request reads the tripped guards from an atomic. A
 //! ramp's split never waits for a tick (it is computed from each request's clock); with no
 //! traffic at all, only the gauges wait for the next request.
+//!
+//! **Fleet verdict.** The same tick, on the request path, finds a fleet query due (the
+//! compare-and-swap on the release's shared due time, as in the Wasm build) and only commits an
+//! event to the configuration's scheduler: the request never waits. Envoy runs the event on the
+//! main thread, where the configuration sends the callout to the query API's cluster; its answer
+//! comes back there too and goes through the core's reading and verdict, tripping through the
+//! same runtime and shared state as a local trip.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
@@ -33,13 +40,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use abi::{EnvoyConfig, EnvoyFilter, HeaderMap, Level, MetricKind};
+use abi::{ConfigScheduler, EnvoyConfig, EnvoyFilter, HeaderMap, Level, MetricKind};
 use host::{lock, Metric, NativeHost};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 use crate::core::logging::{self, HostLogger, Severity};
-use crate::core::runtime::{Runtime, Shared, TICK_MILLIS};
+use crate::core::runtime::{Answer, FleetQuery, Runtime, Shared, TICK_MILLIS};
 use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind};
 use request::NativeRequest;
@@ -131,6 +138,30 @@ struct Ticker {
     shared: Shared,
     /// When the next tick is due, in nanoseconds since the epoch.
     next: AtomicU64,
+    /// For a policy with a fleet verdict.
+    fleet: Option<FleetCallouts>,
+}
+
+/// The fleet queries between the request path and the main thread.
+struct FleetCallouts {
+    scheduler: ConfigScheduler,
+    /// Queries a tick found due, for the main thread to send.
+    due: Mutex<Vec<FleetQuery>>,
+    /// Queries sent: callout id, release, when sent, timeout (ms).
+    sent: Mutex<Vec<(u64, usize, u64, u32)>>,
+}
+
+/// How a fleet query's callout ended, as Envoy told the configuration.
+pub enum Callout<'a> {
+    /// A response (Envoy's own 503 or 504 among them).
+    Response {
+        status: Option<&'a [u8]>,
+        body_size: usize,
+    },
+    /// A body over Envoy's buffer limit.
+    TooLarge,
+    /// The stream was reset.
+    Reset,
 }
 
 fn kind_of(kind: Kind) -> MetricKind {
@@ -164,21 +195,18 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
     let shared = Shared::for_configuration(&filter_name, bytes);
     let [loads, rejections] =
         stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
-    let engine =
-        match Engine::from_config_in(bytes, Environment::proxy(&env_var)).and_then(|engine| {
-            crate::core::fleet::refuse_in_native_build(&engine.policy).map(|()| engine)
-        }) {
-            Ok(engine) => engine,
-            Err(e) => {
-                log::error!("dial: {e}");
-                if first_to_apply("rejected", &shared) {
-                    if let Some(id) = rejections {
-                        envoy.increment(id, 1);
-                    }
+    let engine = match Engine::from_config_in(bytes, Environment::proxy(&env_var)) {
+        Ok(engine) => engine,
+        Err(e) => {
+            log::error!("dial: {e}");
+            if first_to_apply("rejected", &shared) {
+                if let Some(id) = rejections {
+                    envoy.increment(id, 1);
                 }
-                return None;
             }
-        };
+            return None;
+        }
+    };
     let mut metrics = Vec::with_capacity(engine.catalog.metrics.len());
     for m in &engine.catalog.metrics {
         let Some(id) = envoy.define(kind_of(m.kind), &m.name) else {
@@ -206,10 +234,34 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
         .iter()
         .any(|r| r.ramp.is_some() || r.guard.is_some());
     let tripped = AtomicU64::new(runtime.tripped());
+    let asks_the_fleet = engine
+        .policy
+        .releases
+        .iter()
+        .any(|r| r.guard.as_ref().is_some_and(|g| g.fleet.is_some()));
+    let fleet = if asks_the_fleet {
+        let Some(scheduler) = envoy.scheduler() else {
+            log::error!("dial: Envoy gave no scheduler for the fleet verdict's queries");
+            return None;
+        };
+        Some(FleetCallouts {
+            scheduler,
+            due: Mutex::default(),
+            sent: Mutex::default(),
+        })
+    } else {
+        None
+    };
     let ticker = progresses.then(|| Ticker {
         runtime: Mutex::new(runtime),
         shared,
-        next: AtomicU64::new(now + tick_nanos()),
+        // The first tick on the request path comes at once: it asks the fleet at once.
+        next: AtomicU64::new(if asks_the_fleet {
+            now
+        } else {
+            now + tick_nanos()
+        }),
+        fleet,
     });
     Some(Arc::new(Config {
         engine,
@@ -239,11 +291,84 @@ impl Config {
             return;
         }
         let mut runtime = lock(&ticker.runtime);
-        runtime.on_tick(
+        let mut host = NativeHost::new(envoy, &self.metrics);
+        runtime.on_tick(&self.engine, &mut host, now, &ticker.shared);
+        self.tripped.store(runtime.tripped(), Ordering::Release);
+        // The fleet queries this tick won go to the main thread: a commit, never a wait.
+        if let Some(fleet) = &ticker.fleet {
+            let due = runtime.fleet_due(&self.engine, &mut host, now, &ticker.shared);
+            if !due.is_empty() {
+                lock(&fleet.due).extend(due);
+                fleet.scheduler.commit(0);
+            }
+        }
+    }
+
+    /// On the main thread: sends the fleet queries found due.
+    fn send_fleet_queries(&self, envoy: EnvoyConfig) {
+        let Some((ticker, fleet)) = self
+            .ticker
+            .as_ref()
+            .and_then(|t| Some((t, t.fleet.as_ref()?)))
+        else {
+            return;
+        };
+        let due = std::mem::take(&mut *lock(&fleet.due));
+        if due.is_empty() {
+            return;
+        }
+        let now = now_nanos();
+        let mut runtime = lock(&ticker.runtime);
+        let mut host = NativeHost::new(envoy, &self.metrics);
+        for q in due {
+            let sent = envoy.http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis);
+            match sent {
+                Ok(id) => lock(&fleet.sent).push((id, q.release, now, q.timeout_millis)),
+                Err(refused) => log::warn!(
+                    "dial: cannot send the fleet query to cluster {}: {refused:?}",
+                    q.cluster
+                ),
+            }
+            runtime.fleet_sent(&self.engine, &mut host, q.release, sent.is_ok(), now);
+        }
+        self.tripped.store(runtime.tripped(), Ordering::Release);
+    }
+
+    /// On the main thread: a fleet query's answer (or its failure), judged by the core.
+    fn on_fleet_answer(&self, envoy: EnvoyConfig, id: u64, callout: Callout, body: &[u8]) {
+        let Some((ticker, fleet)) = self
+            .ticker
+            .as_ref()
+            .and_then(|t| Some((t, t.fleet.as_ref()?)))
+        else {
+            return;
+        };
+        let found = {
+            let mut sent = lock(&fleet.sent);
+            sent.iter()
+                .position(|c| c.0 == id)
+                .map(|at| sent.swap_remove(at))
+        };
+        let Some((_, release, sent_at, timeout_millis)) = found else {
+            return;
+        };
+        let now = now_nanos();
+        let late = now.saturating_sub(sent_at) >= u64::from(timeout_millis) * 1_000_000;
+        let answer = match callout {
+            Callout::Response { status, body_size } => {
+                Answer::of_response(status, late, body_size, body)
+            }
+            Callout::TooLarge => Answer::Failed(crate::core::fleet::Failure::TooLarge),
+            Callout::Reset => Answer::of_response(None, late, 0, &[]),
+        };
+        let mut runtime = lock(&ticker.runtime);
+        runtime.on_fleet_answer(
             &self.engine,
             &mut NativeHost::new(envoy, &self.metrics),
+            release,
+            answer,
             now,
-            &ticker.shared,
+            Some(&ticker.shared),
         );
         self.tripped.store(runtime.tripped(), Ordering::Release);
     }

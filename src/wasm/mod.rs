@@ -17,7 +17,7 @@ use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
-use crate::core::fleet::{Failure, MAX_ANSWER_BYTES};
+use crate::core::fleet::MAX_ANSWER_BYTES;
 use crate::core::request::{SerializedHeaders, SerializedRequest};
 use crate::core::runtime::{Answer, Runtime, Shared, TICK_MILLIS};
 use crate::core::secret::Environment;
@@ -160,24 +160,7 @@ impl proxy_wasm::traits::Context for DialRoot {
                 .ok()
                 .flatten()
         };
-        let answer = match status.as_deref() {
-            // No response: the connection failed or was reset (or timed out).
-            None if late => Answer::Failed(Failure::Timeout),
-            None => Answer::Failed(Failure::Unreachable),
-            Some(b"200") if body_size > MAX_ANSWER_BYTES => Answer::Failed(Failure::TooLarge),
-            Some(b"200") => Answer::Ok(&body),
-            // Envoy's own replies: its timeout, or no connection to the query API.
-            Some(b"504") if late || body.starts_with(b"upstream request timeout") => {
-                Answer::Failed(Failure::Timeout)
-            }
-            Some(b"503")
-                if body.starts_with(b"upstream connect error")
-                    || body.starts_with(b"no healthy upstream") =>
-            {
-                Answer::Failed(Failure::Unreachable)
-            }
-            Some(_) => Answer::Failed(Failure::Status),
-        };
+        let answer = Answer::of_response(status.as_deref(), late, body_size, &body);
         runtime.on_fleet_answer(
             &loaded.engine,
             &mut loaded.host(),
