@@ -389,3 +389,76 @@ fn every_secret_a_policy_reads_from_the_environment_reaches_its_proxy() {
         "the example secrets: the sidecar's token; the gateway's token and two cookie secrets; the classic gateway's two cookie secrets"
     );
 }
+
+/// Every fleet verdict in istio/ names a cluster istiod makes, `outbound|<port>||<host>`
+/// (`BuildSubsetKey` in istiod): Istio's Prometheus addon Service in istio-system, or a
+/// ServiceEntry shipped here (whose own comment names its cluster), on a port it declares.
+#[test]
+fn every_fleet_verdict_names_a_cluster_istiod_makes() {
+    let mut files = Vec::new();
+    for dir in ["istio/sidecar", "istio/gateway", "istio/mesh"] {
+        for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let docs: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|f| support::yaml::load_all(f))
+        .collect();
+    let mut known: Vec<String> =
+        vec!["outbound|9090||prometheus.istio-system.svc.cluster.local".into()];
+    for entry in docs.iter().filter(|d| d["kind"] == "ServiceEntry") {
+        for host in entry["spec"]["hosts"].as_array().unwrap() {
+            for port in entry["spec"]["ports"].as_array().unwrap() {
+                known.push(format!(
+                    "outbound|{}||{}",
+                    port["number"],
+                    host.as_str().unwrap()
+                ));
+            }
+        }
+    }
+    let external =
+        std::fs::read_to_string(repo_root().join("istio/mesh/prometheus-outside-mesh.yaml"))
+            .unwrap();
+    assert!(
+        external.contains(&format!("\"cluster\": \"{}\"", known[1])),
+        "the ServiceEntry's comment names its cluster {}",
+        known[1]
+    );
+    let mut fleets = 0;
+    for plugin in docs.iter().filter(|d| d["kind"] == "WasmPlugin") {
+        for release in plugin["spec"]["pluginConfig"]["releases"]
+            .as_array()
+            .unwrap()
+        {
+            let fleet = &release["guard"]["fleet"];
+            if fleet.is_null() {
+                continue;
+            }
+            let cluster = fleet["cluster"].as_str().unwrap();
+            assert!(
+                known.iter().any(|k| k == cluster),
+                "{cluster} is not one of {known:?}"
+            );
+            let (host, port) = cluster
+                .rsplit("||")
+                .next()
+                .zip(cluster.split('|').nth(1))
+                .unwrap();
+            assert_eq!(
+                fleet["authority"].as_str().unwrap(),
+                format!("{host}:{port}"),
+                "the authority names the cluster's host and port"
+            );
+            fleets += 1;
+        }
+    }
+    assert_eq!(
+        fleets, 2,
+        "the sidecar's and the gateway's guards ask the fleet"
+    );
+}
