@@ -877,7 +877,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         });
         let body_size: usize = chunks.iter().map(|c| c.length).sum();
         let mut body = Vec::new();
-        if body_size <= crate::core::fleet::MAX_ANSWER_BYTES {
+        if body_size <= super::MAX_ANSWER_BYTES {
             for c in chunks {
                 // SAFETY: each chunk is valid until this hook returns; copied at once.
                 body.extend_from_slice(unsafe { borrowed(c.ptr, c.length) });

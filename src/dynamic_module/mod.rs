@@ -45,6 +45,9 @@ use host::{lock, Metric, NativeHost};
 
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
+// The largest fleet answer read; abi.rs names it as `super::MAX_ANSWER_BYTES`, which the native
+// floor (tests/bench/native_floor) defines too.
+use crate::core::fleet::MAX_ANSWER_BYTES;
 use crate::core::logging::{self, HostLogger, Severity};
 use crate::core::runtime::{Answer, FleetQuery, Runtime, Shared, TICK_MILLIS};
 use crate::core::secret::Environment;

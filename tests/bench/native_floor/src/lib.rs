@@ -40,6 +40,26 @@ pub struct Config {
     histogram: usize,
 }
 
+/// What abi.rs hands the configuration for a callout's answer; the floor makes none.
+pub enum Callout<'a> {
+    Response {
+        status: Option<&'a [u8]>,
+        body_size: usize,
+    },
+    TooLarge,
+    Reset,
+}
+
+/// abi.rs's bound on an answer's body (Dial's fleet verdict), unused here.
+const MAX_ANSWER_BYTES: usize = 0;
+
+impl Config {
+    /// Dial's fleet verdict sends its queries here; the floor schedules none.
+    fn send_fleet_queries(&self, _envoy: EnvoyConfig) {}
+
+    fn on_fleet_answer(&self, _envoy: EnvoyConfig, _id: u64, _callout: Callout, _body: &[u8]) {}
+}
+
 pub struct Filter {
     config: Arc<Config>,
     started: u64,
