@@ -438,7 +438,13 @@ fn a_canary_failing_across_the_fleet_trips_every_proxy_and_nothing_else_does(bui
          windowed rate crossed the threshold {crossed:.1} s after T; trips at {tripped_at:?} s after T"
     );
     for (i, (e, at)) in envoys.iter().zip(&tripped_at).enumerate() {
-        let at = at.unwrap_or_else(|| panic!("proxy {i} never tripped:\n{}", e.log()));
+        let at = at.unwrap_or_else(|| {
+            panic!(
+                "proxy {i} never tripped; its fleet and guard series:\n{}\nits log:\n{}",
+                e.admin_get("/stats?filter=fleet|guard").unwrap_or_default(),
+                e.log()
+            )
+        });
         assert!(at < 15.0, "proxy {i} tripped {at:.1} s after T");
         // Tripped by the fleet (no proxy's own window reached minRequests), once.
         assert_eq!(
