@@ -10,6 +10,7 @@ pub mod decide;
 pub mod exchange;
 pub mod guard;
 pub mod host;
+pub mod lane;
 pub mod logging;
 pub mod policy;
 pub mod ramp;
