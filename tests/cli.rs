@@ -386,6 +386,79 @@ fn explain_json(args: &[&str]) -> Value {
     run.json()
 }
 
+/// A following release: explain tells the lane decision for a request's baggage (valid,
+/// expired, wrong tag, unknown lane, fallback) as the core makes it.
+#[test]
+fn explain_tells_the_lane_decision_for_a_baggage_header() {
+    use dial::core::lane::Lanes;
+    use dial::core::secret::Secret;
+    let secret = "lane-secret-current-0123";
+    let policy = json!({ "releases": [{
+        "name": "pricing", "whenNoKey": { "subset": "stable" },
+        "subsets": [{ "name": "stable", "version": "v1", "weight": 90 },
+                    { "name": "canary", "version": "v2", "weight": 10 }],
+        "lanes": { "secret": secret, "follow": true, "base": "stable", "maxAge": "1h",
+                   "names": ["stable", "canary", "qa"] }
+    }]});
+    let dir = scratch_dir("cli-lanes");
+    let file = write(&dir, "follow.json", &policy.to_string());
+    let at = 1_796_596_815u64;
+    let issue = |secret: &str, lane: &str, when: u64| {
+        let l = Lanes::new(
+            "dial-lane".into(),
+            Secret::inline(secret),
+            None,
+            true,
+            false,
+            None,
+            None,
+            vec![],
+            None,
+        );
+        format!(
+            "baggage: a=1,dial-lane={}",
+            l.issue_value(lane, when).unwrap()
+        )
+    };
+    let bad_lane = issue(secret, "beta", at);
+    for (baggage, read, subset, reason) in [
+        (issue(secret, "canary", at), "valid", "canary", "lane"),
+        (issue(secret, "qa", at), "valid", "stable", "lane_fallback"),
+        (
+            issue(secret, "canary", at - 7200),
+            "expired",
+            "stable",
+            "fallback",
+        ),
+        (
+            issue("another-lane-secret-00", "canary", at),
+            "bad_tag",
+            "stable",
+            "fallback",
+        ),
+        (bad_lane, "unknown_lane", "stable", "fallback"),
+        ("baggage: a=1".to_string(), "absent", "stable", "fallback"),
+    ] {
+        let run = dial(&[
+            "explain",
+            &file,
+            "--path",
+            "/",
+            "-H",
+            &baggage,
+            "--at",
+            "2026-12-06T22:40:15Z",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let got = run.json();
+        assert_eq!(got["lane"]["read"], read, "{baggage}: {got}");
+        assert_eq!(got["subset"], subset, "{baggage}: {got}");
+        assert_eq!(got["reason"], reason, "{baggage}: {got}");
+    }
+}
+
 /// A release keyed by a W3C baggage member: explain reads the key as decide does
 /// (percent-decoded) and places it where the core places that user.
 #[test]

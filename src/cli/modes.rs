@@ -299,6 +299,20 @@ pub fn check(found: &Found, placement: &Placement, now: u64) -> Vec<Warning> {
                 );
             }
         }
+        if let Some(lanes) = release.get("lanes").filter(|l| l.is_object()) {
+            for (field, what) in [
+                ("secret", "LANE_SECRET"),
+                ("previousSecret", "LANE_PREVIOUS_SECRET"),
+            ] {
+                if lanes.get(field).is_some_and(Value::is_string) {
+                    warn(
+                        "inline_secret",
+                        path.key("lanes").key(field),
+                        inline_message(&format!("lanes.{field}"), name, what),
+                    );
+                }
+            }
+        }
         let ramp = policy
             .and_then(|p| p.releases.iter().find(|r| r.name == name))
             .and_then(|r| r.ramp.as_ref().map(|ramp| (r, ramp)));
