@@ -12,8 +12,9 @@
 )]
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dial::core::lane::Lanes;
 use dial::core::secret::Secret;
@@ -107,17 +108,27 @@ struct Chain {
     b_envoy: Envoy,
     c_envoy: Envoy,
     _c: Backend,
-    _relays: Vec<Relay>,
+    relays: Vec<Relay>,
+}
+
+impl Chain {
+    fn relay(&self, name: &str) -> &Relay {
+        self.relays.iter().find(|r| r.name == name).unwrap()
+    }
 }
 
 fn chain(build: Build) -> Chain {
+    chain_with(build, &b_policy(lanes_follow()))
+}
+
+fn chain_with(build: Build, b_policy: &Value) -> Chain {
     let c = Backend::start("c-stable");
     let c_envoy = envoy(build, &c_policy(), &[("stable", c.port)], SECRET);
     let b_stable = Relay::start("b-stable", c_envoy.port);
     let b_canary = Relay::start("b-canary", c_envoy.port);
     let b_envoy = envoy(
         build,
-        &b_policy(lanes_follow()),
+        b_policy,
         &[("stable", b_stable.port), ("canary", b_canary.port)],
         SECRET,
     );
@@ -134,7 +145,7 @@ fn chain(build: Build) -> Chain {
         b_envoy,
         c_envoy,
         _c: c,
-        _relays: vec![a_stable, a_canary, b_stable, b_canary],
+        relays: vec![a_stable, a_canary, b_stable, b_canary],
     }
 }
 
@@ -152,8 +163,14 @@ struct Route {
 }
 
 fn route(client: &mut Client, headers: &[(&str, &str)]) -> Route {
+    let (status, route) = any_route(client, headers);
+    assert_eq!(status, 200, "{route:?}");
+    route
+}
+
+/// A route and the status the edge answered with (a failing service's included).
+fn any_route(client: &mut Client, headers: &[(&str, &str)]) -> (u16, Route) {
     let r = client.get(HOST, PATH, headers);
-    assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
     let lines: Vec<&str> = text.lines().collect();
     let baggage = lines
@@ -161,15 +178,17 @@ fn route(client: &mut Client, headers: &[(&str, &str)]) -> Route {
         .filter_map(|l| l.strip_prefix("baggage: "))
         .collect::<Vec<_>>()
         .join(",");
-    Route {
+    let line = |i: usize| lines.get(i).copied().unwrap_or("-").to_string();
+    let route = Route {
         edge: r.header("x-dial-assignment").unwrap_or("-").to_string(),
-        a: lines[0].into(),
-        b_echo: lines[1].into(),
-        b: lines[2].into(),
-        c_echo: lines[3].into(),
-        c: lines[4].into(),
+        a: line(0),
+        b_echo: line(1),
+        b: line(2),
+        c_echo: line(3),
+        c: line(4),
         baggage,
-    }
+    };
+    (r.status, route)
 }
 
 /// The lane member of a route's baggage (as C received it).
@@ -236,7 +255,99 @@ for_each_build!(
     one_lane_holds_for_the_whole_chain,
     forged_and_tampered_lanes_fail_closed_and_are_counted,
     a_rotation_honours_the_previous_secret_until_it_is_dropped,
+    a_downstream_guard_pulls_its_lane_traffic_back_while_upstream_keeps_it,
 );
+
+/// B's guard: a canary failing 20 points more than stable over 2 s is pulled back.
+const GUARD_WINDOW_SECONDS: u64 = 2;
+
+fn a_downstream_guard_pulls_its_lane_traffic_back_while_upstream_keeps_it(build: Build) {
+    let mut b = b_policy(lanes_follow());
+    b["releases"][0]["guard"] = json!({
+        "subset": "canary", "fallback": "stable", "window": format!("{GUARD_WINDOW_SECONDS}s"),
+        "minRequests": 10, "maxErrorRate": 0.2
+    });
+    let chain = chain_with(build, &b);
+    let stop = AtomicBool::new(false);
+    let failing_from = std::sync::OnceLock::new();
+    // Four clients through the edge, each over its own users (half of them on each side).
+    let seen: Vec<(Instant, u16, Route)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (port, stop) = (chain.edge.port, &stop);
+                s.spawn(move || {
+                    let mut client = Client::new(port);
+                    let mut seen = Vec::new();
+                    for i in (t..).step_by(4) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let user = format!("user-{}", i % 400);
+                        let (status, route) = any_route(&mut client, &[("x-user-id", &user)]);
+                        seen.push((Instant::now(), status, route));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_secs(GUARD_WINDOW_SECONDS + 1));
+        failing_from.set(Instant::now()).unwrap();
+        chain.relay("b-canary").fail_with(503);
+        thread::sleep(Duration::from_secs(GUARD_WINDOW_SECONDS + 2));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let failing_from = *failing_from.get().unwrap();
+    let canary: Vec<&(Instant, u16, Route)> = seen
+        .iter()
+        .filter(|(_, _, r)| r.edge.contains("subset=canary"))
+        .collect();
+    assert!(canary.len() > 100, "{} canary-lane requests", canary.len());
+    // A's canary keeps its lane traffic throughout: the edge issues, A follows it.
+    for (_, _, r) in &canary {
+        assert_eq!(r.a, "a-canary", "{r:?}");
+    }
+    // B's canary lost it within the guard's window and a second of failing.
+    let last_on_b_canary = canary
+        .iter()
+        .filter(|(_, _, r)| r.b == "b-canary")
+        .map(|(at, _, _)| *at)
+        .max()
+        .unwrap();
+    let kept = last_on_b_canary.saturating_duration_since(failing_from);
+    eprintln!("{build:?}: B's canary had lane traffic {kept:?} after it started failing");
+    assert!(
+        kept <= Duration::from_secs(GUARD_WINDOW_SECONDS + 1),
+        "B's canary kept its lane traffic {kept:?} after failing"
+    );
+    // Now a canary-lane request: A's canary, B's stable by the guard, and the lane goes on
+    // untouched to C.
+    let (_, last) = canary.last().map(|(_, s, r)| (*s, r.clone())).unwrap();
+    assert_eq!(
+        (last.a.as_str(), last.b.as_str()),
+        ("a-canary", "b-stable"),
+        "{last:?}"
+    );
+    assert!(
+        last.b_echo.ends_with("reason=guardrail; lane=canary"),
+        "{last:?}"
+    );
+    assert!(
+        last.c_echo.ends_with("reason=lane_fallback; lane=canary"),
+        "{last:?}"
+    );
+    assert_eq!(
+        value(
+            &chain.b_envoy.prometheus(),
+            "dial_guard_tripped",
+            &[("release", "pricing"), ("subset", "canary")]
+        ),
+        Some(1.0)
+    );
+}
 
 fn one_lane_holds_for_the_whole_chain(build: Build) {
     let chain = chain(build);

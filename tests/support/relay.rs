@@ -6,7 +6,7 @@
 
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -16,6 +16,8 @@ pub struct Relay {
     pub name: String,
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// When not 0, the service fails: it answers this status without calling the next hop.
+    failing: Arc<AtomicU16>,
 }
 
 impl Relay {
@@ -25,22 +27,29 @@ impl Relay {
             .unwrap_or_else(|e| panic!("relay {name} cannot listen: {e}"));
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, me) = (stop.clone(), name.to_string());
+        let failing = Arc::new(AtomicU16::new(0));
+        let (flag, me, fail) = (stop.clone(), name.to_string(), failing.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                let me = me.clone();
-                thread::spawn(move || serve(stream, &me, next_port));
+                let (me, fail) = (me.clone(), fail.clone());
+                thread::spawn(move || serve(stream, &me, next_port, &fail));
             }
         });
         Relay {
             name: name.to_string(),
             port,
             stop,
+            failing,
         }
+    }
+
+    /// From now on the service fails with `status` (0: it works again).
+    pub fn fail_with(&self, status: u16) {
+        self.failing.store(status, Ordering::Relaxed);
     }
 }
 
@@ -51,7 +60,7 @@ impl Drop for Relay {
     }
 }
 
-fn serve(stream: TcpStream, name: &str, next_port: u16) {
+fn serve(stream: TcpStream, name: &str, next_port: u16, failing: &AtomicU16) {
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
@@ -73,15 +82,20 @@ fn serve(stream: TcpStream, name: &str, next_port: u16) {
             .iter()
             .filter(|(n, _)| n == "baggage")
             .map(|(_, v)| ("baggage", v.as_slice()));
-        let downstream = next.send("GET", &host, &path, baggage, b"");
-        let body = format!(
-            "{name}\n{}\n{}",
-            downstream.header("x-dial-assignment").unwrap_or("-"),
-            downstream.text()
-        );
+        let (status, body) = match failing.load(Ordering::Relaxed) {
+            0 => {
+                let downstream = next.send("GET", &host, &path, baggage, b"");
+                let body = format!(
+                    "{name}\n{}\n{}",
+                    downstream.header("x-dial-assignment").unwrap_or("-"),
+                    downstream.text()
+                );
+                (downstream.status, body)
+            }
+            code => (code, format!("{name}\n-\n-\n-\n-\n")),
+        };
         let head = format!(
-            "HTTP/1.1 {} X\r\nx-backend: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
-            downstream.status,
+            "HTTP/1.1 {status} X\r\nx-backend: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         if writer.write_all((head + &body).as_bytes()).is_err() {
