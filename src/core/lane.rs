@@ -9,6 +9,7 @@
 //! current secret, then the previous one: rotation). Baggage has no integrity of its own; the
 //! tag is what keeps a client (or anything else outside) from writing or changing a lane.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,8 +33,10 @@ const VERSION: &[u8] = b"v1";
 const DOMAIN: &[u8] = b"dial lane v1\0";
 
 /// A release's lane settings, checked.
-#[derive(Clone)]
 pub struct Lanes {
+    /// Tells this instance's entries in the per-thread caches from any other's (another
+    /// policy, another secret); a clone gets its own.
+    id: u64,
     /// The baggage member's name (a token; case-sensitive, as baggage keys are).
     pub member: String,
     pub secret: Secret,
@@ -52,6 +55,64 @@ pub struct Lanes {
     /// The lanes of the whole mesh, if declared: a verified member naming another is refused
     /// (`unknown_lane`).
     pub names: Option<Vec<String>>,
+}
+
+impl Clone for Lanes {
+    fn clone(&self) -> Lanes {
+        Lanes {
+            id: next_id(),
+            member: self.member.clone(),
+            secret: self.secret.clone(),
+            previous: self.previous.clone(),
+            current_mac: self.current_mac.clone(),
+            previous_mac: self.previous_mac.clone(),
+            issue: self.issue,
+            follow: self.follow,
+            max_age_seconds: self.max_age_seconds,
+            base: self.base,
+            subset_lanes: self.subset_lanes.clone(),
+            names: self.names.clone(),
+        }
+    }
+}
+
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Members are few: an edge writes one per lane per second, whoever the user, so the same
+/// bytes reach a follower again and again. Each thread keeps the last few members it
+/// verified (valid ones only: nothing a forger sends gets in) and the last few it issued, and
+/// spares itself their MAC (two SHA-256 blocks, most of a lane's cost). A hit is judged as the
+/// MAC would be: lane and issue time equal (public anyway), the tag compared in constant time.
+const CACHED: usize = 4;
+
+#[derive(Clone, Copy)]
+struct VerifiedEntry {
+    lanes: u64,
+    lane: LaneName,
+    issued: u64,
+    tag: [u8; TAG_HEX / 2],
+    previous: bool,
+}
+
+struct IssuedEntry {
+    lanes: u64,
+    lane: LaneName,
+    issued: u64,
+    value: String,
+}
+
+thread_local! {
+    static VERIFIED: RefCell<([Option<VerifiedEntry>; CACHED], usize)> =
+        const { RefCell::new(([None; CACHED], 0)) };
+    static ISSUED: RefCell<(Vec<IssuedEntry>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// Equal in constant time (both are `TAG_HEX / 2` bytes).
+fn same_tag(a: &[u8; TAG_HEX / 2], b: &[u8; TAG_HEX / 2]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Lanes {
@@ -195,6 +256,7 @@ impl Lanes {
                 .and_then(|v| Hmac::<Sha256>::new_from_slice(v.as_bytes()).ok())
         };
         Lanes {
+            id: next_id(),
             current_mac: keyed(&secret),
             previous_mac: previous.as_ref().and_then(keyed),
             member,
@@ -220,6 +282,34 @@ impl Lanes {
     /// The member's value for a lane issued at `now_seconds`, or `None` without a usable
     /// secret.
     pub fn issue_value(&self, lane: &str, now_seconds: u64) -> Option<String> {
+        let name = LaneName::new(lane.as_bytes())?;
+        let hit = ISSUED.with_borrow(|(entries, _)| {
+            entries
+                .iter()
+                .find(|e| e.lanes == self.id && e.issued == now_seconds && e.lane == name)
+                .map(|e| e.value.clone())
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let value = self.sign(lane, now_seconds)?;
+        ISSUED.with_borrow_mut(|(entries, next)| {
+            let entry = IssuedEntry {
+                lanes: self.id,
+                lane: name,
+                issued: now_seconds,
+                value: value.clone(),
+            };
+            match entries.get_mut(*next) {
+                Some(slot) => *slot = entry,
+                None => entries.push(entry),
+            }
+            *next = (*next + 1) % CACHED;
+        });
+        Some(value)
+    }
+
+    fn sign(&self, lane: &str, now_seconds: u64) -> Option<String> {
         let mac = self.current_mac.clone()?;
         let issued = now_seconds.to_string();
         let bytes = keyed(mac, &self.member, lane.as_bytes(), issued.as_bytes())
@@ -273,19 +363,26 @@ impl Lanes {
         else {
             return Err(Rejection::Malformed);
         };
-        let check = |mac: &Option<Hmac<Sha256>>| {
-            mac.clone().is_some_and(|m| {
-                keyed(m, &self.member, lane, issued)
-                    .verify_truncated_left(&tag_bytes)
-                    .is_ok()
-            })
-        };
-        let previous = if check(&self.current_mac) {
-            false
-        } else if check(&self.previous_mac) {
-            true
-        } else {
-            return Err(Rejection::BadTag);
+        let previous = match self.cached(name, issued_at, &tag_bytes) {
+            Some(previous) => previous,
+            None => {
+                let check = |mac: &Option<Hmac<Sha256>>| {
+                    mac.clone().is_some_and(|m| {
+                        keyed(m, &self.member, lane, issued)
+                            .verify_truncated_left(&tag_bytes)
+                            .is_ok()
+                    })
+                };
+                let previous = if check(&self.current_mac) {
+                    false
+                } else if check(&self.previous_mac) {
+                    true
+                } else {
+                    return Err(Rejection::BadTag);
+                };
+                self.remember(name, issued_at, tag_bytes, previous);
+                previous
+            }
         };
         if let Some(max_age) = self.max_age_seconds {
             let now = now_nanos
@@ -307,6 +404,36 @@ impl Lanes {
             issued: issued_at,
             previous,
         })
+    }
+}
+
+impl Lanes {
+    /// Whether this thread verified these bytes under this instance before, and under which
+    /// secret.
+    fn cached(&self, lane: LaneName, issued: u64, tag: &[u8; TAG_HEX / 2]) -> Option<bool> {
+        VERIFIED.with_borrow(|(entries, _)| {
+            entries
+                .iter()
+                .flatten()
+                .find(|e| e.lanes == self.id && e.issued == issued && e.lane == lane)
+                .filter(|e| same_tag(&e.tag, tag))
+                .map(|e| e.previous)
+        })
+    }
+
+    fn remember(&self, lane: LaneName, issued: u64, tag: [u8; TAG_HEX / 2], previous: bool) {
+        VERIFIED.with_borrow_mut(|(entries, next)| {
+            if let Some(slot) = entries.get_mut(*next) {
+                *slot = Some(VerifiedEntry {
+                    lanes: self.id,
+                    lane,
+                    issued,
+                    tag,
+                    previous,
+                });
+            }
+            *next = (*next + 1) % CACHED;
+        });
     }
 }
 

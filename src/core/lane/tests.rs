@@ -208,3 +208,39 @@ fn secrets_never_reach_debug_output() {
     let text = format!("{:?}", lanes(SECRET, Some(OLD), None));
     assert!(!text.contains("lane-secret"), "{text}");
 }
+
+#[test]
+fn the_per_thread_caches_never_change_a_verdict() {
+    let l = lanes(SECRET, Some(OLD), Some(3600));
+    let value = l.issue_value("canary", NOW).unwrap();
+    // Issued again from the cache: the same bytes.
+    assert_eq!(l.issue_value("canary", NOW).unwrap(), value);
+    assert_eq!(l.sign("canary", NOW).unwrap(), value);
+    assert_ne!(l.issue_value("canary", NOW + 1).unwrap(), value);
+    // Verified twice (the second from the cache); a tag one bit off is still refused.
+    for _ in 0..2 {
+        assert!(l.verify(value.as_bytes(), at(NOW)).is_ok());
+    }
+    let mut flipped = value.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+    assert_eq!(l.verify(&flipped, at(NOW)), Err(Rejection::BadTag));
+    // Expiry is judged on every hit.
+    assert_eq!(
+        l.verify(value.as_bytes(), at(NOW + 3601)),
+        Err(Rejection::Expired)
+    );
+    // Another instance (another policy, another secret) has its own entries.
+    let other = lanes("another-secret-entirely", None, None);
+    assert_eq!(
+        other.verify(value.as_bytes(), at(NOW)),
+        Err(Rejection::BadTag)
+    );
+    let clone = l.clone();
+    assert!(clone.verify(value.as_bytes(), at(NOW)).is_ok());
+    // Under the previous secret, remembered as such.
+    let old = lanes(OLD, None, None).issue_value("stable", NOW).unwrap();
+    for _ in 0..2 {
+        assert!(l.verify(old.as_bytes(), at(NOW)).unwrap().previous);
+    }
+}
