@@ -492,10 +492,12 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
             over("dial-lane-follow", "dial-baggage"),
             over("native-lane-follow", "native-baggage"),
         );
+        // Over the same requests: the baggage header costs Envoy (and the Wasm VM's copy of the
+        // header map) whether or not Dial follows lanes; an instrumented app sends it anyway.
         checks.check(
-            follow <= 3.0 && native_follow <= 3.0,
+            follow_own <= 3.0 && native_follow_own <= 3.0,
             format!(
-                "following a lane costs at most 3% instructions per request over the realistic policy: Wasm {follow:+.1}%, native {native_follow:+.1}%"
+                "following a lane costs at most 3% instructions per request over the realistic policy given the same requests: Wasm {follow_own:+.1}%, native {native_follow_own:+.1}% (over requests without baggage: {follow:+.1}%, {native_follow:+.1}%)"
             ),
         );
         out.push_str(&format!(
