@@ -459,6 +459,50 @@ fn explain_tells_the_lane_decision_for_a_baggage_header() {
     }
 }
 
+/// `dial simulate` shows the lane an issuing release writes for each subset, and which subset
+/// each lane reaches at a following one.
+#[test]
+fn simulate_shows_which_subset_each_lane_reaches() {
+    let dir = scratch_dir("cli-lanes-simulate");
+    let follow = json!({ "releases": [{
+        "name": "inventory", "whenNoKey": { "subset": "stable" },
+        "subsets": [{ "name": "stable", "version": "v1", "weight": 1 },
+                    { "name": "beta", "version": "v3", "weight": 0, "lane": "qa" }],
+        "lanes": { "secret": "lane-secret-current-0123", "follow": true, "base": "stable" }
+    }]});
+    let file = write(&dir, "follow.json", &follow.to_string());
+    let run = dial(&["simulate", &file, "--users", "100", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = run.json();
+    let reach = &got["releases"][0]["lanes"]["reach"];
+    assert_eq!(
+        reach,
+        &json!([
+            { "lane": "stable", "subset": "stable", "reason": "lane" },
+            { "lane": "qa", "subset": "beta", "reason": "lane" },
+            { "lane": null, "subset": "stable", "reason": "lane_fallback" }
+        ]),
+        "{got}"
+    );
+    let issue = CHECKOUT.replace(
+        r#""override":"#,
+        r#""lanes": { "secret": "lane-secret-current-0123", "issue": true }, "override":"#,
+    );
+    assert_ne!(issue, CHECKOUT);
+    let file = write(&dir, "issue.json", &issue);
+    let run = dial(&["simulate", &file, "--users", "1000", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = run.json();
+    let issued = got["releases"][0]["lanes"]["issued"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(issued.len(), 2, "{got}");
+    let users: u64 = issued.iter().map(|i| i["users"].as_u64().unwrap()).sum();
+    assert_eq!(users, 1000);
+    assert_eq!(issued[1]["lane"], "canary");
+}
+
 /// A release keyed by a W3C baggage member: explain reads the key as decide does
 /// (percent-decoded) and places it where the core places that user.
 #[test]
