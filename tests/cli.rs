@@ -940,7 +940,7 @@ fn the_shipped_istio_manifests_warn_only_about_the_image_to_fill_in() {
     let report = validate_json("istio", &[]);
     assert_eq!(report["problems"], json!([]), "{report}");
     let policies = report["policies"].as_array().unwrap().len();
-    assert_eq!(policies, 3, "{report}");
+    assert_eq!(policies, 4, "{report}");
     let mut kinds = warning_kinds(&report);
     kinds.sort();
     let mut want = vec!["placeholder_sha256"; policies];
@@ -1468,6 +1468,7 @@ fn the_readmes_mode_table_is_what_validate_does() {
         ("A placeholder `sha256`", "placeholder-sha256.yaml"),
         ("A module `url` on an example host", "placeholder-url.yaml"),
         ("A ramp whose `start` is past", "ramp.json"),
+        ("`lanes.follow`", "lanes-follow.json"),
     ];
     let body = &rows[2..];
     assert_eq!(body.len(), fixtures.len(), "rows: {body:?}");
