@@ -149,13 +149,48 @@ fn trim(mut s: &[u8]) -> &[u8] {
 
 /// RFC 9110 token characters.
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    CLASS.get(usize::from(b)).is_some_and(|c| c & TOKEN != 0)
 }
 
 /// W3C baggage-octet: printable US-ASCII but for space, `"`, `,`, `;` and `\`.
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    CLASS.get(usize::from(b)).is_some_and(|c| c & OCTET != 0)
 }
+
+/// Each byte's classes, looked up once per byte: a member is read on every request that
+/// carries baggage, so its bytes are classified by a table, not by comparisons.
+const TOKEN: u8 = 1;
+const OCTET: u8 = 2;
+#[allow(clippy::indexing_slicing)]
+const CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let token = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        let octet = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        table[i] = ((token as u8) * TOKEN) | ((octet as u8) * OCTET);
+        i += 1;
+    }
+    table
+};
 
 /// The bytes of percent-decoding `s` as the WHATWG URL standard's percent-decode does (and
 /// Python's `unquote`, which OpenTelemetry Python uses): `%` and two hex digits give that byte;

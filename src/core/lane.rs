@@ -355,10 +355,9 @@ impl Lanes {
         };
         let issued_at = parse_seconds(issued);
         let mut tag_bytes = [0u8; TAG_HEX / 2];
-        let well_formed = version == VERSION
-            && is_lane_name(lane)
-            && issued_at.is_some()
-            && unhex(tag, &mut tag_bytes).is_some();
+        // (`LaneName::new` checks the lane's name.)
+        let well_formed =
+            version == VERSION && issued_at.is_some() && unhex(tag, &mut tag_bytes).is_some();
         let (Some(name), Some(issued_at), true) = (LaneName::new(lane), issued_at, well_formed)
         else {
             return Err(Rejection::Malformed);
