@@ -5,6 +5,7 @@
 mod bucketing;
 mod checker;
 mod keyless;
+mod lanes;
 mod mirror;
 mod override_;
 mod progress;
