@@ -1,6 +1,8 @@
 //! Reads a JSON tree object by object, recording every problem with its path. An object's
 //! fields are taken out as they are read, and whatever no read took is reported as an unknown
 //! field: the reads are the field list, so a field cannot be accepted and then dropped.
+//! A field is taken by moving its value out and naming it in `asked`, not by removing it from
+//! the map: removal would link the map's rebalancing code into the module (several KB).
 
 use serde_json::{Map, Number, Value};
 
@@ -16,11 +18,24 @@ pub struct Reader {
     pub problems: Vec<Problem>,
 }
 
-/// An object being read: the fields no read has taken yet, and the names asked for so far.
+/// An object being read: its fields, and the names asked for so far (a field whose name was
+/// asked for has been taken: its value is Null in `fields`).
 pub struct Object<'p> {
     fields: Map<String, Value>,
     path: &'p JsonPath,
     asked: Vec<&'static str>,
+}
+
+impl Object<'_> {
+    /// Takes the field `name` out (once: a second ask finds nothing, as a removal would).
+    fn take(&mut self, name: &'static str) -> Option<Value> {
+        let taken = self.asked.contains(&name);
+        self.asked.push(name);
+        if taken {
+            return None;
+        }
+        self.fields.get_mut(name).map(std::mem::take)
+    }
 }
 
 impl Reader {
@@ -78,21 +93,23 @@ impl Reader {
         };
         let before = self.problems.len();
         let read = read(self, &mut o);
-        let unknown = !o.fields.is_empty();
         // Reported ahead of what the reads found: a misspelt field is usually why another one
         // is "missing".
+        let asked = &o.asked;
         let unknowns: Vec<Problem> = o
             .fields
             .into_iter()
+            .filter(|(name, _)| !asked.contains(&name.as_str()))
             .map(|(name, value)| {
                 Problem::new(
                     path.key(&name),
                     ProblemKind::UnknownField,
                     Some(value),
-                    format!("unknown field `{name}`, expected {}", one_of(&o.asked)),
+                    format!("unknown field `{name}`, expected {}", one_of(asked)),
                 )
             })
             .collect();
+        let unknown = !unknowns.is_empty();
         self.problems.splice(before..before, unknowns);
         read.filter(|_| !unknown)
     }
@@ -103,8 +120,7 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        o.asked.push(name);
-        match o.fields.remove(name) {
+        match o.take(name) {
             Some(mut v) => read(self, &mut v, &o.path.key(name)),
             None => {
                 self.fail(
@@ -124,8 +140,7 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        o.asked.push(name);
-        match o.fields.remove(name) {
+        match o.take(name) {
             None | Some(Value::Null) => None,
             Some(mut v) => read(self, &mut v, &o.path.key(name)),
         }
