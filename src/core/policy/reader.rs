@@ -44,6 +44,14 @@ impl Reader {
     }
 
     fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
+        self.report_wrong_type(v, path, expected);
+        None
+    }
+
+    // Not generic, and never inlined: one copy serves every reader (each generic reader would
+    // otherwise carry its own, and the module is size-budgeted).
+    #[inline(never)]
+    fn report_wrong_type(&mut self, v: &Value, path: &JsonPath, expected: &str) {
         // A secret written with the wrong type is still a secret: never repeat it (it would
         // reach Envoy's log).
         if matches!(
@@ -56,7 +64,7 @@ impl Reader {
                 None,
                 format!("invalid type: a secret must be {expected}"),
             ));
-            return None;
+            return;
         }
         let found = match v {
             Value::Null => "null".to_string(),
@@ -73,7 +81,6 @@ impl Reader {
             Some(v.clone()),
             format!("invalid type: {found}, expected {expected}"),
         ));
-        None
     }
 
     /// Reads an object with `read`, then reports every field `read` did not take as unknown.
@@ -83,16 +90,30 @@ impl Reader {
         path: &JsonPath,
         read: impl FnOnce(&mut Reader, &mut Object) -> Option<T>,
     ) -> Option<T> {
+        let mut o = self.open(v, path)?;
+        let before = self.problems.len();
+        let read = read(self, &mut o);
+        let unknown = self.close(o, before);
+        read.filter(|_| !unknown)
+    }
+
+    #[inline(never)]
+    fn open<'p>(&mut self, v: &mut Value, path: &'p JsonPath) -> Option<Object<'p>> {
         let Value::Object(fields) = v else {
             return self.wrong_type(v, path, "an object");
         };
-        let mut o = Object {
+        Some(Object {
             fields: std::mem::take(fields),
             path,
             asked: Vec::new(),
-        };
-        let before = self.problems.len();
-        let read = read(self, &mut o);
+        })
+    }
+
+    /// Reports the fields no read took, ahead of the problems the reads found since `before`;
+    /// true if there were any.
+    #[inline(never)]
+    fn close(&mut self, o: Object, before: usize) -> bool {
+        let path = o.path;
         // Reported ahead of what the reads found: a misspelt field is usually why another one
         // is "missing".
         let asked = &o.asked;
@@ -111,7 +132,7 @@ impl Reader {
             .collect();
         let unknown = !unknowns.is_empty();
         self.problems.splice(before..before, unknowns);
-        read.filter(|_| !unknown)
+        unknown
     }
 
     pub fn required<T>(
@@ -120,17 +141,8 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        match o.take(name) {
-            Some(mut v) => read(self, &mut v, &o.path.key(name)),
-            None => {
-                self.fail(
-                    o.path.clone(),
-                    ProblemKind::MissingField,
-                    format!("missing field `{name}`"),
-                );
-                None
-            }
-        }
+        let (mut v, path) = self.field(o, name, true)?;
+        read(self, &mut v, &path)
     }
 
     /// A field that may be left out (or written as null).
@@ -140,9 +152,32 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
+        let (mut v, path) = self.field(o, name, false)?;
+        read(self, &mut v, &path)
+    }
+
+    /// Takes the field `name` with its path: a missing required field is recorded; a missing
+    /// optional one, or one written as null, is none.
+    #[inline(never)]
+    fn field(
+        &mut self,
+        o: &mut Object,
+        name: &'static str,
+        required: bool,
+    ) -> Option<(Value, JsonPath)> {
         match o.take(name) {
-            None | Some(Value::Null) => None,
-            Some(mut v) => read(self, &mut v, &o.path.key(name)),
+            Some(Value::Null) if !required => None,
+            Some(v) => Some((v, o.path.key(name))),
+            None => {
+                if required {
+                    self.fail(
+                        o.path.clone(),
+                        ProblemKind::MissingField,
+                        format!("missing field `{name}`"),
+                    );
+                }
+                None
+            }
         }
     }
 
