@@ -51,11 +51,12 @@ impl Engine {
 
     /// The line a binding logs when the policy is in force.
     pub fn loaded_message(&self, metrics_defined: usize) -> String {
-        let releases: Vec<&str> = self
+        // Owned, as the policy reader's lists are: one instantiation of `join` in the module.
+        let releases: Vec<String> = self
             .policy
             .releases
             .iter()
-            .map(|r| r.name.as_str())
+            .map(|r| r.name.clone())
             .collect();
         format!(
             "dial: policy loaded: {} release(s): {}; {metrics_defined} metrics defined",

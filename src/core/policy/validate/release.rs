@@ -102,7 +102,8 @@ impl SubsetRefs<'_> {
     pub fn resolve(&self, c: &mut Checker, path: JsonPath, name: &str) -> Option<usize> {
         let found = self.subsets.iter().position(|s| s.name == name);
         if found.is_none() {
-            let known: Vec<&str> = self.subsets.iter().map(|s| s.name.as_str()).collect();
+            // Owned, as elsewhere: one instantiation of `join` in the module.
+            let known: Vec<String> = self.subsets.iter().map(|s| s.name.clone()).collect();
             c.fail(
                 path,
                 ProblemKind::UnknownSubset,
