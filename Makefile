@@ -70,7 +70,7 @@ test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-t
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
-	cargo test --lib --test lifecycle --test runtime --test properties --test fuzz_corpus
+	cargo test --lib --test lifecycle --test lane_lifecycle --test runtime --test properties --test fuzz_corpus
 	cargo test --features cli --bin dial
 
 # The `dial` command-line tool (src/cli/), natively, with the `cli` feature: target/release/dial.

@@ -386,6 +386,123 @@ fn explain_json(args: &[&str]) -> Value {
     run.json()
 }
 
+/// A following release: explain tells the lane decision for a request's baggage (valid,
+/// expired, wrong tag, unknown lane, fallback) as the core makes it.
+#[test]
+fn explain_tells_the_lane_decision_for_a_baggage_header() {
+    use dial::core::lane::Lanes;
+    use dial::core::secret::Secret;
+    let secret = "lane-secret-current-0123";
+    let policy = json!({ "releases": [{
+        "name": "pricing", "whenNoKey": { "subset": "stable" },
+        "subsets": [{ "name": "stable", "version": "v1", "weight": 90 },
+                    { "name": "canary", "version": "v2", "weight": 10 }],
+        "lanes": { "secret": secret, "follow": true, "base": "stable", "maxAge": "1h",
+                   "names": ["stable", "canary", "qa"] }
+    }]});
+    let dir = scratch_dir("cli-lanes");
+    let file = write(&dir, "follow.json", &policy.to_string());
+    let at = 1_796_596_815u64;
+    let issue = |secret: &str, lane: &str, when: u64| {
+        let l = Lanes::new(
+            "dial-lane".into(),
+            Secret::inline(secret),
+            None,
+            true,
+            false,
+            None,
+            None,
+            vec![],
+            None,
+        );
+        format!(
+            "baggage: a=1,dial-lane={}",
+            l.issue_value(lane, when).unwrap()
+        )
+    };
+    let bad_lane = issue(secret, "beta", at);
+    for (baggage, read, subset, reason) in [
+        (issue(secret, "canary", at), "valid", "canary", "lane"),
+        (issue(secret, "qa", at), "valid", "stable", "lane_fallback"),
+        (
+            issue(secret, "canary", at - 7200),
+            "expired",
+            "stable",
+            "fallback",
+        ),
+        (
+            issue("another-lane-secret-00", "canary", at),
+            "bad_tag",
+            "stable",
+            "fallback",
+        ),
+        (bad_lane, "unknown_lane", "stable", "fallback"),
+        ("baggage: a=1".to_string(), "absent", "stable", "fallback"),
+    ] {
+        let run = dial(&[
+            "explain",
+            &file,
+            "--path",
+            "/",
+            "-H",
+            &baggage,
+            "--at",
+            "2026-12-06T22:40:15Z",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let got = run.json();
+        assert_eq!(got["lane"]["read"], read, "{baggage}: {got}");
+        assert_eq!(got["subset"], subset, "{baggage}: {got}");
+        assert_eq!(got["reason"], reason, "{baggage}: {got}");
+    }
+}
+
+/// `dial simulate` shows the lane an issuing release writes for each subset, and which subset
+/// each lane reaches at a following one.
+#[test]
+fn simulate_shows_which_subset_each_lane_reaches() {
+    let dir = scratch_dir("cli-lanes-simulate");
+    let follow = json!({ "releases": [{
+        "name": "inventory", "whenNoKey": { "subset": "stable" },
+        "subsets": [{ "name": "stable", "version": "v1", "weight": 1 },
+                    { "name": "beta", "version": "v3", "weight": 0, "lane": "qa" }],
+        "lanes": { "secret": "lane-secret-current-0123", "follow": true, "base": "stable" }
+    }]});
+    let file = write(&dir, "follow.json", &follow.to_string());
+    let run = dial(&["simulate", &file, "--users", "100", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = run.json();
+    let reach = &got["releases"][0]["lanes"]["reach"];
+    assert_eq!(
+        reach,
+        &json!([
+            { "lane": "stable", "subset": "stable", "reason": "lane" },
+            { "lane": "qa", "subset": "beta", "reason": "lane" },
+            { "lane": null, "subset": "stable", "reason": "lane_fallback" }
+        ]),
+        "{got}"
+    );
+    let issue = CHECKOUT.replace(
+        r#""override":"#,
+        r#""lanes": { "secret": "lane-secret-current-0123", "issue": true }, "override":"#,
+    );
+    assert_ne!(issue, CHECKOUT);
+    let file = write(&dir, "issue.json", &issue);
+    let run = dial(&["simulate", &file, "--users", "1000", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = run.json();
+    let issued = got["releases"][0]["lanes"]["issued"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(issued.len(), 2, "{got}");
+    let users: u64 = issued.iter().map(|i| i["users"].as_u64().unwrap()).sum();
+    assert_eq!(users, 1000);
+    assert_eq!(issued[1]["lane"], "canary");
+}
+
 /// A release keyed by a W3C baggage member: explain reads the key as decide does
 /// (percent-decoded) and places it where the core places that user.
 #[test]
@@ -823,7 +940,7 @@ fn the_shipped_istio_manifests_warn_only_about_the_image_to_fill_in() {
     let report = validate_json("istio", &[]);
     assert_eq!(report["problems"], json!([]), "{report}");
     let policies = report["policies"].as_array().unwrap().len();
-    assert_eq!(policies, 3, "{report}");
+    assert_eq!(policies, 4, "{report}");
     let mut kinds = warning_kinds(&report);
     kinds.sort();
     let mut want = vec!["placeholder_sha256"; policies];
@@ -1351,6 +1468,7 @@ fn the_readmes_mode_table_is_what_validate_does() {
         ("A placeholder `sha256`", "placeholder-sha256.yaml"),
         ("A module `url` on an example host", "placeholder-url.yaml"),
         ("A ramp whose `start` is past", "ramp.json"),
+        ("`lanes.follow`", "lanes-follow.json"),
     ];
     let body = &rows[2..];
     assert_eq!(body.len(), fixtures.len(), "rows: {body:?}");

@@ -306,7 +306,7 @@ fn workload_of_plugin(plugin: &Value) -> (Value, &'static str) {
 #[test]
 fn every_istio_plugin_has_a_filter_that_drops_client_sent_routing_headers_where_it_runs() {
     let mut checked = 0;
-    for dir in ["istio/sidecar", "istio/gateway"] {
+    for dir in ["istio/sidecar", "istio/gateway", "istio/lanes"] {
         let docs = documents(&repo_root().join(dir));
         let filters = kind(&docs, "EnvoyFilter");
         for plugin in kind(&docs, "WasmPlugin") {
@@ -330,7 +330,7 @@ fn every_istio_plugin_has_a_filter_that_drops_client_sent_routing_headers_where_
             checked += 1;
         }
     }
-    assert_eq!(checked, 3, "the three WasmPlugins of istio/");
+    assert_eq!(checked, 4, "the four WasmPlugins of istio/");
 }
 
 #[test]

@@ -383,10 +383,10 @@ fn every_secret_a_policy_reads_from_the_environment_reaches_its_proxy() {
             );
         }
     }
-    assert_eq!(plugins, 3, "the three WasmPlugins of istio/");
+    assert_eq!(plugins, 4, "the four WasmPlugins of istio/");
     assert_eq!(
-        secrets_checked, 6,
-        "the example secrets: the sidecar's token; the gateway's token and two cookie secrets; the classic gateway's two cookie secrets"
+        secrets_checked, 11,
+        "the example secrets: the sidecar's token; the gateway's token, two cookie secrets and lane secret; the classic gateway's two cookie secrets; the lane followers' two lane secrets, twice"
     );
 }
 

@@ -10,6 +10,7 @@ use dial::core::decide::{
     decide, read_key_source, Assignment, Context, Decision, KeyOrigin, Reason,
 };
 use dial::core::exchange::Engine;
+use dial::core::lane::{Lanes, Read, Rejection};
 use dial::core::policy::{Release, WhenNoKey, MAX_KEY_LEN};
 use dial::core::ramp;
 use dial::core::recording::{Call, RecordingHost};
@@ -473,6 +474,11 @@ fn assigned(
         b.set("override", json!({ "header": o.header, "verdict": verdict, "honoured": a.reason == Reason::Override }));
     }
 
+    // The lane: what a following release read, what an issuing one writes.
+    if let Some(l) = &release.lanes {
+        lane(b, loaded, context, request, release, a, l);
+    }
+
     // The rules, in order, up to the first match: the decision says which matched.
     let rule_key = key.as_deref();
     let mut rules = Vec::new();
@@ -481,6 +487,7 @@ fn assigned(
         let described = condition(&rule.condition, request, rule_key);
         let state = match (a.reason, a.rule) {
             (Reason::Override, _) => "not tried (the override decided)".to_string(),
+            (Reason::Lane | Reason::LaneFallback, _) => "not tried (the lane decided)".to_string(),
             (_, Some(m)) if m == i => "matches".to_string(),
             (_, Some(m)) if m < i => "not tried".to_string(),
             _ => "no".to_string(),
@@ -508,6 +515,10 @@ fn assigned(
         Reason::Hash => "the split of the user key".into(),
         Reason::StickyCookie => "the split of the sticky key".into(),
         Reason::Fallback => "whenNoKey (no key)".into(),
+        Reason::Lane => "the lane the request carries".into(),
+        Reason::LaneFallback => {
+            "the lane the request carries, which has no subset here: the base subset".into()
+        }
         Reason::Guardrail => match &release.guard {
             Some(g) => format!(
                 "the guard of {} is tripped: its users go to {}",
@@ -576,6 +587,103 @@ fn assigned(
 }
 
 /// The variable of a secret read from the environment but not set in the CLI's.
+/// The lane decision: the member a following release read (valid, expired, wrong tag, unknown
+/// lane, fallback), and the member an issuing release writes.
+fn lane(
+    b: &mut Builder,
+    loaded: &Loaded,
+    context: &Context,
+    request: &HeaderList,
+    release: &Release,
+    a: &Assignment,
+    l: &Lanes,
+) {
+    let member = &l.member;
+    let mut state = Map::new();
+    state.insert("member".into(), json!(member));
+    state.insert("issue".into(), json!(l.issue));
+    state.insert("follow".into(), json!(l.follow));
+    if l.follow {
+        let (verdict, line) = match a.lane {
+            Read::Absent => (
+                "absent".to_string(),
+                format!("no {member} member in the baggage: assigned as without a lane"),
+            ),
+            Read::Valid(v) => {
+                let under = if v.previous {
+                    "the previous secret"
+                } else {
+                    "the current secret"
+                };
+                let then = match a.reason {
+                    Reason::Lane => format!("-> {} (reason lane)", subset_name(release, a.subset)),
+                    Reason::LaneFallback => format!(
+                        "no subset here has that lane -> the base subset {} (reason lane_fallback)",
+                        subset_name(release, a.subset)
+                    ),
+                    other => format!("but {} decided first", other.as_str()),
+                };
+                (
+                    "valid".to_string(),
+                    format!(
+                        "{member}: lane {}, issued at {} ({}), verified under {under} {then}",
+                        v.lane.as_str(),
+                        v.issued,
+                        dial::core::time::format_instant(v.issued.saturating_mul(1_000_000_000)),
+                    ),
+                )
+            }
+            Read::Rejected(why) => {
+                let because = match why {
+                    Rejection::Malformed => "not v1.<lane>.<seconds>.<tag>",
+                    Rejection::BadTag => "its tag verifies under neither secret (forged, changed, or another secret's)",
+                    Rejection::Expired => "older than maxAge, or from the future",
+                    Rejection::UnknownLane => "its lane is not in \"names\"",
+                    Rejection::Conflict => "several members of that name disagree",
+                    Rejection::Replaced | Rejection::BaggageFull => "",
+                };
+                (
+                    why.as_str().to_string(),
+                    format!(
+                        "{member}: refused, {} ({because}): assigned as without a lane",
+                        why.as_str()
+                    ),
+                )
+            }
+        };
+        b.line("Lane", line);
+        state.insert("read".into(), Value::String(verdict));
+        if let Some(var) = unresolved(Some(&l.secret)) {
+            b.line("Lane", format!("note: the lane secret comes from the proxy's environment variable {var}, which is not set here: no member verifies (set {var} to explain with it)"));
+        }
+    }
+    if l.issue {
+        let plan = loaded
+            .engine
+            .plan_for(request, context, Decision::Assign(*a))
+            .lane;
+        let line = if matches!(a.lane, Read::Valid(_)) {
+            "issues nothing: the valid member the request carries goes on untouched".to_string()
+        } else if plan.counted.contains(&Some(Rejection::BaggageFull)) {
+            "issues nothing: the baggage is at W3C's limits (8,192 bytes, 180 members); the request is still assigned here".to_string()
+        } else if let Some(lane) = plan.lane {
+            format!(
+                "issues lane {} (the lane of subset {}) as the baggage member {member}, replacing any the request carried",
+                lane.as_str(),
+                subset_name(release, a.subset)
+            )
+        } else {
+            "issues nothing: no secret to sign with here, or no clock".to_string()
+        };
+        b.line("Lane", line);
+        state.insert(
+            "issued".into(),
+            json!(plan.lane.map(|l| l.as_str().to_string())),
+        );
+    }
+    b.set("lane", Value::Object(state));
+}
+
 fn unresolved(secret: Option<&Secret>) -> Option<&str> {
     secret.filter(|s| s.value().is_none())?.variable()
 }

@@ -1089,7 +1089,7 @@ mod tests {
         let p = &e.problems[0];
         assert_eq!(
             p.to_string(),
-            "$.releases[0].subsets[1].weigth: unknown field `weigth`, expected one of `name`, `version`, `weight`"
+            "$.releases[0].subsets[1].weigth: unknown field `weigth`, expected one of `name`, `version`, `weight`, `lane`"
         );
         assert_eq!(
             found.position(p),

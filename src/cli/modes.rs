@@ -125,7 +125,7 @@ pub struct Site {
 }
 
 /// The warning kinds, as `-o json` and allow markers name them.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "sticky_cookie_to_service",
     "source_cidrs_local_peer",
     "fail_open_at_edge",
@@ -135,6 +135,7 @@ pub const KINDS: [&str; 11] = [
     "allow_anyone",
     "inline_secret",
     "ramp_in_past",
+    "lanes_follow_at_edge",
     "unused_allow",
     "bad_allow_marker",
 ];
@@ -297,6 +298,29 @@ pub fn check(found: &Found, placement: &Placement, now: u64) -> Vec<Warning> {
                     over_path.key("token"),
                     inline_message("override.token", name, "TOKEN"),
                 );
+            }
+        }
+        if let Some(lanes) = release.get("lanes").filter(|l| l.is_object()) {
+            if edge && lanes.get("follow") == Some(&Value::Bool(true)) {
+                warn(
+                    "lanes_follow_at_edge",
+                    path.key("lanes").key("follow"),
+                    format!(
+                        "a release that follows lanes at an edge ({here}): a client that copies a valid lane member from another user's call (it stays valid for maxAge) puts itself on that lane; at the edge issue lanes only (\"issue\": true, no \"follow\"), and follow them in the mesh"
+                    ),
+                );
+            }
+            for (field, what) in [
+                ("secret", "LANE_SECRET"),
+                ("previousSecret", "LANE_PREVIOUS_SECRET"),
+            ] {
+                if lanes.get(field).is_some_and(Value::is_string) {
+                    warn(
+                        "inline_secret",
+                        path.key("lanes").key(field),
+                        inline_message(&format!("lanes.{field}"), name, what),
+                    );
+                }
             }
         }
         let ramp = policy

@@ -5,6 +5,8 @@
 use std::time::Instant;
 
 use dial::core::decide::{decide, Context, Decision, Reason};
+use dial::core::lane::Lanes;
+use dial::core::policy::Release;
 use dial::core::runtime::effective_weights;
 use serde_json::{json, Value};
 
@@ -57,7 +59,7 @@ struct Period {
 struct Tally {
     probe: Probe,
     /// [period][subset][reason]
-    counts: Vec<Vec<[u64; 8]>>,
+    counts: Vec<Vec<[u64; Reason::ALL.len()]>>,
     mirrored: Vec<u64>,
     /// Users whose subset changed from the period before, and of them those that did not go to
     /// the ramped subset.
@@ -68,6 +70,63 @@ struct Tally {
 
 fn reason_index(r: Reason) -> usize {
     Reason::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+/// A release's lanes: the lane an issuing release writes for each subset (and for how many of
+/// the users), and the subset each lane reaches at a following release (the subsets' own lanes,
+/// the declared `names`, and any other lane).
+fn lanes(
+    text: &mut String,
+    l: &Lanes,
+    release: &Release,
+    users_of: impl Fn(usize) -> u64,
+    total: u64,
+) -> Value {
+    let subset = |i: usize| release.subsets.get(i).map_or("?", |s| s.name.as_str());
+    let mut issued = Vec::new();
+    if l.issue {
+        text.push_str(&format!(
+            "  issues lanes as the baggage member {}:",
+            l.member
+        ));
+        for (i, lane) in l.subset_lanes.iter().enumerate() {
+            let users = users_of(i);
+            text.push_str(&format!(
+                " {} -> lane {lane} ({} users, {})",
+                subset(i),
+                thousands(users),
+                report::share(users, total)
+            ));
+            issued.push(json!({ "subset": subset(i), "lane": lane, "users": users }));
+        }
+        text.push('\n');
+    }
+    let mut reach = Vec::new();
+    if l.follow {
+        let mut known: Vec<&str> = l.subset_lanes.iter().map(String::as_str).collect();
+        for n in l.names.iter().flatten() {
+            if !known.contains(&n.as_str()) {
+                known.push(n);
+            }
+        }
+        text.push_str(&format!("  follows lanes ({}):", l.member));
+        for lane in known {
+            if let Some((s, fallback)) = l.subset_for(lane) {
+                let reason = if fallback { "lane_fallback" } else { "lane" };
+                text.push_str(&format!(" lane {lane} -> {} ({reason});", subset(s)));
+                reach.push(json!({ "lane": lane, "subset": subset(s), "reason": reason }));
+            }
+        }
+        match (&l.names, l.base) {
+            (None, Some(b)) => {
+                text.push_str(&format!(" any other lane -> {} (lane_fallback)", subset(b)));
+                reach.push(json!({ "lane": null, "subset": subset(b), "reason": "lane_fallback" }));
+            }
+            _ => text.push_str(" any other lane: refused (unknown_lane)"),
+        }
+        text.push('\n');
+    }
+    json!({ "member": l.member, "issue": l.issue, "follow": l.follow, "issued": issued, "reach": reach })
 }
 
 pub fn run(args: &Args) -> Outcome {
@@ -131,7 +190,7 @@ pub fn run(args: &Args) -> Outcome {
             args.keys.quiet,
             || Tally {
                 probe: probe.clone(),
-                counts: vec![vec![[0u64; 8]; subsets]; periods.len()],
+                counts: vec![vec![[0u64; Reason::ALL.len()]; subsets]; periods.len()],
                 mirrored: vec![0; periods.len()],
                 moved: vec![0; periods.len()],
                 moved_elsewhere: vec![0; periods.len()],
@@ -171,7 +230,7 @@ pub fn run(args: &Args) -> Outcome {
             },
         )?;
         // Merge the workers' tallies.
-        let mut counts = vec![vec![[0u64; 8]; subsets]; periods.len()];
+        let mut counts = vec![vec![[0u64; Reason::ALL.len()]; subsets]; periods.len()];
         let mut mirrored = vec![0u64; periods.len()];
         let mut moved = vec![0u64; periods.len()];
         let mut moved_elsewhere = vec![0u64; periods.len()];
@@ -240,7 +299,7 @@ pub fn run(args: &Args) -> Outcome {
             ));
         }
         text.push('\n');
-        let reasons_seen: Vec<usize> = (0..8)
+        let reasons_seen: Vec<usize> = (0..Reason::ALL.len())
             .filter(|r| {
                 counts
                     .get(current)
@@ -307,6 +366,10 @@ pub fn run(args: &Args) -> Outcome {
                 m.methods.join(", ")
             ));
         }
+        let lanes_json = release
+            .lanes
+            .as_ref()
+            .map(|l| lanes(&mut text, l, release, |s| users_of(current, s), total));
         let mut ramp_json = Value::Null;
         if let (Some(ramp), true) = (&release.ramp, periods.len() > 1) {
             let ramped_name = release
@@ -383,6 +446,7 @@ pub fn run(args: &Args) -> Outcome {
             "subsets": subsets_json,
             "mirrored": release.mirror.as_ref().map(|m| json!({ "version": m.version, "users": mirrored_now })),
             "ramp": ramp_json,
+            "lanes": lanes_json,
         }));
     }
     let seconds = started.elapsed().as_secs_f64();

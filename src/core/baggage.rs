@@ -25,29 +25,98 @@ pub fn member<'a>(
     headers: impl Iterator<Item = &'a [u8]> + Clone,
     name: &str,
 ) -> Option<Cow<'a, [u8]>> {
+    named(headers, name).last().map(decode)
+}
+
+/// The raw (still percent-encoded) values of every kept member called `name`, in order.
+pub fn named<'a, 'n, H: Iterator<Item = &'a [u8]> + Clone>(
+    headers: H,
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n, H> {
+    kept(headers)
+        .filter(move |(key, _)| decoded_eq(key, name.as_bytes()))
+        .map(|(_, value)| value)
+}
+
+/// The raw key and value of every member a reader keeps, in order: the 180 first well-formed
+/// members (a malformed one, or one over 4,096 bytes, is skipped and not counted) while they
+/// and the commas between them fit in 8,192 bytes.
+fn kept<'a>(
+    headers: impl Iterator<Item = &'a [u8]> + Clone,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     let mut kept = 0usize;
     let mut bytes = 0usize;
-    let mut found = None;
+    headers
+        .flat_map(|header| header.split(|b| *b == b','))
+        .map_while(move |item| {
+            if kept == MAX_MEMBERS {
+                return None;
+            }
+            if item.len() > MAX_MEMBER_BYTES {
+                return Some(None);
+            }
+            let Some((key, value)) = parse(item) else {
+                return Some(None);
+            };
+            bytes += usize::from(kept > 0) + item.len();
+            if bytes > MAX_BYTES {
+                return None;
+            }
+            kept += 1;
+            Some(Some((key, value)))
+        })
+        .flatten()
+}
+
+/// The request's baggage with every member called `name` removed and the others kept byte for
+/// byte (several headers become one list, joined by commas, as W3C reads them; an item holding
+/// a byte past ASCII, which no member can, is dropped).
+pub struct Rest {
+    pub text: Vec<u8>,
+    /// Whether a member called `name` was removed.
+    pub removed: bool,
+    /// Well-formed members left (those a reader counts).
+    pub members: usize,
+}
+
+pub fn without<'a>(headers: impl Iterator<Item = &'a [u8]>, name: &str) -> Rest {
+    let mut out = Vec::new();
+    let mut removed = false;
+    let mut members = 0usize;
+    let mut first = true;
     for item in headers.flat_map(|header| header.split(|b| *b == b',')) {
-        if kept == MAX_MEMBERS {
-            break;
-        }
-        if item.len() > MAX_MEMBER_BYTES {
+        // Bytes past ASCII are in no well-formed member (keys are tokens, values and
+        // properties baggage-octets): such an item is dropped, so the list stays text.
+        if !item.is_ascii() {
             continue;
         }
-        let Some((key, value)) = parse(item) else {
+        let parsed = parse(item);
+        if parsed.is_some_and(|(key, _)| decoded_eq(key, name.as_bytes())) {
+            removed = true;
             continue;
-        };
-        bytes += usize::from(kept > 0) + item.len();
-        if bytes > MAX_BYTES {
-            break;
         }
-        kept += 1;
-        if decoded_eq(key, name.as_bytes()) {
-            found = Some(value);
+        members += usize::from(parsed.is_some() && item.len() <= MAX_MEMBER_BYTES);
+        if !first {
+            out.push(b',');
         }
+        first = false;
+        out.extend_from_slice(item);
     }
-    found.map(decode)
+    Rest {
+        text: out,
+        removed,
+        members,
+    }
+}
+
+/// Whether a list of `members` well-formed members in `bytes` bytes is within W3C's limits.
+pub fn fits(members: usize, bytes: usize) -> bool {
+    members <= MAX_MEMBERS && bytes <= MAX_BYTES
+}
+
+/// A raw value percent-decoded, as `member` gives it.
+pub fn decoded(value: &[u8]) -> Cow<'_, [u8]> {
+    decode(value)
 }
 
 /// `OWS key OWS "=" OWS value OWS *(";" property)`: the raw key and value of a well-formed
@@ -80,13 +149,48 @@ fn trim(mut s: &[u8]) -> &[u8] {
 
 /// RFC 9110 token characters.
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    CLASS.get(usize::from(b)).is_some_and(|c| c & TOKEN != 0)
 }
 
 /// W3C baggage-octet: printable US-ASCII but for space, `"`, `,`, `;` and `\`.
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    CLASS.get(usize::from(b)).is_some_and(|c| c & OCTET != 0)
 }
+
+/// Each byte's classes, looked up once per byte: a member is read on every request that
+/// carries baggage, so its bytes are classified by a table, not by comparisons.
+const TOKEN: u8 = 1;
+const OCTET: u8 = 2;
+#[allow(clippy::indexing_slicing)]
+const CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let token = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        let octet = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        table[i] = ((token as u8) * TOKEN) | ((octet as u8) * OCTET);
+        i += 1;
+    }
+    table
+};
 
 /// The bytes of percent-decoding `s` as the WHATWG URL standard's percent-decode does (and
 /// Python's `unquote`, which OpenTelemetry Python uses): `%` and two hex digits give that byte;

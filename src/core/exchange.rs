@@ -6,8 +6,10 @@
 //! A binding reads the request view and the clock, hands them in with its `Host`, and keeps the
 //! returned `Exchange` until the end of the stream.
 
+use crate::core::baggage;
 use crate::core::decide::{decide, Assignment, Context, Decision};
 use crate::core::host::{Host, MetricIndex};
+use crate::core::lane::{self, LaneName, Read, Rejection};
 use crate::core::policy::{Policy, PolicyError, WhenNoKey};
 use crate::core::request::RequestView;
 use crate::core::secret::Environment;
@@ -49,11 +51,12 @@ impl Engine {
 
     /// The line a binding logs when the policy is in force.
     pub fn loaded_message(&self, metrics_defined: usize) -> String {
-        let releases: Vec<&str> = self
+        // Owned, as the policy reader's lists are: one instantiation of `join` in the module.
+        let releases: Vec<String> = self
             .policy
             .releases
             .iter()
-            .map(|r| r.name.as_str())
+            .map(|r| r.name.clone())
             .collect();
         format!(
             "dial: policy loaded: {} release(s): {}; {metrics_defined} metrics defined",
@@ -92,7 +95,7 @@ impl Engine {
         context: &Context,
         decision: Decision,
     ) -> Exchange {
-        let plan = self.plan_for(request, decision);
+        let plan = self.plan_for(request, context, decision);
         self.steer(host, plan, context)
     }
 
@@ -100,14 +103,23 @@ impl Engine {
     /// borrows the host's own header map (the native build) drops the view before `steer`
     /// changes the map.
     pub fn plan(&self, request: &impl RequestView, context: &Context) -> Plan {
-        self.plan_for(request, decide(&self.policy, context, request))
+        self.plan_for(request, context, decide(&self.policy, context, request))
     }
 
     /// `plan` with the decision already made.
-    pub fn plan_for(&self, request: &impl RequestView, decision: Decision) -> Plan {
+    pub fn plan_for(
+        &self,
+        request: &impl RequestView,
+        context: &Context,
+        decision: Decision,
+    ) -> Plan {
         let steered = match decision {
             Decision::Assign(a) => self.steering(&a),
             Decision::Pass => None,
+        };
+        let lane = match decision {
+            Decision::Assign(a) => self.lane_plan(request, context, &a),
+            Decision::Pass => LanePlan::default(),
         };
         let policy = &self.policy;
         // Dial's headers the client sent and Dial will not set (set replaces the client's).
@@ -124,13 +136,85 @@ impl Engine {
                 !will_set && request.header(name).is_some()
             })
             .fold(0u64, |mask, (i, _)| mask | bit(i).unwrap_or(0));
-        Plan { decision, remove }
+        Plan {
+            decision,
+            remove,
+            lane,
+        }
+    }
+
+    /// What an assignment does to the request's lane member. A following release forwards a
+    /// valid member untouched, whatever decided at this hop (the lane is the edge's decision).
+    /// An issuing release, when the request carried no valid member, removes any member of the
+    /// name and appends its own for the subset it assigned, within W3C's limits.
+    fn lane_plan(&self, request: &impl RequestView, context: &Context, a: &Assignment) -> LanePlan {
+        let Some(lanes) = self
+            .policy
+            .releases
+            .get(a.release)
+            .and_then(|r| r.lanes.as_ref())
+        else {
+            return LanePlan::default();
+        };
+        let mut plan = LanePlan::default();
+        match a.lane {
+            Read::Valid(v) => {
+                plan.lane = Some(v.lane);
+                return plan;
+            }
+            Read::Rejected(why) => plan.counted[0] = Some(why),
+            Read::Absent => {}
+        }
+        if !lanes.issue {
+            return plan;
+        }
+        let rest = baggage::without(request.header_values("baggage"), &lanes.member);
+        if rest.removed && !lanes.follow {
+            plan.counted[0] = Some(Rejection::Replaced);
+        }
+        let lane = lanes.subset_lanes.get(a.subset);
+        let value = lane
+            .zip(context.now_nanos)
+            .and_then(|(lane, now)| Some((lane, lanes.issue_value(lane, now / 1_000_000_000)?)));
+        let mut text = rest.text;
+        if let Some((lane, value)) = value {
+            let comma = usize::from(!text.is_empty());
+            let bytes = text.len() + comma + lanes.member.len() + 1 + value.len();
+            if baggage::fits(rest.members + 1, bytes) {
+                if comma == 1 {
+                    text.push(b',');
+                }
+                text.extend_from_slice(lanes.member.as_bytes());
+                text.push(b'=');
+                text.extend_from_slice(value.as_bytes());
+                plan.lane = LaneName::new(lane.as_bytes());
+                plan.baggage = String::from_utf8(text).ok().map(BaggageWrite::Set);
+                return plan;
+            }
+            plan.counted[1] = Some(Rejection::BaggageFull);
+        }
+        if rest.removed {
+            plan.baggage = Some(if text.is_empty() {
+                BaggageWrite::Remove
+            } else {
+                BaggageWrite::Set(String::from_utf8(text).unwrap_or_default())
+            });
+        }
+        plan
     }
 
     /// Writes what a plan says: removes client-sent Dial headers, sets the steering headers,
     /// counts; the exchange to follow to its end.
     pub fn steer<H: Host>(&self, host: &mut H, plan: Plan, context: &Context) -> Exchange {
         let policy = &self.policy;
+        let write = match &plan.lane.baggage {
+            Some(BaggageWrite::Set(text)) => host.set_request_header(BAGGAGE, text),
+            Some(BaggageWrite::Remove) => host.remove_request_header(BAGGAGE),
+            None => Ok(()),
+        };
+        if let Err(e) = write {
+            log::warn!("dial: cannot write the baggage header: {e:?}");
+        }
         for (i, name) in policy.owned_request_headers.iter().enumerate() {
             if plan.removes(i) {
                 if let Err(e) = host.remove_request_header(name) {
@@ -157,6 +241,10 @@ impl Engine {
             }
         }
         increment(host, self.catalog.requests(a.release, a.subset, a.reason));
+        for why in plan.lane.counted.into_iter().flatten() {
+            increment(host, self.catalog.lane_rejected(a.release, why));
+            lane::log_rejection(s.release, why, context.now_nanos);
+        }
         if s.mirror.is_some() {
             increment(host, self.catalog.mirrored(a.release));
         }
@@ -167,13 +255,22 @@ impl Engine {
             _ => None,
         };
         let echo = policy.headers.response.is_some().then(|| {
-            format!(
+            let mut echo = format!(
                 "release={}; subset={}; version={}; reason={}",
                 s.release,
                 s.subset,
                 s.version,
                 a.reason.as_str()
-            )
+            );
+            if let Some(lane) = plan.lane.lane {
+                echo.push_str("; lane=");
+                echo.push_str(lane.as_str());
+            }
+            if let Read::Rejected(why) = a.lane {
+                echo.push_str("; lane_rejected=");
+                echo.push_str(why.as_str());
+            }
+            echo
         });
         Exchange {
             assigned: Some(Assigned {
@@ -205,13 +302,36 @@ impl Engine {
     }
 }
 
+/// The request header lanes travel in.
+const BAGGAGE: &str = "baggage";
+
 /// What a request's headers decided (`Engine::plan`), for `Engine::steer` to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub decision: Decision,
     /// Which of the policy's own request headers to remove (bit i: the i-th): the client
     /// sent them and Dial does not set them.
     remove: u64,
+    pub lane: LanePlan,
+}
+
+/// What the assignment does to the request's lane member.
+#[derive(Debug, Clone, Default)]
+pub struct LanePlan {
+    /// The new `baggage` header, if it changes.
+    pub baggage: Option<BaggageWrite>,
+    /// The lane the request is on downstream: followed, or issued here.
+    pub lane: Option<LaneName>,
+    /// What `dial_lane_rejected_total` counts: a refused member (or one replaced), and a lane
+    /// not issued for want of room.
+    pub counted: [Option<Rejection>; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaggageWrite {
+    Set(String),
+    /// The request carried only the removed member.
+    Remove,
 }
 
 impl Plan {

@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod fleet;
 pub mod guard;
 pub mod host;
+pub mod lane;
 pub mod logging;
 pub mod policy;
 pub mod ramp;

@@ -9,6 +9,7 @@
 
 use crate::core::decide::Reason;
 use crate::core::fleet::Failure;
+use crate::core::lane::Rejection;
 use crate::core::policy::Policy;
 
 /// Label names, in the order they appear in metric names.
@@ -31,6 +32,7 @@ pub const SLOW_RESPONSES: &str = "dial_guard_slow_responses_total";
 pub const POLICY_LOADS: &str = "dial_policy_loads_total";
 pub const POLICY_REJECTIONS: &str = "dial_policy_rejections_total";
 pub const VM_MEMORY: &str = "dial_vm_memory_bytes";
+pub const LANE_REJECTED: &str = "dial_lane_rejected_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -61,8 +63,8 @@ pub fn tagged(labels: &[(&str, &str)], metric: &str) -> String {
 /// Positions in `Catalog::metrics` for one subset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubsetMetrics {
-    /// Indexed like `Reason::ALL`.
-    pub requests: [usize; Reason::ALL.len()],
+    /// Indexed like `Reason::ALL`; the lane reasons only for a release that follows lanes.
+    pub requests: [Option<usize>; Reason::ALL.len()],
     /// Indexed like `STATUS_CLASSES`.
     pub responses: [usize; STATUS_CLASSES.len()],
     pub duration: usize,
@@ -78,6 +80,9 @@ pub struct ReleaseMetrics {
     pub subsets: Vec<SubsetMetrics>,
     pub mirrored: Option<usize>,
     pub guard: Option<GuardMetrics>,
+    /// Lane members refused or replaced, and lanes not issued, indexed like `Rejection::ALL`,
+    /// for a release with lanes.
+    pub lane_rejected: Option<[usize; Rejection::ALL.len()]>,
 }
 
 /// A guarded release's state, labelled with the guarded subset.
@@ -131,9 +136,12 @@ impl Catalog {
                         ];
                         SubsetMetrics {
                             requests: Reason::ALL.map(|reason| {
+                                let lane = matches!(reason, Reason::Lane | Reason::LaneFallback);
+                                let follows = r.lanes.as_ref().is_some_and(|l| l.follow);
                                 let mut labels = base.to_vec();
                                 labels.push(("reason", reason.as_str()));
-                                add(Kind::Counter, tagged(&labels, REQUESTS))
+                                (follows || !lane)
+                                    .then(|| add(Kind::Counter, tagged(&labels, REQUESTS)))
                             }),
                             responses: STATUS_CLASSES.map(|class| {
                                 let mut labels = base.to_vec();
@@ -173,6 +181,12 @@ impl Catalog {
                         }),
                     }
                 }),
+                lane_rejected: r.lanes.as_ref().map(|_| {
+                    Rejection::ALL.map(|why| {
+                        let labels = [("release", r.name.as_str()), ("reason", why.as_str())];
+                        add(Kind::Counter, tagged(&labels, LANE_REJECTED))
+                    })
+                }),
             })
             .collect();
         Catalog { metrics, releases }
@@ -180,7 +194,16 @@ impl Catalog {
 
     pub fn requests(&self, release: usize, subset: usize, reason: Reason) -> Option<usize> {
         let i = Reason::ALL.iter().position(|r| *r == reason)?;
-        self.subset(release, subset)?.requests.get(i).copied()
+        self.subset(release, subset)?
+            .requests
+            .get(i)
+            .copied()
+            .flatten()
+    }
+
+    pub fn lane_rejected(&self, release: usize, why: Rejection) -> Option<usize> {
+        let i = Rejection::ALL.iter().position(|r| *r == why)?;
+        self.releases.get(release)?.lane_rejected?.get(i).copied()
     }
 
     pub fn responses(&self, release: usize, subset: usize, status: u32) -> Option<usize> {

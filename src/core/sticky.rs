@@ -72,7 +72,7 @@ fn is_lower_hex(value: &[u8]) -> bool {
     value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn hex(bytes: &[u8], out: &mut [u8]) {
+pub(crate) fn hex(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         if let [hi, lo] = pair {
@@ -82,7 +82,7 @@ fn hex(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-fn unhex(text: &[u8], out: &mut [u8]) -> Option<()> {
+pub(crate) fn unhex(text: &[u8], out: &mut [u8]) -> Option<()> {
     let digit = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -65,6 +65,26 @@ pub fn with_ramp_and_guard(policy: &str) -> String {
     doc.to_string()
 }
 
+/// The lane secret of the benchmark's policies (inline: a benchmark, not a deployment).
+pub const LANE_SECRET: &str = "bench-lane-secret-0123";
+
+/// `policy` (the realistic one) with lanes on its checkout release: issued (`issue`), or
+/// followed (no maximum age, so a member made once serves the whole run).
+pub fn with_lanes(policy: &str, issue: bool) -> String {
+    let mut doc: Value = serde_json::from_str(policy).unwrap();
+    let checkout = &mut doc["releases"][0];
+    assert_eq!(
+        checkout["name"], "checkout",
+        "tests/data/bench.json's first release"
+    );
+    checkout["lanes"] = if issue {
+        json!({ "secret": LANE_SECRET, "issue": true, "maxAge": "1h" })
+    } else {
+        json!({ "secret": LANE_SECRET, "follow": true, "base": "stable" })
+    };
+    doc.to_string()
+}
+
 /// `policy` (the realistic one) with its checkout release bucketed by `bucketing` (a
 /// `releases[].bucketing` object: Unleash's or flagd's scheme), everything else unchanged.
 pub fn with_bucketing(policy: &str, bucketing: Value) -> String {

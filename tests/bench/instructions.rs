@@ -23,8 +23,8 @@ use dial::core::runtime::TICK_MILLIS;
 
 use crate::checks::Checks;
 use crate::proxy_bench::{
-    check_ramp_and_guard, configurations, floor_bootstrap, native_floor_bootstrap,
-    DIALS_HOST_CALLS, RAMP_GUARD_RPS,
+    check_ramp_and_guard, configurations, floor_bootstrap, lane_configurations,
+    native_floor_bootstrap, DIALS_HOST_CALLS, RAMP_GUARD_RPS,
 };
 use crate::support::prometheus::Sample;
 use crate::support::{scratch_dir, Client, Envoy};
@@ -58,25 +58,48 @@ const HOST_CALLS: [(&str, &str, &str); 7] = [
 ];
 
 /// One request of the benchmark's traffic (the wrk script's): user `i` of 100,000. Its status.
-fn request(client: &mut Client, i: usize) -> u16 {
+/// With `baggage`, it also carries that W3C baggage (an instrumented app's: a trace's members
+/// and a lane).
+fn request(client: &mut Client, i: usize, baggage: Option<&str>) -> u16 {
     let user = format!("user-{}", i % 100_000);
     let cookie = format!("session=3f2a9c; theme=dark; uid={user}; consent=yes");
+    let mut headers = vec![
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
+        ),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("x-user-id", &user),
+        ("cookie", &cookie),
+    ];
+    headers.extend(baggage.map(|b| ("baggage", b)));
     client
-        .get(
-            "shop.example.com",
-            "/checkout/cart?step=2",
-            &[
-                (
-                    "user-agent",
-                    "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
-                ),
-                ("accept", "text/html,application/xhtml+xml"),
-                ("accept-language", "en-US,en;q=0.5"),
-                ("x-user-id", &user),
-                ("cookie", &cookie),
-            ],
-        )
+        .get("shop.example.com", "/checkout/cart?step=2", &headers)
         .status
+}
+
+/// The baggage a following configuration's requests carry: a tenant member, then a canary lane
+/// member signed with the benchmark's lane secret (valid for the whole run).
+fn lane_baggage() -> String {
+    let lanes = dial::core::lane::Lanes::new(
+        "dial-lane".into(),
+        dial::core::secret::Secret::inline(crate::core_bench::LANE_SECRET),
+        None,
+        true,
+        false,
+        None,
+        None,
+        vec![],
+        None,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "tenant=acme,dial-lane={}",
+        lanes.issue_value("canary", now).unwrap_or_default()
+    )
 }
 
 fn callgrind_control(args: &[&str], pid: u32) -> Result<(), String> {
@@ -135,13 +158,15 @@ fn per_request(
     ];
     let envoy = Envoy::start_yaml_under(label, bootstrap, &wrapper);
     let mut client = Client::new(envoy.port);
+    let baggage = (label.contains("lane-follow") || label.ends_with("-baggage")).then(lane_baggage);
+    let baggage = baggage.as_deref();
     let mut not_ok = (0..warm)
-        .filter(|&i| request(&mut client, i) != 200)
+        .filter(|&i| request(&mut client, i, baggage) != 200)
         .count();
     callgrind_control(&["--instr=on"], envoy.pid())?;
     let began = Instant::now();
     not_ok += (warm..warm + counted)
-        .filter(|&i| request(&mut client, i) != 200)
+        .filter(|&i| request(&mut client, i, baggage) != 200)
         .count();
     if counted == 0 {
         std::thread::sleep(idle);
@@ -193,6 +218,7 @@ fn keep_dump(label: &str) -> Option<std::path::PathBuf> {
 pub fn profile(key: &str) -> Result<String, String> {
     let (_, name, yaml) = configurations(0)
         .into_iter()
+        .chain(lane_configurations())
         .find(|(k, _, _)| *k == key)
         .ok_or_else(|| format!("no configuration {key}"))?;
     let _ = PROFILED.set(key.to_string());
@@ -301,6 +327,7 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
     // So no sink is needed here (the port it would have is never used).
     let chosen: Vec<(&str, &str, String)> = configurations(0)
         .into_iter()
+        .chain(lane_configurations())
         .filter(|(key, _, _)| *key != "native")
         .filter(|(key, _, _)| {
             !smoke || ["none", "calls", "dial-rg", "dial-native", "native-calls"].contains(key)
@@ -451,6 +478,40 @@ pub fn run(smoke: bool, checks: &mut Checks) -> String {
             native_share * 100.0,
             mark(native_share < 0.05),
             native / dial,
+        ));
+    }
+    // Lanes (issue 20): following a lane costs at most 3% over the realistic policy, in each
+    // build; issuing is shown beside it.
+    if !smoke {
+        let over = |key: &str, base: &str| (count(key) / count(base) - 1.0) * 100.0;
+        let (follow, native_follow) = (
+            over("dial-lane-follow", "dial"),
+            over("native-lane-follow", "dial-native"),
+        );
+        let (follow_own, native_follow_own) = (
+            over("dial-lane-follow", "dial-baggage"),
+            over("native-lane-follow", "native-baggage"),
+        );
+        // Over the same requests: the baggage header costs Envoy (and the Wasm VM's copy of the
+        // header map) whether or not Dial follows lanes; an instrumented app sends it anyway.
+        checks.check(
+            follow_own <= 3.0 && native_follow_own <= 3.0,
+            format!(
+                "following a lane costs at most 3% instructions per request over the realistic policy given the same requests: Wasm {follow_own:+.1}%, native {native_follow_own:+.1}% (over requests without baggage: {follow:+.1}%, {native_follow:+.1}%)"
+            ),
+        );
+        out.push_str(&format!(
+            "\nLanes, over the realistic policy in the same build (3 for Wasm, 6 native; target: \
+             following ≤ 3%):\n\n\
+             | | Wasm | native |\n|---|---:|---:|\n\
+             | issuing (3c, 6c: an HMAC and the baggage header written) | {:+.1}% | {:+.1}% |\n\
+             | following (3d, 6d: the member read and verified) | {follow:+.1}% | {native_follow:+.1}% |\n\
+             | following, over the same requests without lanes (3d ÷ 3', 6d ÷ 6': Dial's own share) | {follow_own:+.1}% | {native_follow_own:+.1}% |\n\
+             | the baggage header alone, Envoy's share (3' ÷ 3, 6' ÷ 6) | {:+.1}% | {:+.1}% |\n",
+            over("dial-lane-issue", "dial"),
+            over("native-lane-issue", "dial-native"),
+            over("dial-baggage", "dial"),
+            over("native-baggage", "dial-native"),
         ));
     }
     // A smoke run counts 3b alone: there is nothing to compare it with.

@@ -359,6 +359,52 @@ pub fn configurations(sink_port: u16) -> Vec<(&'static str, &'static str, String
     ]
 }
 
+/// Dial with lanes, in each build (counted by instructions only: the load generator's requests
+/// carry no baggage): the realistic policy issuing lanes, and following the lane member every
+/// request of the instruction count carries (`instructions::lane_baggage`); and the realistic
+/// policy given the same requests, baggage and all, to tell Envoy's share of a longer request
+/// from Dial's.
+pub fn lane_configurations() -> Vec<(&'static str, &'static str, String)> {
+    let dial = module_path();
+    let policy = realistic_policy(10_000, 0, 0);
+    let issuing = crate::core_bench::with_lanes(&policy, true);
+    let following = crate::core_bench::with_lanes(&policy, false);
+    let wasm = |p: &str| bootstrap(&wasm_filter("dial", &dial, p), STEERED_ROUTES, " []");
+    let native = |p: &str| native_bootstrap(&native_filter(p), STEERED_ROUTES, " []");
+    vec![
+        (
+            "dial-baggage",
+            "3'. Dial, realistic policy, the requests carrying 3d's baggage",
+            wasm(&policy),
+        ),
+        (
+            "dial-lane-issue",
+            "3c. Dial, realistic policy issuing lanes",
+            wasm(&issuing),
+        ),
+        (
+            "dial-lane-follow",
+            "3d. Dial, realistic policy following the lane each request carries",
+            wasm(&following),
+        ),
+        (
+            "native-baggage",
+            "6'. Dial, native, realistic policy, the requests carrying 6d's baggage",
+            native(&policy),
+        ),
+        (
+            "native-lane-issue",
+            "6c. Dial, native, realistic policy issuing lanes",
+            native(&issuing),
+        ),
+        (
+            "native-lane-follow",
+            "6d. Dial, native, realistic policy following the lane each request carries",
+            native(&following),
+        ),
+    ]
+}
+
 /// What 3b's Envoy says of its ramp and guard: the canary's weight gauge at the ramp's step
 /// (25%, 2500 basis points, set by the VM's tick), and the guard untripped (a trip would send the
 /// canary's users to stable and stop the ramp: 3b would measure something else).

@@ -2,13 +2,16 @@
 //! a plain `Decision` value out. No host, no side effects, so the filter, tests, benchmarks and
 //! tools all get the same answer for the same request.
 //!
-//! Order for the first release whose scope fits: trusted override, then rules in order, then the
-//! weighted split of the user key; without a key, the release's `whenNoKey`.
+//! Order for the first release whose scope fits: trusted override, then a lane the request
+//! carries (a following release), then rules in order, then the weighted split of the user key;
+//! without a key, the release's `whenNoKey`. A tripped guard then moves its subset's requests
+//! (all but an override's) to its fallback.
 
 use std::borrow::Cow;
 
 use crate::core::baggage;
 use crate::core::bucket;
+use crate::core::lane::Read;
 use crate::core::policy::{KeySource, Policy, Release, WhenNoKey, MAX_KEY_LEN};
 use crate::core::ramp;
 use crate::core::request::RequestView;
@@ -67,6 +70,8 @@ pub struct Assignment {
     pub key: Option<KeyOrigin>,
     /// The key's position in the split, out of 2^32, when the split placed the request.
     pub position: Option<u32>,
+    /// The lane member a following release read from the request (`Absent` elsewhere).
+    pub lane: Read,
 }
 
 /// Where the key that placed (or could place) a request came from.
@@ -91,6 +96,7 @@ impl Assignment {
             rule: None,
             key: None,
             position: None,
+            lane: Read::Absent,
         }
     }
 }
@@ -106,6 +112,11 @@ pub enum Reason {
     Fallback,
     /// The request's subset is guarded and its guard tripped: it went to the fallback.
     Guardrail,
+    /// The request carried a valid lane member, and the release has a subset for its lane.
+    Lane,
+    /// The request carried a valid lane member for a lane the release has no subset of: the
+    /// release's base subset.
+    LaneFallback,
 }
 
 impl Reason {
@@ -120,10 +131,12 @@ impl Reason {
             Reason::StickyCookie => "sticky_cookie",
             Reason::Fallback => "fallback",
             Reason::Guardrail => "guardrail",
+            Reason::Lane => "lane",
+            Reason::LaneFallback => "lane_fallback",
         }
     }
 
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::HeaderRule,
         Reason::CookieRule,
         Reason::Allowlist,
@@ -132,6 +145,8 @@ impl Reason {
         Reason::StickyCookie,
         Reason::Fallback,
         Reason::Guardrail,
+        Reason::Lane,
+        Reason::LaneFallback,
     ];
 }
 
@@ -156,7 +171,13 @@ pub fn decide(policy: &Policy, context: &Context, request: &impl RequestView) ->
         .and_then(|i| {
             let r = policy.releases.get(i)?;
             let tripped = context.is_tripped(i);
-            let (mut assignment, sampling_key) = assign(i, r, request, context, tripped);
+            let read = r
+                .lanes
+                .as_ref()
+                .filter(|l| l.follow)
+                .map_or(Read::Absent, |l| l.read(request, context.now_nanos));
+            let (mut assignment, sampling_key) = assign(i, r, request, context, tripped, read);
+            assignment.lane = read;
             if let Some(g) = r.guard.as_ref().filter(|_| tripped) {
                 // Only a trusted override still reaches a tripped subset (to debug it).
                 if assignment.subset == g.subset && assignment.reason != Reason::Override {
@@ -177,6 +198,7 @@ fn assign<'r>(
     request: &'r impl RequestView,
     context: &Context,
     tripped: bool,
+    read: Read,
 ) -> (Assignment, Option<SamplingKey<'r>>) {
     // A tripped guard stops the ramp: the written weights apply.
     let now = if tripped { None } else { context.now_nanos };
@@ -190,6 +212,18 @@ fn assign<'r>(
 
     if let Some(subset) = trusted_override(release, request) {
         return (done(subset, Reason::Override), key.map(SamplingKey::from));
+    }
+
+    // The lane was decided upstream: neither rules, nor the split, nor a ramp move it.
+    if let (Read::Valid(v), Some(lanes)) = (read, &release.lanes) {
+        if let Some((subset, fallback)) = lanes.subset_for(v.lane.as_str()) {
+            let reason = if fallback {
+                Reason::LaneFallback
+            } else {
+                Reason::Lane
+            };
+            return (done(subset, reason), key.map(SamplingKey::from));
+        }
     }
 
     if let Some((i, rule)) = release

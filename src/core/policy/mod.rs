@@ -11,6 +11,7 @@ pub use error::{JsonPath, PolicyError, Problem, ProblemKind, Segment};
 
 use crate::core::bucket::Salted;
 use crate::core::guard::Guard;
+use crate::core::lane::Lanes;
 use crate::core::ramp::Ramp;
 use crate::core::rules::Rule;
 use crate::core::scheme::Scheme;
@@ -65,6 +66,8 @@ pub struct Release {
     pub ramp: Option<Ramp>,
     /// When to pull a subset back, by the responses it gives.
     pub guard: Option<Guard>,
+    /// Lanes this release issues or follows (`core::lane`).
+    pub lanes: Option<Lanes>,
 }
 
 #[derive(Debug)]

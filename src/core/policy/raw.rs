@@ -42,6 +42,19 @@ pub struct RawRelease {
     pub ramp: Option<RawRamp>,
     pub guard: Option<RawGuard>,
     pub bucketing: Option<RawBucketing>,
+    pub lanes: Option<RawLanes>,
+}
+
+#[derive(Debug)]
+pub struct RawLanes {
+    pub baggage: Option<String>,
+    pub secret: RawSecret,
+    pub previous_secret: Option<RawSecret>,
+    pub issue: bool,
+    pub follow: bool,
+    pub max_age: Option<String>,
+    pub base: Option<String>,
+    pub names: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +77,8 @@ pub struct RawSubset {
     pub name: String,
     pub version: String,
     pub weight: i64,
+    /// The subset's lane (`lanes`); its own name when absent.
+    pub lane: Option<String>,
 }
 
 #[derive(Debug)]
@@ -231,6 +246,7 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
         let ramp = r.optional(o, "ramp", |r, v, p| r.object(v, p, ramp));
         let guard = r.optional(o, "guard", |r, v, p| r.object(v, p, guard));
         let bucketing = r.optional(o, "bucketing", |r, v, p| r.object(v, p, bucketing));
+        let lanes = r.optional(o, "lanes", |r, v, p| r.object(v, p, lanes));
         Some(RawRelease {
             name: name?,
             scope: scope.unwrap_or_default(),
@@ -243,6 +259,7 @@ fn release(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawRelease>
             ramp,
             guard,
             bucketing,
+            lanes,
         })
     })
 }
@@ -261,10 +278,12 @@ fn subset(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawSubset> {
         let name = r.required(o, "name", string);
         let version = r.required(o, "version", string);
         let weight = r.required(o, "weight", integer);
+        let lane = r.optional(o, "lane", string);
         Some(RawSubset {
             name: name?,
             version: version?,
             weight: weight?,
+            lane,
         })
     })
 }
@@ -436,5 +455,26 @@ fn bucketing(r: &mut Reader, o: &mut Object) -> Option<RawBucketing> {
         flag_key,
         version,
         mode,
+    })
+}
+
+fn lanes(r: &mut Reader, o: &mut Object) -> Option<RawLanes> {
+    let baggage = r.optional(o, "baggage", string);
+    let current = r.required(o, "secret", secret);
+    let previous_secret = r.optional(o, "previousSecret", secret);
+    let issue = r.optional(o, "issue", boolean);
+    let follow = r.optional(o, "follow", boolean);
+    let max_age = r.optional(o, "maxAge", string);
+    let base = r.optional(o, "base", string);
+    let names = r.optional(o, "names", strings);
+    Some(RawLanes {
+        baggage,
+        secret: current?,
+        previous_secret,
+        issue: issue.unwrap_or(false),
+        follow: follow.unwrap_or(false),
+        max_age,
+        base,
+        names,
     })
 }

@@ -1,6 +1,8 @@
 //! Reads a JSON tree object by object, recording every problem with its path. An object's
 //! fields are taken out as they are read, and whatever no read took is reported as an unknown
 //! field: the reads are the field list, so a field cannot be accepted and then dropped.
+//! A field is taken by moving its value out and naming it in `asked`, not by removing it from
+//! the map: removal would link the map's rebalancing code into the module (several KB).
 
 use serde_json::{Map, Number, Value};
 
@@ -16,11 +18,24 @@ pub struct Reader {
     pub problems: Vec<Problem>,
 }
 
-/// An object being read: the fields no read has taken yet, and the names asked for so far.
+/// An object being read: its fields, and the names asked for so far (a field whose name was
+/// asked for has been taken: its value is Null in `fields`).
 pub struct Object<'p> {
     fields: Map<String, Value>,
     path: &'p JsonPath,
     asked: Vec<&'static str>,
+}
+
+impl Object<'_> {
+    /// Takes the field `name` out (once: a second ask finds nothing, as a removal would).
+    fn take(&mut self, name: &'static str) -> Option<Value> {
+        let taken = self.asked.contains(&name);
+        self.asked.push(name);
+        if taken {
+            return None;
+        }
+        self.fields.get_mut(name).map(std::mem::take)
+    }
 }
 
 impl Reader {
@@ -29,6 +44,14 @@ impl Reader {
     }
 
     fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
+        self.report_wrong_type(v, path, expected);
+        None
+    }
+
+    // Not generic, and never inlined: one copy serves every reader (each generic reader would
+    // otherwise carry its own, and the module is size-budgeted).
+    #[inline(never)]
+    fn report_wrong_type(&mut self, v: &Value, path: &JsonPath, expected: &str) {
         // A secret written with the wrong type is still a secret: never repeat it (it would
         // reach Envoy's log).
         if matches!(
@@ -41,7 +64,7 @@ impl Reader {
                 None,
                 format!("invalid type: a secret must be {expected}"),
             ));
-            return None;
+            return;
         }
         let found = match v {
             Value::Null => "null".to_string(),
@@ -58,7 +81,6 @@ impl Reader {
             Some(v.clone()),
             format!("invalid type: {found}, expected {expected}"),
         ));
-        None
     }
 
     /// Reads an object with `read`, then reports every field `read` did not take as unknown.
@@ -68,33 +90,49 @@ impl Reader {
         path: &JsonPath,
         read: impl FnOnce(&mut Reader, &mut Object) -> Option<T>,
     ) -> Option<T> {
+        let mut o = self.open(v, path)?;
+        let before = self.problems.len();
+        let read = read(self, &mut o);
+        let unknown = self.close(o, before);
+        read.filter(|_| !unknown)
+    }
+
+    #[inline(never)]
+    fn open<'p>(&mut self, v: &mut Value, path: &'p JsonPath) -> Option<Object<'p>> {
         let Value::Object(fields) = v else {
             return self.wrong_type(v, path, "an object");
         };
-        let mut o = Object {
+        Some(Object {
             fields: std::mem::take(fields),
             path,
             asked: Vec::new(),
-        };
-        let before = self.problems.len();
-        let read = read(self, &mut o);
-        let unknown = !o.fields.is_empty();
+        })
+    }
+
+    /// Reports the fields no read took, ahead of the problems the reads found since `before`;
+    /// true if there were any.
+    #[inline(never)]
+    fn close(&mut self, o: Object, before: usize) -> bool {
+        let path = o.path;
         // Reported ahead of what the reads found: a misspelt field is usually why another one
         // is "missing".
+        let asked = &o.asked;
         let unknowns: Vec<Problem> = o
             .fields
             .into_iter()
+            .filter(|(name, _)| !asked.contains(&name.as_str()))
             .map(|(name, value)| {
                 Problem::new(
                     path.key(&name),
                     ProblemKind::UnknownField,
                     Some(value),
-                    format!("unknown field `{name}`, expected {}", one_of(&o.asked)),
+                    format!("unknown field `{name}`, expected {}", one_of(asked)),
                 )
             })
             .collect();
+        let unknown = !unknowns.is_empty();
         self.problems.splice(before..before, unknowns);
-        read.filter(|_| !unknown)
+        unknown
     }
 
     pub fn required<T>(
@@ -103,18 +141,8 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        o.asked.push(name);
-        match o.fields.remove(name) {
-            Some(mut v) => read(self, &mut v, &o.path.key(name)),
-            None => {
-                self.fail(
-                    o.path.clone(),
-                    ProblemKind::MissingField,
-                    format!("missing field `{name}`"),
-                );
-                None
-            }
-        }
+        let (mut v, path) = self.field(o, name, true)?;
+        read(self, &mut v, &path)
     }
 
     /// A field that may be left out (or written as null).
@@ -124,10 +152,32 @@ impl Reader {
         name: &'static str,
         read: impl FnOnce(&mut Reader, &mut Value, &JsonPath) -> Option<T>,
     ) -> Option<T> {
-        o.asked.push(name);
-        match o.fields.remove(name) {
-            None | Some(Value::Null) => None,
-            Some(mut v) => read(self, &mut v, &o.path.key(name)),
+        let (mut v, path) = self.field(o, name, false)?;
+        read(self, &mut v, &path)
+    }
+
+    /// Takes the field `name` with its path: a missing required field is recorded; a missing
+    /// optional one, or one written as null, is none.
+    #[inline(never)]
+    fn field(
+        &mut self,
+        o: &mut Object,
+        name: &'static str,
+        required: bool,
+    ) -> Option<(Value, JsonPath)> {
+        match o.take(name) {
+            Some(Value::Null) if !required => None,
+            Some(v) => Some((v, o.path.key(name))),
+            None => {
+                if required {
+                    self.fail(
+                        o.path.clone(),
+                        ProblemKind::MissingField,
+                        format!("missing field `{name}`"),
+                    );
+                }
+                None
+            }
         }
     }
 

@@ -5,14 +5,13 @@
 mod bucketing;
 mod checker;
 mod keyless;
+mod lanes;
 mod mirror;
 mod override_;
 mod progress;
 mod release;
 mod rules;
 mod scope;
-
-use std::collections::HashSet;
 
 use super::error::{quote, JsonPath, PolicyError, ProblemKind};
 use super::raw::RawPolicy;
@@ -94,11 +93,14 @@ pub fn validate(raw: RawPolicy, env: Environment) -> Result<Policy, PolicyError>
         );
     }
 
-    let mut names = HashSet::new();
+    // serde_json's map as the set of names: the JSON reader already links its lookup and
+    // insertion, where a HashSet would add hashing and growth code for this check alone. (Not a
+    // list: a policy may name many releases before the count is refused.)
+    let mut names = serde_json::Map::new();
     let mut releases = Vec::with_capacity(raw.releases.len());
     for (i, r) in raw.releases.into_iter().enumerate() {
         let path = at_releases.index(i);
-        if !names.insert(r.name.clone()) {
+        if names.contains_key(&r.name) {
             c.fail(
                 path.key("name"),
                 ProblemKind::Duplicate,
@@ -108,6 +110,8 @@ pub fn validate(raw: RawPolicy, env: Environment) -> Result<Policy, PolicyError>
                     quote(&r.name)
                 ),
             );
+        } else {
+            names.insert(r.name.clone(), serde_json::Value::Null);
         }
         if let Some(release) = release::release(&mut c, &path, r) {
             releases.push(release);

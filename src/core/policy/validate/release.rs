@@ -2,7 +2,8 @@
 
 use super::checker::Checker;
 use super::{
-    bucketing, keyless, mirror, override_, progress, rules, scope, MAX_SUBSETS, MAX_WEIGHT_TOTAL,
+    bucketing, keyless, lanes, mirror, override_, progress, rules, scope, MAX_SUBSETS,
+    MAX_WEIGHT_TOTAL,
 };
 use crate::core::bucket::Salted;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
@@ -14,6 +15,12 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
     let mark = c.mark();
     c.name(path.key("name"), "release", &r.name);
     let scope = scope::scope(c, &path.key("match"), r.scope);
+    let subset_lanes = r
+        .subsets
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (path.key("subsets").index(j).key("lane"), s.lane.clone()))
+        .collect();
     let (subsets, cumulative) = subsets(c, &path.key("subsets"), r.subsets);
     let refs = SubsetRefs {
         release: &r.name,
@@ -57,7 +64,16 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
         bucketing::ramp_fits(c, &path.key("ramp"), ramp, scheme, &subsets);
     }
 
-    let (when_no_key, scheme) = (when_no_key?, scheme?);
+    let lanes = lanes::lanes(
+        c,
+        &path.key("lanes"),
+        r.lanes,
+        &subsets,
+        subset_lanes,
+        &refs,
+    );
+
+    let (when_no_key, scheme, lanes) = (when_no_key?, scheme?, lanes?);
     c.clean_since(mark).then_some(Release {
         split_hash: Salted::new(r.name.as_bytes()),
         scheme,
@@ -72,6 +88,7 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
         mirror,
         ramp,
         guard,
+        lanes,
     })
 }
 
@@ -85,7 +102,8 @@ impl SubsetRefs<'_> {
     pub fn resolve(&self, c: &mut Checker, path: JsonPath, name: &str) -> Option<usize> {
         let found = self.subsets.iter().position(|s| s.name == name);
         if found.is_none() {
-            let known: Vec<&str> = self.subsets.iter().map(|s| s.name.as_str()).collect();
+            // Owned, as elsewhere: one instantiation of `join` in the module.
+            let known: Vec<String> = self.subsets.iter().map(|s| s.name.clone()).collect();
             c.fail(
                 path,
                 ProblemKind::UnknownSubset,
