@@ -18,17 +18,16 @@
 )]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::policies::Core;
 use support::prometheus::value;
-use support::{for_each_build, free_port, scratch_dir, Backend, Build, Client, Envoy, EnvoyConfig};
+use support::prometheus_server::{urlencode, PrometheusServer};
+use support::{for_each_build, free_port, Backend, Build, Client, Envoy, EnvoyConfig};
 
 const HOST: &str = "shop.example.com";
 const PATH: &str = "/checkout";
@@ -39,90 +38,26 @@ const MIN_REQUESTS: u64 = 20;
 
 // --- Prometheus ------------------------------------------------------------------------------
 
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is not installed: run `make prometheus-tools` (Debian's prometheus package)")
-        })
-}
-
 /// A Prometheus on 127.0.0.1:`port`, scraping the admin APIs `targets` every second.
 struct Prometheus {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
+    server: PrometheusServer,
 }
 
 impl Prometheus {
     fn start(port: u16, targets: &[u16]) -> Prometheus {
-        let dir = scratch_dir("fleet-prometheus");
-        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n- job_name: envoy\n  metrics_path: /stats/prometheus\n  \
-                 static_configs:\n  - targets: [{}]\n",
-                targets.join(", ")
-            ),
-        )
-        .unwrap();
-        let child = Command::new(tool("prometheus"))
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start Prometheus: {e}"));
-        let mut p = Prometheus {
-            child: Some(child),
-            dir,
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(port, "/-/ready").map(|(s, _)| s) != Some(200) {
-            if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("Prometheus exited ({status}): {}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus not ready: {}",
-                p.log()
-            );
-            thread::sleep(Duration::from_millis(100));
+        Prometheus {
+            server: PrometheusServer::start("fleet-prometheus", port, targets, &[]),
         }
-        p
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server.stop();
     }
 
     /// The value of the sample labelled `dial="<figure>"` of a query's answer, if any.
     fn figure(&self, query: &str, figure: &str) -> Option<f64> {
         let path = format!("/api/v1/query?query={}", urlencode(query));
-        let (status, body) = http_get(self.port, &path).unwrap();
+        let (status, body) = self.server.get(&path).unwrap();
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         v["data"]["result"]
@@ -132,54 +67,6 @@ impl Prometheus {
             .find(|s| s["metric"]["dial"] == figure)
             .map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
     }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-        if thread::panicking() {
-            eprintln!("Prometheus' directory is kept: {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = BufReader::new(stream);
-    let (status_line, headers) = support::http::read_head(&mut reader).ok()??;
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    let framed = headers
-        .iter()
-        .any(|(n, _)| n == "content-length" || n == "transfer-encoding");
-    let body = if framed {
-        support::http::read_body(&mut reader, &headers).ok()?
-    } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body).ok()?;
-        body
-    };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 // --- Policy and proxies ----------------------------------------------------------------------

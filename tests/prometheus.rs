@@ -18,17 +18,15 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::policies::{checkout_with, Core, HOST, PATH};
 use support::prometheus::value;
-use support::{free_port, repo_root, scratch_dir, Backend, Client, Envoy, EnvoyConfig};
+use support::prometheus_server::{http_get, tool, urlencode, PrometheusServer};
+use support::{free_port, repo_root, Backend, Client, Envoy, EnvoyConfig};
 
 const RULES: &str = "istio/analysis/prometheus/dial-alerts.rules.yml";
 const RULES_TEST: &str = "tests/prometheus/dial-alerts.test.yml";
@@ -42,21 +40,6 @@ const TOKEN: &str = "qa-token-0123456789";
 const RATE_WINDOW: &str = "1m";
 
 // --- Tools -----------------------------------------------------------------------------------
-
-/// A program from PATH; missing is a loud failure that names the make target.
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed: run `make prometheus-tools` (Debian's prometheus \
-                 package, which ships prometheus and promtool), or `make test`"
-            )
-        })
-}
 
 /// Every document of a YAML file, as JSON, parsed by js-yaml.
 fn yaml_documents(path: &str) -> Vec<Value> {
@@ -88,76 +71,32 @@ fn yaml_documents(path: &str) -> Vec<Value> {
 
 /// A Prometheus on 127.0.0.1, scraping one Envoy's admin API every second, with Dial's rules.
 struct Prometheus {
-    child: Child,
-    dir: PathBuf,
+    server: PrometheusServer,
     port: u16,
 }
 
 impl Prometheus {
     fn start(envoy_admin_port: u16) -> Prometheus {
-        let binary = tool("prometheus");
-        let dir = scratch_dir("prometheus");
-        let config = format!(
-            "global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-- {rules}
-scrape_configs:
-- job_name: envoy
-  metrics_path: /stats/prometheus
-  static_configs:
-  - targets: ['127.0.0.1:{envoy_admin_port}']
-",
-            rules = repo_root().join(RULES).display()
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start Prometheus: {e}"));
-        let mut prometheus = Prometheus { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = prometheus.child.try_wait().unwrap() {
-                panic!(
-                    "Prometheus exited during start ({status}); its log:\n{}",
-                    prometheus.log()
-                );
-            }
-            if http_get(port, "/-/ready").is_some_and(|(status, _)| status == 200) {
-                return prometheus;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus did not get ready; its log:\n{}",
-                prometheus.log()
-            );
-            thread::sleep(Duration::from_millis(100));
+        Prometheus {
+            server: PrometheusServer::start(
+                "prometheus",
+                port,
+                &[envoy_admin_port],
+                &[repo_root().join(RULES)],
+            ),
+            port,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.server.log()
     }
 
     fn api(&self, path: &str) -> Value {
-        let (status, body) = http_get(self.port, path)
+        let (status, body) = self
+            .server
+            .get(path)
             .unwrap_or_else(|| panic!("Prometheus does not answer {path}"));
         let v: Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {status} {body}"));
@@ -204,21 +143,6 @@ scrape_configs:
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "Prometheus' directory (config, log, data) is kept: {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Sample {
     labels: BTreeMap<String, String>,
@@ -230,44 +154,6 @@ fn number(v: &Value) -> f64 {
     let s = v.as_str().unwrap();
     s.parse()
         .unwrap_or_else(|_| panic!("not a sample value: {s}"))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A GET on 127.0.0.1:`port`: the status and body; None if nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = std::io::BufReader::new(stream);
-    let (status_line, headers) = support::http::read_head(&mut reader).ok()??;
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    let framed = headers
-        .iter()
-        .any(|(n, _)| n == "content-length" || n == "transfer-encoding");
-    let body = if framed {
-        support::http::read_body(&mut reader, &headers).ok()?
-    } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body).ok()?;
-        body
-    };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn unix_now() -> f64 {

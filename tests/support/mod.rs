@@ -10,6 +10,7 @@ pub mod flags;
 pub mod http;
 pub mod policies;
 pub mod prometheus;
+pub mod prometheus_server;
 pub mod relay;
 pub mod yaml;
 
