@@ -141,6 +141,31 @@ impl Checker<'_> {
     /// A secret, inline or from the environment: long enough, printable, and safe in a header
     /// value. `what` names it in messages ("the token"). Its value is never repeated in a
     /// problem; a variable's name is.
+    /// A secret and the one before it, for rotation (`secret`, `previousSecret` under `path`):
+    /// each read as [`Checker::secret`] reads it; naming the same variable or holding the same
+    /// value is a conflict.
+    pub fn rotating_secrets(
+        &mut self,
+        path: &JsonPath,
+        current: Option<RawSecret>,
+        previous: Option<RawSecret>,
+    ) -> (Option<Secret>, Option<Secret>) {
+        let current = current.and_then(|v| self.secret(path.key("secret"), "a secret", v));
+        let previous =
+            previous.and_then(|v| self.secret(path.key("previousSecret"), "a secret", v));
+        if let (Some(now), Some(before)) = (&current, &previous) {
+            let same_variable = now.variable().is_some() && now.variable() == before.variable();
+            if same_variable || (now.value().is_some() && now.value() == before.value()) {
+                self.fail_here(
+                    path.key("previousSecret"),
+                    ProblemKind::Conflict,
+                    "the previous secret is the current one: drop \"previousSecret\" or rotate \"secret\"",
+                );
+            }
+        }
+        (current, previous)
+    }
+
     pub fn secret(&mut self, path: JsonPath, what: &str, raw: RawSecret) -> Option<Secret> {
         let rules = format!("at least {MIN_TOKEN_LEN} printable characters without ';' or spaces");
         let usable = |s: &str| {

@@ -63,22 +63,7 @@ fn sticky_cookie(c: &mut Checker, path: &JsonPath, s: RawStickyCookie) -> Option
         );
     }
     let wrote_secret = s.secret.is_some();
-    let secret = s
-        .secret
-        .and_then(|v| c.secret(path.key("secret"), "a secret", v));
-    let previous = s
-        .previous_secret
-        .and_then(|v| c.secret(path.key("previousSecret"), "a secret", v));
-    if let (Some(now), Some(before)) = (&secret, &previous) {
-        let same_variable = now.variable().is_some() && now.variable() == before.variable();
-        if same_variable || (now.value().is_some() && now.value() == before.value()) {
-            c.fail_here(
-                path.key("previousSecret"),
-                ProblemKind::Conflict,
-                "the previous secret is the current one: drop \"previousSecret\" or rotate \"secret\"",
-            );
-        }
-    }
+    let (secret, previous) = c.rotating_secrets(path, s.secret, s.previous_secret);
     if !wrote_secret && previous.is_some() {
         c.fail_here(
             path.key("previousSecret"),

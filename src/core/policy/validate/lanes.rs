@@ -46,20 +46,7 @@ pub fn lanes(
             .header_name(path.key("baggage"), &m, false)
             .map(|_| m.clone()),
     };
-    let secret = c.secret(path.key("secret"), "a secret", raw.secret);
-    let previous = raw
-        .previous_secret
-        .and_then(|v| c.secret(path.key("previousSecret"), "a secret", v));
-    if let (Some(now), Some(before)) = (&secret, &previous) {
-        let same_variable = now.variable().is_some() && now.variable() == before.variable();
-        if same_variable || (now.value().is_some() && now.value() == before.value()) {
-            c.fail_here(
-                path.key("previousSecret"),
-                ProblemKind::Conflict,
-                "the previous secret is the current one: drop \"previousSecret\" or rotate \"secret\"",
-            );
-        }
-    }
+    let (secret, previous) = c.rotating_secrets(path, Some(raw.secret), raw.previous_secret);
     if !raw.issue && !raw.follow {
         c.fail_here(
             path.clone(),
