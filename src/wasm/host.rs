@@ -222,16 +222,15 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, Status
 
 /// The plugin configuration (the policy), whole.
 pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, Status> {
+    buffer(BufferType::PluginConfiguration, size)
+}
+
+/// A host buffer's first `size` bytes (empty when the host has none).
+fn buffer(which: BufferType, size: usize) -> Result<Vec<u8>, Status> {
     let (mut data, mut size_out) = (std::ptr::null_mut(), 0usize);
     // SAFETY: the host writes `data`/`size_out` only on Ok, with a buffer we then own.
     unsafe {
-        match proxy_get_buffer_bytes(
-            BufferType::PluginConfiguration,
-            0,
-            size,
-            &mut data,
-            &mut size_out,
-        ) {
+        match proxy_get_buffer_bytes(which, 0, size, &mut data, &mut size_out) {
             Status::Ok => Ok(take(data, size_out)),
             Status::NotFound => Ok(Vec::new()),
             other => Err(other),
@@ -287,21 +286,7 @@ pub fn http_get(
 
 /// The body of the HTTP call's response being delivered, whole.
 pub fn http_call_body(size: usize) -> Result<Vec<u8>, Status> {
-    let (mut data, mut size_out) = (std::ptr::null_mut(), 0usize);
-    // SAFETY: the host writes `data`/`size_out` only on Ok, with a buffer we then own.
-    unsafe {
-        match proxy_get_buffer_bytes(
-            BufferType::HttpCallResponseBody,
-            0,
-            size,
-            &mut data,
-            &mut size_out,
-        ) {
-            Status::Ok => Ok(take(data, size_out)),
-            Status::NotFound => Ok(Vec::new()),
-            other => Err(other),
-        }
-    }
+    buffer(BufferType::HttpCallResponseBody, size)
 }
 
 /// The core's `Host` over these calls. Metrics are named by their catalog position; the ids
