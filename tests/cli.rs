@@ -1419,16 +1419,16 @@ fn allow_markers_are_visible_and_scoped() {
     assert_eq!(dial(&["validate", &bad]).code, 0);
 }
 
-/// The README's table of deployment modes, against `dial validate`: for each row, a policy
-/// with that thing, run with `--mode` of each column; a cell that says `warns `kind`` must
-/// give exactly that kind, a cell that says `fine` no warning.
+/// The table of deployment modes (docs/where-dial-runs.md, "What is safe where"), against
+/// `dial validate`: for each row, a policy with that thing, run with `--mode` of each column; a
+/// cell that says `warns `kind`` must give exactly that kind, a cell that says `fine` no warning.
 #[test]
-fn the_readmes_mode_table_is_what_validate_does() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = readme
-        .split("\n## Where Dial runs\n")
+fn the_docs_mode_table_is_what_validate_does() {
+    let page = std::fs::read_to_string(repo_root().join("docs/where-dial-runs.md")).unwrap();
+    let section = page
+        .split("\n## What is safe where\n")
         .nth(1)
-        .expect("README has a section \"Where Dial runs\"");
+        .expect("docs/where-dial-runs.md has a section \"What is safe where\"");
     let section = section.split("\n## ").next().unwrap();
     let rows: Vec<Vec<String>> = section
         .lines()
@@ -1477,7 +1477,7 @@ fn the_readmes_mode_table_is_what_validate_does() {
         let (_, fixture) = fixtures
             .iter()
             .find(|(label, _)| row[0].starts_with(label))
-            .unwrap_or_else(|| panic!("README row {:?} has no fixture in this test", row[0]));
+            .unwrap_or_else(|| panic!("docs row {:?} has no fixture in this test", row[0]));
         assert_eq!(row.len(), modes.len() + 1, "{row:?}");
         for (mode, cell) in modes.iter().zip(&row[1..]) {
             let report = validate_json(&modes_file(fixture), &["--mode", mode]);
@@ -1488,11 +1488,11 @@ fn the_readmes_mode_table_is_what_validate_does() {
                 let kind = rest.split('`').next().unwrap();
                 assert!(
                     !kinds.is_empty() && kinds.iter().all(|k| k == kind),
-                    "{} in {mode} ({fixture}): the README says {kind}, validate says {kinds:?}",
+                    "{} in {mode} ({fixture}): the docs say {kind}, validate says {kinds:?}",
                     row[0]
                 );
             } else {
-                panic!("README cell {cell:?} neither says `fine` nor `warns `kind``");
+                panic!("docs cell {cell:?} neither says `fine` nor `warns `kind``");
             }
             checked += 1;
         }

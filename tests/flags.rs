@@ -1095,20 +1095,15 @@ fn envoy_routes_a_sample_where_the_sdks_put_it() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README's section, held to what it says.
+// The docs' page (docs/flags.md), held to what it says.
 
-/// Every JSON example of "Agreeing with app-side flags" is (part of) a policy Dial accepts.
+/// Every plain JSON example of docs/flags.md (a release, or a `"key"` fragment) is part of a
+/// policy Dial accepts. (Whole policies, fenced `json policy`, are checked by tests/docs.rs.)
 #[test]
-fn the_readme_examples_are_policies_dial_accepts() {
-    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
-    let start = readme
-        .find("## Agreeing with app-side flags")
-        .expect("the section");
-    let end = readme[start + 3..]
-        .find("\n## ")
-        .map_or(readme.len(), |e| start + 3 + e);
+fn the_docs_examples_are_policies_dial_accepts() {
+    let page = std::fs::read_to_string(support::repo_root().join("docs/flags.md")).unwrap();
     let mut blocks = 0;
-    for block in readme[start..end].split("```json\n").skip(1) {
+    for block in page.split("```json\n").skip(1) {
         let json = block.split("```").next().unwrap().trim();
         let release: Value = if json.starts_with("\"key\"") {
             let key: Value = serde_json::from_str(&format!("{{{json}}}")).unwrap();
@@ -1157,7 +1152,7 @@ fn token(key: &[u8], sub: &str) -> String {
     format!("{head}.{body}.{}", base64url(&mac.finalize().into_bytes()))
 }
 
-/// The README's edge advice, in a real Envoy: the key comes from a verified token's claim,
+/// The docs' edge advice (docs/flags.md, "Keys from baggage"), in a real Envoy: the key comes from a verified token's claim,
 /// copied to a header by Envoy's JWT filter configured as Istio's `RequestAuthentication` with
 /// `outputClaimToHeaders` configures it (a missing token allowed). A client-sent copy of that
 /// header is replaced when a token verifies and removed when there is none, so no client can

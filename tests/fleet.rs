@@ -172,9 +172,10 @@ fn a_canary_failing_across_the_fleet_trips_every_proxy_and_nothing_else_does(bui
     let stable = Backend::start("stable");
     let canary = Backend::start("canary");
     let prometheus_port = free_port();
-    // The native build asks only when a request arrives (README, "Fleet verdict"): its fleet
-    // window must be several times the quiet proxy's gap between requests (4 s), as the README
-    // says to choose it; the Wasm build asks on its own timer, and is tested with the shorter one.
+    // The native build asks only when a request arrives (docs/ramps-and-guard.md, "Fleet
+    // verdict"): its fleet window must be several times the quiet proxy's gap between requests
+    // (4 s), as the docs say to choose it; the Wasm build asks on its own timer, and is tested
+    // with the shorter one.
     let window = match build {
         Build::Wasm => 5.0,
         Build::Native => 12.0,
@@ -552,12 +553,14 @@ fn every_failure_is_counted_by_reason_and_is_never_a_verdict(build: Build) {
     assert!(log.contains("the fleet's verdict for release"), "{log}");
 }
 
-/// The README shows the query the proxies send, exactly: the block under "Fleet verdict" is the
-/// core's query for its example (release checkout, minRequests 20, window 1m).
+/// The docs show the query the proxies send, exactly: the block under "Fleet verdict" in
+/// docs/ramps-and-guard.md is the core's query for its example (release checkout, minRequests 20,
+/// window 1m).
 #[test]
-fn the_readme_shows_the_query_the_proxies_send() {
-    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
-    let section = &readme[readme.find("### Fleet verdict").unwrap()..];
+fn the_docs_show_the_query_the_proxies_send() {
+    let page =
+        std::fs::read_to_string(support::repo_root().join("docs/ramps-and-guard.md")).unwrap();
+    let section = &page[page.find("\n## Fleet verdict\n").unwrap()..];
     let start = section.find("```text\n").unwrap() + "```text\n".len();
     let block: String = section[start..start + section[start..].find("```").unwrap()]
         .lines()
@@ -576,7 +579,7 @@ fn the_readme_shows_the_query_the_proxies_send() {
 /// The shipped alert rule and the dashboard show the canary's excess error rate with the very
 /// expression a fleet guard sends (`fleet::excess_error_rate`), so an operator sees what the
 /// proxies saw: the alert over 5 minutes, the dashboard over Grafana's `$__rate_interval`, both
-/// with `minRequests` 20 (the README's example). tests/prometheus.rs evaluates both in a real
+/// with `minRequests` 20 (the docs' example). tests/prometheus.rs evaluates both in a real
 /// Prometheus.
 #[test]
 fn the_alert_and_the_dashboard_use_the_query_the_proxies_send() {

@@ -1,6 +1,6 @@
 //! Seen in real tools: a real Prometheus (Debian's package, `make prometheus-tools`), started by
 //! the test on loopback, scrapes a real Envoy running Dial and evaluates every PromQL expression
-//! Dial ships, read from the shipped files themselves: the README's queries, the Flagger
+//! Dial ships, read from the shipped files themselves: docs/metrics.md's queries, the Flagger
 //! MetricTemplates and the Argo Rollouts AnalysisTemplate in istio/analysis/, the alerting rules
 //! in istio/analysis/prometheus/dial-alerts.rules.yml (loaded as Prometheus' rule file) and
 //! every panel of istio/analysis/grafana-dashboard.json. The traffic is known request by request
@@ -207,31 +207,31 @@ fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
-/// The README's ```promql blocks, one expression per `#` comment.
-fn readme_queries() -> Vec<Shipped> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+/// docs/metrics.md's ```promql blocks, one expression per `#` comment.
+fn docs_queries() -> Vec<Shipped> {
+    let page = std::fs::read_to_string(repo_root().join("docs/metrics.md")).unwrap();
     let mut queries = Vec::new();
     let mut in_block = false;
-    for line in readme.lines() {
+    for line in page.lines() {
         match line.trim() {
             "```promql" => in_block = true,
             "```" if in_block => in_block = false,
             l if in_block && l.starts_with('#') => queries.push(Shipped {
-                name: format!("README {}", l.trim_start_matches('#').trim()),
+                name: format!("docs {}", l.trim_start_matches('#').trim()),
                 expr: String::new(),
                 condition: None,
             }),
             l if in_block && !l.is_empty() => {
                 let q = queries
                     .last_mut()
-                    .expect("a README promql block starts with a # comment");
+                    .expect("a docs promql block starts with a # comment");
                 q.expr.push_str(line);
                 q.expr.push('\n');
             }
             _ => {}
         }
     }
-    assert!(!queries.is_empty(), "no ```promql block in README.md");
+    assert!(!queries.is_empty(), "no ```promql block in docs/metrics.md");
     queries
 }
 
@@ -739,7 +739,7 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
         )
         .unwrap();
 
-    let shipped: Vec<Shipped> = readme_queries()
+    let shipped: Vec<Shipped> = docs_queries()
         .into_iter()
         .chain(flagger_queries("checkout"))
         .chain(argo_queries("checkout"))
@@ -773,7 +773,7 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
         let n = q.name.as_str();
         let values = |v: &[Sample]| v.iter().map(|s| s.value).collect::<Vec<f64>>();
         match n {
-            "README Success rate (non-5xx share) per subset" => {
+            "docs Success rate (non-5xx share) per subset" => {
                 // Before traffic: 0/0 for both subsets (Dial defines its series at 0).
                 assert_by(
                     n,
@@ -788,7 +788,7 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
                     &[("canary", success("canary")), ("stable", success("stable"))],
                 );
             }
-            "README p99 latency per subset, in milliseconds" => {
+            "docs p99 latency per subset, in milliseconds" => {
                 assert_by(
                     n,
                     &idle,
