@@ -5,7 +5,7 @@
 //! For every case, the key Dial's core reads (`decide::read_key_source`, an empty value being no
 //! key) must be the value an application would get from the propagators for that member name,
 //! as UTF-8: what an app-side flag SDK hashes. Where the two propagators disagree, the case says
-//! whose answer Dial gives, or the answer it gives instead, naming its row of the README's table
+//! whose answer Dial gives, or the answer it gives instead, naming its row of docs/flags.md's table
 //! ("Keys from baggage"); a disagreement no case declares fails, and so does a declared one
 //! that is not (stale).
 #![allow(
@@ -29,7 +29,7 @@ const MIXES: usize = 2000;
 
 const INSTALL: &str = "run `make otel-propagators` (it installs both at the pinned versions)";
 
-/// Whose answer Dial gives where the propagators disagree, with the README row saying why.
+/// Whose answer Dial gives where the propagators disagree, with the docs' row (docs/flags.md) saying why.
 #[derive(Clone, Copy, Debug)]
 enum Follows {
     /// Python and JS agree, and so must Dial.
@@ -75,7 +75,7 @@ fn pad(n: usize) -> String {
     format!("p={}", "x".repeat(n - 2))
 }
 
-/// The hand-written cases: every rule of the README's table, on both sides of each limit.
+/// The hand-written cases: every rule of docs/flags.md's table, on both sides of each limit.
 fn hostile() -> Vec<Case> {
     use Follows::*;
     const NON_UTF8: &str = "non-UTF-8";
@@ -476,7 +476,7 @@ fn dial_reads_baggage_as_opentelemetry_propagators_do() {
         with_key
     );
     for (row, n) in &rows {
-        println!("  README row {row} answer in {n}");
+        println!("  docs/flags.md row {row} answer in {n}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -10,8 +10,8 @@
 //! canary), and each bad policy is refused with its path in the log.
 //!
 //! Connections do close: a policy change is an in-place filter-chain update in Envoy, which
-//! drains the old chain's connections (see the README's note on LDS reloads). Envoy runs as the
-//! README advises, `--drain-strategy immediate` and a drain time longer than any client leaves
+//! drains the old chain's connections (see docs/envoy.md on LDS reloads). Envoy runs as the
+//! docs advise, `--drain-strategy immediate` and a drain time longer than any client leaves
 //! its connection idle: every old connection gets `connection: close` on its next response and
 //! its client reconnects (counted and reported). A connection Envoy closed without that, found
 //! closed before reuse (the check HTTP clients make on a pooled connection), would fail the test
@@ -43,7 +43,7 @@ const IDLE_CONNECTIONS: usize = 4;
 const IDLE_USERS: usize = 2;
 const IDLE_PAUSE: Duration = Duration::from_millis(2_300);
 const RELOAD_EVERY: Duration = Duration::from_millis(1_250);
-/// Envoy's drain as the README advises: every connection of the old filter chain is told
+/// Envoy's drain as docs/envoy.md advises: every connection of the old filter chain is told
 /// `connection: close` on its next response, and the drain time (after which Envoy closes what
 /// is left of the old chain without a word) is longer than the clients' idle pause.
 const DRAIN: [&str; 4] = ["--drain-strategy", "immediate", "--drain-time-s", "5"];
@@ -497,7 +497,7 @@ fn reloads_under_load_keep_every_request_and_every_user() {
 }
 
 /// What Envoy's drain does to the keep-alive connections of the old filter chain when a policy
-/// changes through LDS, the listener itself unchanged (the README's note): with the default
+/// changes through LDS, the listener itself unchanged (docs/envoy.md's note): with the default
 /// `--drain-strategy gradual` and a one-second drain time, no connection is told to close and
 /// Envoy closes every one at the end of the drain, whatever its client was doing (a request
 /// sent then gets no response); with `--drain-strategy immediate`, each gets `connection: close`

@@ -1,6 +1,6 @@
 //! Envoy end to end: the sticky cookie with and without its secret. Without one (the example
 //! policy as is), a client can choose its sticky key: `dial-checkout=0000000000000001` is
-//! honoured and lands on the canary, every time (the gap the README warns about). With
+//! honoured and lands on the canary, every time (the gap docs/security.md warns about). With
 //! `stickyCookie.secret`, that forged value is replaced by a freshly minted, signed key, and the
 //! request is assigned by the minted key; a cookie Dial signed is honoured as is; after a
 //! rotation through an LDS reload (`secret` new, `previousSecret` the old one), a cookie signed
