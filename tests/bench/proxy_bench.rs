@@ -13,11 +13,10 @@ use std::time::Duration;
 use dial::core::decide::{decide, Context, Decision};
 use dial::core::policy::Policy;
 use dial::core::request::HeaderList;
+use serde_json::{json, Value};
 
 use crate::checks::Checks;
 use crate::core_bench::{now_nanos, realistic_policy, with_ramp_and_guard, RAMP_START};
-use serde_json::{json, Value};
-
 use crate::support::config;
 use crate::support::policies::Core;
 use crate::support::prometheus::{value, Sample};
