@@ -1181,31 +1181,27 @@ fn a_key_from_a_verified_token_cannot_be_forged() {
 
     let backends = [Backend::start("stable"), Backend::start("canary")];
     let routes: Vec<(&str, u16)> = backends.iter().map(|b| (b.name.as_str(), b.port)).collect();
-    let bootstrap = EnvoyConfig::new(&doc, &routes).bootstrap_static();
+    let mut config = EnvoyConfig::new(&doc, &routes);
     let jwks = json!({ "keys": [ { "kty": "oct", "alg": "HS256", "k": base64url(SECRET) } ] });
-    let (at, line) = bootstrap
-        .lines()
-        .enumerate()
-        .find(|(_, l)| l.trim_end().ends_with("http_filters:"))
-        .expect("the listener's http_filters");
-    let pad = " ".repeat(line.len() - line.trim_start().len());
-    let jwt = format!(
-        "{pad}- name: envoy.filters.http.jwt_authn
-{pad}  typed_config:
-{pad}    \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-{pad}    providers:
-{pad}      login:
-{pad}        issuer: https://login.example.com
-{pad}        local_jwks: {{ inline_string: {jwks} }}
-{pad}        claim_to_headers: [ {{ header_name: x-verified-user, claim_name: sub }} ]
-{pad}    rules:
-{pad}    - match: {{ prefix: / }}
-{pad}      requires: {{ requires_any: {{ requirements: [ {{ provider_name: login }}, {{ allow_missing: {{}} }} ] }} }}",
-        jwks = serde_json::to_string(&jwks.to_string()).unwrap(),
-    );
-    let mut lines: Vec<String> = bootstrap.lines().map(str::to_string).collect();
-    lines.insert(at + 1, jwt);
-    let envoy = Envoy::start_yaml("flags-jwt", &lines.join("\n"));
+    config.filters_before_dial.push(json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": { "login": {
+                "issuer": "https://login.example.com",
+                "local_jwks": { "inline_string": jwks.to_string() },
+                "claim_to_headers": [ { "header_name": "x-verified-user", "claim_name": "sub" } ],
+            } },
+            "rules": [ {
+                "match": { "prefix": "/" },
+                "requires": { "requires_any": { "requirements": [
+                    { "provider_name": "login" },
+                    { "allow_missing": {} },
+                ] } },
+            } ],
+        },
+    }));
+    let envoy = Envoy::start(&config);
     let mut client = Client::new(envoy.port);
     let mut get = |headers: &[(&str, &str)]| {
         let r = client.get("shop.example.com", "/", headers);

@@ -5,6 +5,7 @@
 //! round, and the median round counts. Before measuring, every configuration must answer 500
 //! users as it should (counted checks); a smoke run then loads them all side by side, briefly.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,13 +13,14 @@ use std::time::Duration;
 use dial::core::decide::{decide, Context, Decision};
 use dial::core::policy::Policy;
 use dial::core::request::HeaderList;
+use serde_json::{json, Value};
 
 use crate::checks::Checks;
 use crate::core_bench::{now_nanos, realistic_policy, with_ramp_and_guard, RAMP_START};
-use crate::support::config::NATIVE_RUNTIME;
+use crate::support::config;
 use crate::support::policies::Core;
 use crate::support::prometheus::{value, Sample};
-use crate::support::{module_path, native_module_path, repo_root, scratch_dir, Envoy};
+use crate::support::{module_path, native_module_path, repo_root, scratch_dir, Build, Envoy};
 
 /// The throughput of Dial with a ramp and a guard (3b) in this run, requests/s on one worker:
 /// the instruction counts put the cost of its VM's tick per request at this rate.
@@ -47,155 +49,145 @@ fn floor_module() -> std::path::PathBuf {
     path
 }
 
-fn wasm_filter(name: &str, module: &std::path::Path, configuration: &str) -> String {
-    format!(
-        r#"
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {name}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {configuration}
-                vm_config:
-                  vm_id: {name}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {module} }} }}"#,
-        configuration = serde_json::to_string(configuration).unwrap(),
-        module = module.display()
-    )
+/// A proxy-wasm filter: `module` as plugin and VM `name`, given `configuration`.
+fn wasm_filter(name: &str, module: &Path, configuration: &str) -> Value {
+    config::wasm_filter(json!({
+        "name": name,
+        "root_id": name,
+        "configuration": config::string_value(configuration),
+        "vm_config": {
+            "vm_id": name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": { "local": { "filename": module.display().to_string() } },
+        },
+    }))
 }
 
 /// Dial as an Envoy dynamic module (`make build-native`), with the same policy: the filter as
 /// tests/support/config.rs configures it for `Build::Native`.
-fn native_filter(policy: &str) -> String {
+fn native_filter(policy: &str) -> Value {
     dynamic_module_filter("dial", &native_module_path(), policy)
 }
 
 /// A bootstrap with the native floor making `calls` (see tests/bench/native_floor).
 pub fn native_floor_bootstrap(calls: &str) -> String {
-    native_bootstrap(&native_floor_filter(calls), STEERED_ROUTES, " []")
+    steered(Build::Native, vec![native_floor_filter(calls)])
 }
 
 /// The native floor (tests/bench/native_floor) making `calls`.
-fn native_floor_filter(calls: &str) -> String {
+fn native_floor_filter(calls: &str) -> Value {
     let path = repo_root().join("target/native/libdial_bench_native_floor.so");
     assert!(path.exists(), "{} missing: run make bench", path.display());
     dynamic_module_filter("floor", &path, calls)
 }
 
-fn dynamic_module_filter(name: &str, module: &std::path::Path, configuration: &str) -> String {
-    format!(
-        r#"
-          - name: envoy.filters.http.dynamic_modules
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config:
-                name: {name}
-                module: {{ local: {{ filename: {module} }} }}
-              filter_name: {name}
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {configuration}"#,
-        configuration = serde_json::to_string(configuration).unwrap(),
-        module = module.display()
+fn dynamic_module_filter(name: &str, module: &Path, configuration: &str) -> Value {
+    config::dynamic_module_filter(
+        name,
+        module,
+        name,
+        Some(config::string_value(configuration)),
     )
 }
 
-/// A bootstrap with the runtime the native build needs (Envoy's flag that strips the dynamic
-/// modules' stat namespace, so Dial's metrics have the Wasm build's names).
-fn native_bootstrap(filters: &str, routes: &str, clusters: &str) -> String {
-    format!("{NATIVE_RUNTIME}{}", bootstrap(filters, routes, clusters))
+/// A route answered by Envoy itself with `body`.
+fn answered(route_match: Value, body: &str) -> Value {
+    json!({
+        "match": route_match,
+        "direct_response": { "status": 200, "body": { "inline_string": body } },
+    })
 }
 
 /// Routes on the subset header, answered by Envoy itself.
-const STEERED_ROUTES: &str = r#"
-              - match:
-                  prefix: /
-                  headers: [ { name: x-dial-subset, string_match: { exact: canary } } ]
-                direct_response: { status: 200, body: { inline_string: canary } }
-              - match: { prefix: / }
-                direct_response: { status: 200, body: { inline_string: stable } }"#;
+fn steered_routes() -> Vec<Value> {
+    vec![
+        answered(
+            json!({
+                "prefix": "/",
+                "headers": [ { "name": "x-dial-subset", "string_match": { "exact": "canary" } } ],
+            }),
+            "canary",
+        ),
+        answered(json!({ "prefix": "/" }), "stable"),
+    ]
+}
 
 /// Envoy's native equivalent: header rules as route matches (cookies by regex), then a weighted
 /// split hashed on the user key. No 10,000-id allowlist: the route table has no set lookup.
-fn native_routes() -> String {
-    r#"
-              - match: { prefix: /checkout, headers: [ { name: x-beta, string_match: { exact: "true" } } ] }
-                route: { cluster: canary }
-              - match: { prefix: /checkout, headers: [ { name: x-group, string_match: { safe_regex: { regex: "qa|staff" } } } ] }
-                route: { cluster: canary }
-              - match: { prefix: /checkout, headers: [ { name: cookie, string_match: { safe_regex: { regex: "(.*; )?beta=1(;.*)?" } } } ] }
-                route: { cluster: canary }
-              - match: { prefix: /checkout }
-                route:
-                  weighted_clusters:
-                    clusters: [ { name: stable, weight: 90 }, { name: canary, weight: 10 } ]
-                    use_hash_policy: true
-                  hash_policy: [ { header: { header_name: x-user-id } } ]
-              - match: { prefix: / }
-                route: { cluster: stable }"#
-        .to_string()
+fn native_routes() -> Vec<Value> {
+    let to_canary = |header: &str, string_match: Value| {
+        json!({
+            "match": {
+                "prefix": "/checkout",
+                "headers": [ { "name": header, "string_match": string_match } ],
+            },
+            "route": { "cluster": "canary" },
+        })
+    };
+    vec![
+        to_canary("x-beta", json!({ "exact": "true" })),
+        to_canary("x-group", json!({ "safe_regex": { "regex": "qa|staff" } })),
+        to_canary(
+            "cookie",
+            json!({ "safe_regex": { "regex": "(.*; )?beta=1(;.*)?" } }),
+        ),
+        json!({
+            "match": { "prefix": "/checkout" },
+            "route": {
+                "weighted_clusters": {
+                    "clusters": [ { "name": "stable", "weight": 90 }, { "name": "canary", "weight": 10 } ],
+                    "use_hash_policy": true,
+                },
+                "hash_policy": [ { "header": { "header_name": "x-user-id" } } ],
+            },
+        }),
+        json!({ "match": { "prefix": "/" }, "route": { "cluster": "stable" } }),
+    ]
 }
 
-fn bootstrap(filters: &str, routes: &str, clusters: &str) -> String {
-    format!(
-        r#"{stats}static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:{routes}
-          http_filters:{filters}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:{clusters}
-"#,
-        stats = crate::support::config::stats_config()
-    )
+/// A bootstrap for `build` (the native build's runtime flag strips the dynamic modules' stat
+/// namespace, so Dial's metrics have the Wasm build's names): `filters` before the router,
+/// `routes`, `clusters`, as the text Envoy reads.
+fn bootstrap(
+    build: Build,
+    filters: Vec<Value>,
+    routes: Vec<Value>,
+    clusters: Vec<Value>,
+) -> String {
+    let manager = config::connection_manager(
+        "bench",
+        json!({ "virtual_hosts": [ { "name": "all", "domains": ["*"], "routes": routes } ] }),
+        filters,
+    );
+    config::text(&config::bootstrap(
+        build,
+        json!({ "static_resources": {
+            "listeners": [config::listener(0, manager)],
+            "clusters": clusters,
+        } }),
+    ))
 }
 
-fn sink_clusters(port: u16) -> String {
+/// A bootstrap of `filters` and the steered routes, without clusters.
+fn steered(build: Build, filters: Vec<Value>) -> String {
+    bootstrap(build, filters, steered_routes(), vec![])
+}
+
+fn sink_clusters(port: u16) -> Vec<Value> {
     ["stable", "canary"]
         .iter()
-        .map(|name| {
-            format!(
-                r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ] }}"#
-            )
-        })
+        .map(|name| config::static_cluster(name, port))
         .collect()
 }
 
-fn lua_filter() -> String {
-    let script = include_str!("assign.lua");
-    let indented: String = script
-        .lines()
-        .map(|l| format!("                  {l}\n"))
-        .collect();
-    format!(
-        r#"
-          - name: envoy.filters.http.lua
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-              default_source_code:
-                inline_string: |
-{indented}"#
-    )
+fn lua_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": { "inline_string": include_str!("assign.lua") },
+        },
+    })
 }
 
 /// The wrk script: each request is a different user (of 100,000), browser-like headers.
@@ -297,13 +289,12 @@ pub fn configurations(sink_port: u16) -> Vec<(&'static str, &'static str, String
     let floor = floor_module();
     let policy = realistic_policy(10_000, 0, 0);
     let ramped = with_ramp_and_guard(&policy);
-    let floor_with =
-        |calls: &str| bootstrap(&wasm_filter("floor", &floor, calls), STEERED_ROUTES, " []");
+    let floor_with = |calls: &str| steered(Build::Wasm, vec![wasm_filter("floor", &floor, calls)]);
     vec![
         (
             "none",
             "1. Envoy, no wasm filter",
-            bootstrap("", STEERED_ROUTES, " []"),
+            steered(Build::Wasm, vec![]),
         ),
         ("empty", "2. empty proxy-wasm filter", floor_with("")),
         (
@@ -324,27 +315,32 @@ pub fn configurations(sink_port: u16) -> Vec<(&'static str, &'static str, String
         (
             "dial",
             "3. Dial, realistic policy",
-            bootstrap(&wasm_filter("dial", &dial, &policy), STEERED_ROUTES, " []"),
+            steered(Build::Wasm, vec![wasm_filter("dial", &dial, &policy)]),
         ),
         (
             "dial-rg",
             "3b. Dial, realistic policy with a ramp and a guard active",
-            bootstrap(&wasm_filter("dial", &dial, &ramped), STEERED_ROUTES, " []"),
+            steered(Build::Wasm, vec![wasm_filter("dial", &dial, &ramped)]),
         ),
         (
             "native",
             "4. native routes + weighted_clusters (via a sink Envoy)",
-            bootstrap("", &native_routes(), &sink_clusters(sink_port)),
+            bootstrap(
+                Build::Wasm,
+                vec![],
+                native_routes(),
+                sink_clusters(sink_port),
+            ),
         ),
         (
             "lua",
             "5. Lua filter doing the same assignment",
-            bootstrap(&lua_filter(), STEERED_ROUTES, " []"),
+            steered(Build::Wasm, vec![lua_filter()]),
         ),
         (
             "dial-native",
             "6. Dial, native dynamic module, realistic policy",
-            native_bootstrap(&native_filter(&policy), STEERED_ROUTES, " []"),
+            steered(Build::Native, vec![native_filter(&policy)]),
         ),
         (
             "native-empty",
@@ -369,8 +365,8 @@ pub fn lane_configurations() -> Vec<(&'static str, &'static str, String)> {
     let policy = realistic_policy(10_000, 0, 0);
     let issuing = crate::core_bench::with_lanes(&policy, true);
     let following = crate::core_bench::with_lanes(&policy, false);
-    let wasm = |p: &str| bootstrap(&wasm_filter("dial", &dial, p), STEERED_ROUTES, " []");
-    let native = |p: &str| native_bootstrap(&native_filter(p), STEERED_ROUTES, " []");
+    let wasm = |p: &str| steered(Build::Wasm, vec![wasm_filter("dial", &dial, p)]);
+    let native = |p: &str| steered(Build::Native, vec![native_filter(p)]);
     vec![
         (
             "dial-baggage",
@@ -423,10 +419,9 @@ pub fn check_ramp_and_guard(name: &str, metrics: &[Sample], checks: &mut Checks)
 
 /// A bootstrap with the floor filter making `calls` (see tests/bench/floor).
 pub fn floor_bootstrap(calls: &str) -> String {
-    bootstrap(
-        &wasm_filter("floor", &floor_module(), calls),
-        STEERED_ROUTES,
-        " []",
+    steered(
+        Build::Wasm,
+        vec![wasm_filter("floor", &floor_module(), calls)],
     )
 }
 
@@ -434,7 +429,12 @@ pub fn floor_bootstrap(calls: &str) -> String {
 pub fn sink() -> Envoy {
     Envoy::start_yaml(
         "bench-sink",
-        &bootstrap("", "\n              - match: { prefix: / }\n                direct_response: { status: 200, body: { inline_string: sink } }", " []"),
+        &bootstrap(
+            Build::Wasm,
+            vec![],
+            vec![answered(json!({ "prefix": "/" }), "sink")],
+            vec![],
+        ),
     )
 }
 

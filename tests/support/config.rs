@@ -1,7 +1,14 @@
-//! Builds Envoy bootstrap YAML for a test: Dial in front of the router, routes that match the
-//! subset header, one static cluster per backend. The shape follows `envoy-config/envoy.yaml`.
+//! Builds Envoy configurations for a test as data: Dial in front of the router, routes that
+//! match the subset header, one static cluster per backend. The shape follows
+//! `envoy-config/envoy.yaml`. Every part is a `serde_json::Value`, written out as JSON: Envoy
+//! reads it as YAML (YAML 1.2 is a superset of JSON), so no indentation or quoting can break a
+//! configuration, and a policy reaches the filter's StringValue byte for byte.
 
-use std::fmt::Write;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::Build;
 
 /// A route: requests whose `header` equals `value` go to `cluster`.
 #[derive(Debug, Clone)]
@@ -42,9 +49,11 @@ pub struct EnvoyConfig {
     /// The native filter takes `plugin_name` as its `filter_name` and the same policy; the
     /// Wasm-only settings (`root_id`, `vm_id`, `vm_env`, `failure_policy`) do not apply to it;
     /// `host_env` does (Envoy's process environment).
-    pub build: super::Build,
+    pub build: Build,
     /// The connection manager's `use_remote_address` (`None`: unset, Envoy's default).
     pub use_remote_address: Option<bool>,
+    /// HTTP filters ahead of Dial's in the chain (e.g. a `jwt_authn` that verifies the key).
+    pub filters_before_dial: Vec<Value>,
 }
 
 impl EnvoyConfig {
@@ -75,291 +84,306 @@ impl EnvoyConfig {
             host_env: Vec::new(),
             mirror_cluster: None,
             module: None,
-            build: super::Build::Wasm,
+            build: Build::Wasm,
             use_remote_address: None,
+            filters_before_dial: Vec::new(),
         }
     }
 
     /// The same, for `build`.
-    pub fn for_build(build: super::Build, policy: &str, subsets: &[(&str, u16)]) -> EnvoyConfig {
+    pub fn for_build(build: Build, policy: &str, subsets: &[(&str, u16)]) -> EnvoyConfig {
         EnvoyConfig {
             build,
             ..EnvoyConfig::new(policy, subsets)
         }
     }
 
-    /// Dial's entry in `http_filters`, for the configured build (indented for the listener).
-    fn dial_filter(&self) -> String {
-        let policy = serde_json::to_string(&self.policy).unwrap();
+    /// Dial's entry in `http_filters`, for the configured build.
+    pub fn dial_filter(&self) -> Value {
         let module = self.module.clone().unwrap_or_else(|| self.build.module());
+        let configuration = (!self.omit_configuration).then(|| string_value(&self.policy));
         match self.build {
-            super::Build::Wasm => format!(
-                "
-      - name: envoy.filters.http.wasm
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-          config:
-            name: {name}
-            root_id: {root_id}
-            failure_policy: {failure_policy}{configuration}
-            vm_config:
-              vm_id: \"{vm_id}\"{vm_env}
-              runtime: envoy.wasm.runtime.v8
-              code: {{ local: {{ filename: {module} }} }}",
-                name = self.plugin_name,
-                root_id = self.root_id,
-                vm_id = self.vm_id,
-                failure_policy = self.failure_policy,
-                configuration = if self.omit_configuration {
-                    String::new()
-                } else {
-                    format!(
-                        "
-            configuration:
-              \"@type\": type.googleapis.com/google.protobuf.StringValue
-              value: {policy}"
-                    )
-                },
-                vm_env = self.environment_variables(),
-                module = module.display(),
-            ),
-            super::Build::Native => format!(
-                "
-      - name: envoy.filters.http.dynamic_modules
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-          dynamic_module_config:
-            name: dial
-            module: {{ local: {{ filename: {module} }} }}
-          filter_name: {name}{configuration}",
-                name = self.plugin_name,
-                configuration = if self.omit_configuration {
-                    String::new()
-                } else {
-                    format!(
-                        "
-          filter_config:
-            \"@type\": type.googleapis.com/google.protobuf.StringValue
-            value: {policy}"
-                    )
-                },
-                module = module.display(),
-            ),
+            Build::Wasm => {
+                let mut vm_config = json!({
+                    "vm_id": self.vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": module.display().to_string() } },
+                });
+                if let Some(variables) = self.environment_variables() {
+                    vm_config["environment_variables"] = variables;
+                }
+                let mut plugin = json!({
+                    "name": self.plugin_name,
+                    "root_id": self.root_id,
+                    "failure_policy": self.failure_policy,
+                    "vm_config": vm_config,
+                });
+                if let Some(configuration) = configuration {
+                    plugin["configuration"] = configuration;
+                }
+                wasm_filter(plugin)
+            }
+            Build::Native => {
+                dynamic_module_filter("dial", &module, &self.plugin_name, configuration)
+            }
         }
     }
 
     /// The Wasm VM's `environment_variables`, if any.
-    fn environment_variables(&self) -> String {
-        let mut fields = Vec::new();
+    fn environment_variables(&self) -> Option<Value> {
+        let mut variables = serde_json::Map::new();
         if !self.host_env.is_empty() {
             let keys: Vec<&str> = self.host_env.iter().map(|(k, _)| k.as_str()).collect();
-            fields.push(format!("host_env_keys: [{}]", keys.join(", ")));
+            variables.insert("host_env_keys".into(), json!(keys));
         }
         if !self.vm_env.is_empty() {
-            let pairs: Vec<String> = self
+            let pairs: serde_json::Map<String, Value> = self
                 .vm_env
                 .iter()
-                .map(|(k, v)| format!("{k}: \"{v}\""))
+                .map(|(k, v)| (k.clone(), json!(v)))
                 .collect();
-            fields.push(format!("key_values: {{ {} }}", pairs.join(", ")));
+            variables.insert("key_values".into(), Value::Object(pairs));
         }
-        if fields.is_empty() {
-            return String::new();
-        }
-        format!(
-            "
-              environment_variables: {{ {} }}",
-            fields.join(", ")
-        )
+        (!variables.is_empty()).then_some(Value::Object(variables))
     }
 
-    /// The listener resource (used inline, or as an LDS file for reload tests).
-    pub fn listener_yaml(&self, indent: usize) -> String {
-        // Each route comes in two: with Dial's mirror mark (mirrored to the shadow, which is
-        // told it is a shadow and of which version) and without.
-        let mut routes = String::new();
+    /// The route table. Each route comes in two: with Dial's mirror mark (mirrored to the
+    /// shadow, which is told it is a shadow and of which version) and without.
+    fn routes(&self) -> Vec<Value> {
         let subset_routes = self.routes.iter().map(|r| {
             (
-                format!(
-                    "
-                  - name: {}
-                    string_match: {{ exact: {} }}",
-                    r.header, r.value
-                ),
+                vec![json!({ "name": r.header, "string_match": { "exact": r.value } })],
                 r.cluster.as_str(),
             )
         });
-        let default_route = std::iter::once((String::new(), self.default_cluster.as_str()));
+        let default_route = std::iter::once((Vec::new(), self.default_cluster.as_str()));
+        let mut routes = Vec::new();
         for (headers, cluster) in subset_routes.chain(default_route) {
             if let Some(shadow) = &self.mirror_cluster {
-                write!(
-                    routes,
-                    "
-              - match:
-                  prefix: /
-                  headers:{headers}
-                  - name: x-dial-mirror
-                    present_match: true
-                route:
-                  cluster: {cluster}
-                  request_mirror_policies:
-                  - cluster: {shadow}
-                    request_headers_mutations:
-                    - append:
-                        header: {{ key: x-dial-shadow-of, value: \"%REQ(x-dial-version)%\" }}
-                        append_action: OVERWRITE_IF_EXISTS_OR_ADD"
-                )
-                .unwrap();
+                let mut marked = headers.clone();
+                marked.push(json!({ "name": "x-dial-mirror", "present_match": true }));
+                routes.push(json!({
+                    "match": { "prefix": "/", "headers": marked },
+                    "route": {
+                        "cluster": cluster,
+                        "request_mirror_policies": [{
+                            "cluster": shadow,
+                            "request_headers_mutations": [{ "append": {
+                                "header": { "key": "x-dial-shadow-of", "value": "%REQ(x-dial-version)%" },
+                                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                            } }],
+                        }],
+                    },
+                }));
             }
-            let headers = if headers.is_empty() {
-                String::new()
-            } else {
-                format!("\n                  headers:{headers}")
-            };
-            write!(
-                routes,
-                "
-              - match:
-                  prefix: /{headers}
-                route: {{ cluster: {cluster} }}"
-            )
-            .unwrap();
+            let mut route_match = json!({ "prefix": "/" });
+            if !headers.is_empty() {
+                route_match["headers"] = json!(headers);
+            }
+            routes.push(json!({ "match": route_match, "route": { "cluster": cluster } }));
         }
-        let yaml = format!(
-            "name: main
-address:
-  socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress{use_remote_address}
-      route_config:
-        name: local
-        virtual_hosts:
-        - name: all
-          domains: [\"*\"]
-          routes:{routes}
-      http_filters:{dial}
-      - name: envoy.filters.http.router
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-",
-            port = self.port,
-            dial = self.dial_filter(),
-            use_remote_address = match self.use_remote_address {
-                Some(on) => format!("\n      use_remote_address: {on}"),
-                None => String::new(),
-            },
-        );
-        let pad = " ".repeat(indent);
-        yaml.lines()
-            .map(|l| {
-                if l.is_empty() {
-                    String::new()
-                } else {
-                    format!("{pad}{l}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        routes
     }
 
-    fn clusters_yaml(&self) -> String {
-        let mut out = String::new();
-        for (name, port) in &self.clusters {
-            write!(
-                out,
-                "
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"
-            )
-            .unwrap();
+    /// The listener resource (inline in a static bootstrap, or the resource of an LDS file).
+    pub fn listener(&self) -> Value {
+        let mut filters = self.filters_before_dial.clone();
+        filters.push(self.dial_filter());
+        let mut manager = connection_manager(
+            "ingress",
+            json!({
+                "name": "local",
+                "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": self.routes() }],
+            }),
+            filters,
+        );
+        if let Some(on) = self.use_remote_address {
+            manager["use_remote_address"] = json!(on);
         }
-        out
+        listener(self.port, manager)
+    }
+
+    fn static_clusters(&self) -> Vec<Value> {
+        self.clusters
+            .iter()
+            .map(|(name, port)| static_cluster(name, *port))
+            .collect()
     }
 
     /// A bootstrap with the listener inline.
-    pub fn bootstrap_static(&self) -> String {
-        format!(
-            "{}{}static_resources:
-  listeners:
-  - {}
-  clusters:{}
-",
-            stats_config(),
-            self.runtime_config(),
-            self.listener_yaml(4).trim_start(),
-            self.clusters_yaml()
+    pub fn static_bootstrap(&self) -> Value {
+        bootstrap(
+            self.build,
+            json!({ "static_resources": {
+                "listeners": [self.listener()],
+                "clusters": self.static_clusters(),
+            } }),
         )
     }
 
     /// A bootstrap whose listener comes from `lds_path` (rewritten by reload tests).
-    pub fn bootstrap_lds(&self, lds_path: &std::path::Path) -> String {
-        format!(
-            "{}{}node: {{ id: dial-test, cluster: dial-test }}
-dynamic_resources:
-  lds_config:
-    resource_api_version: V3
-    path_config_source:
-      path: {}
-static_resources:
-  clusters:{}
-",
-            stats_config(),
-            self.runtime_config(),
-            lds_path.display(),
-            self.clusters_yaml()
+    pub fn lds_bootstrap(&self, lds_path: &Path) -> Value {
+        bootstrap(
+            self.build,
+            json!({
+                "node": { "id": "dial-test", "cluster": "dial-test" },
+                "dynamic_resources": { "lds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": { "path": lds_path.display().to_string() },
+                } },
+                "static_resources": { "clusters": self.static_clusters() },
+            }),
         )
     }
 
-    /// The runtime the build needs: for the native build, Envoy 1.40's flag that strips the
-    /// dynamic modules' stat namespace in `/stats/prometheus` (as Envoy does for Wasm's), so
-    /// both builds' metrics have the same names there.
-    fn runtime_config(&self) -> &'static str {
-        match self.build {
-            super::Build::Wasm => "",
-            super::Build::Native => NATIVE_RUNTIME,
-        }
+    /// The LDS file's content: one listener resource.
+    pub fn lds(&self) -> Value {
+        let mut listener = self.listener();
+        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        json!({ "resources": [listener] })
     }
 
-    /// The LDS file content: one listener resource.
+    /// `static_bootstrap` as the text Envoy reads.
+    pub fn bootstrap_static(&self) -> String {
+        text(&self.static_bootstrap())
+    }
+
+    /// `lds_bootstrap` as the text Envoy reads.
+    pub fn bootstrap_lds(&self, lds_path: &Path) -> String {
+        text(&self.lds_bootstrap(lds_path))
+    }
+
+    /// `lds` as the text Envoy reads.
     pub fn lds_file(&self) -> String {
-        format!(
-            "resources:
-- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener
-  {}
-",
-            self.listener_yaml(2).trim_start()
-        )
+        text(&self.lds())
     }
 }
 
-/// The bootstrap runtime the native build needs (see `EnvoyConfig::runtime_config`).
-pub const NATIVE_RUNTIME: &str = "layered_runtime:
-  layers:
-  - name: dial
-    static_layer:
-      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
-";
+/// A configuration as the text Envoy reads from a `.yaml` file: JSON, which is YAML.
+pub fn text(config: &Value) -> String {
+    let mut out = serde_json::to_string_pretty(config).unwrap();
+    out.push('\n');
+    out
+}
 
-/// Turns Dial's `tag=.=value;.;` metric names into Prometheus labels, as `envoy-config/` does.
-/// Histograms reach the admin API at each stats flush: every second here (default 5 s).
-pub fn stats_config() -> String {
-    let mut out = String::from("stats_flush_interval: 1s\nstats_config:\n  stats_tags:\n");
-    for tag in dial::core::stats::TAGS {
-        writeln!(
-            out,
-            "  - tag_name: {tag}\n    regex: \"({tag}=\\\\.=(.*?);\\\\.;)\""
-        )
-        .unwrap();
+/// `text` as a `google.protobuf.StringValue`: how Dial gets its policy, in both builds.
+pub fn string_value(text: &str) -> Value {
+    json!({ "@type": "type.googleapis.com/google.protobuf.StringValue", "value": text })
+}
+
+/// Envoy's Wasm HTTP filter with `plugin` as its `config` (a `PluginConfig`).
+pub fn wasm_filter(plugin: Value) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": plugin,
+        },
+    })
+}
+
+/// Envoy's dynamic-module HTTP filter: `module` loaded as `module_name`, its filter
+/// `filter_name` given `configuration` (none: no `filter_config` at all).
+pub fn dynamic_module_filter(
+    module_name: &str,
+    module: &Path,
+    filter_name: &str,
+    configuration: Option<Value>,
+) -> Value {
+    let mut filter = json!({
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {
+                "name": module_name,
+                "module": { "local": { "filename": module.display().to_string() } },
+            },
+            "filter_name": filter_name,
+        },
+    });
+    if let Some(configuration) = configuration {
+        filter["typed_config"]["filter_config"] = configuration;
+    }
+    filter
+}
+
+/// An HTTP connection manager's `typed_config`: `route_config`, then `filters` and the router.
+pub fn connection_manager(stat_prefix: &str, route_config: Value, filters: Vec<Value>) -> Value {
+    let mut http_filters = filters;
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+    }));
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "route_config": route_config,
+        "http_filters": http_filters,
+    })
+}
+
+/// The listener `main` on 127.0.0.1:`port`, its one filter the connection `manager`.
+pub fn listener(port: u16, manager: Value) -> Value {
+    json!({
+        "name": "main",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": manager,
+        }] }],
+    })
+}
+
+/// A cluster of one endpoint, 127.0.0.1:`port`.
+pub fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port },
+            } } }] }],
+        },
+    })
+}
+
+/// A bootstrap of `resources` (an object: `static_resources`, `dynamic_resources`, `node`...)
+/// with the stats settings of every test Envoy and the runtime `build` needs.
+pub fn bootstrap(build: Build, resources: Value) -> Value {
+    let mut out = json!({ "stats_flush_interval": "1s", "stats_config": stats_config() });
+    if build == Build::Native {
+        out["layered_runtime"] = native_runtime();
+    }
+    let Value::Object(resources) = resources else {
+        panic!("a bootstrap's resources are an object, not {resources}");
+    };
+    for (key, value) in resources {
+        out[key] = value;
     }
     out
+}
+
+/// The runtime the native build needs: Envoy 1.40's flag that strips the dynamic modules' stat
+/// namespace in `/stats/prometheus` (as Envoy does for Wasm's), so both builds' metrics have
+/// the same names there.
+pub fn native_runtime() -> Value {
+    json!({ "layers": [{
+        "name": "dial",
+        "static_layer": {
+            "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true,
+        },
+    }] })
+}
+
+/// Turns Dial's `tag=.=value;.;` metric names into Prometheus labels, as `envoy-config/` does.
+/// Histograms reach the admin API at each stats flush: every second here (the bootstrap's
+/// `stats_flush_interval`; Envoy's default is 5 s).
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = dial::core::stats::TAGS
+        .iter()
+        .map(|tag| json!({ "tag_name": tag, "regex": format!(r"({tag}=\.=(.*?);\.;)") }))
+        .collect();
+    json!({ "stats_tags": tags })
 }
