@@ -362,6 +362,22 @@ unsafe fn copied(ptr: *const u8, length: usize) -> Vec<u8> {
 
 // --------------------------------------------------------------------------------- handles --
 
+/// A handle's metric updates, one method per callback: `name(self, id, value)` calls
+/// `callback(handle, id, no labels, value)` and says whether Envoy took it. A configuration's
+/// and a stream's callbacks have the same shape (Dial's labels travel in the metric's name, as
+/// in the Wasm build), so one body serves every one of them.
+macro_rules! metric_updates {
+    ($($name:ident => $callback:ident,)+) => {$(
+        pub fn $name(self, id: usize, value: u64) -> bool {
+            // SAFETY: the handle's pointer is Envoy's, live during the hook that handed it over
+            // (a configuration's metrics are updated from its hooks, a stream's from its own);
+            // `id` is one its configuration defined; no labels (null, 0).
+            let result = unsafe { $callback(self.0, id, std::ptr::null(), 0, value) };
+            result == METRICS_SUCCESS
+        }
+    )+};
+}
+
 /// Envoy's `DynamicModuleHttpFilterConfig`, valid during the configuration's hooks that hand it
 /// over (`on_http_filter_config_new`, `_scheduled`, `_http_callout_done`, all on the main
 /// thread): defining metrics, the configure-time writes, the fleet verdict's callouts.
@@ -471,32 +487,9 @@ impl EnvoyConfig {
         (result == METRICS_SUCCESS).then_some(id)
     }
 
-    pub fn increment(self, id: usize, by: u64) -> bool {
-        // SAFETY: Envoy's live config pointer and an id it gave; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                by,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
-
-    pub fn set_gauge(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
+    metric_updates! {
+        increment => envoy_dynamic_module_callback_http_filter_config_increment_counter,
+        set_gauge => envoy_dynamic_module_callback_http_filter_config_set_gauge,
     }
 }
 
@@ -626,46 +619,10 @@ impl EnvoyFilter {
         super::parse_address(unsafe { borrowed(value.ptr, value.length) })
     }
 
-    pub fn increment(self, id: usize, by: u64) -> bool {
-        // SAFETY: Envoy's live filter pointer and an id its config gave; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                by,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
-
-    pub fn set_gauge(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_set_gauge(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
-
-    pub fn record(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
+    metric_updates! {
+        increment => envoy_dynamic_module_callback_http_filter_increment_counter,
+        set_gauge => envoy_dynamic_module_callback_http_filter_set_gauge,
+        record => envoy_dynamic_module_callback_http_filter_record_histogram_value,
     }
 }
 
