@@ -169,7 +169,7 @@ pub fn judge(guard: &Guard, guarded: Counts, fallback: Counts, covered: u64) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn a_window_made_for_its_guard_never_grows() {
         let guard = Guard {
@@ -190,7 +190,8 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn guard() -> Guard {
+    /// A guard of subset 1 falling back to 0 (the fleet's tests ask the fleet with it too).
+    pub(crate) fn guard() -> Guard {
         Guard {
             subset: 1,
             fallback: 0,
