@@ -33,6 +33,16 @@ pub struct SlowRate {
     pub rate: f64,
 }
 
+impl Guard {
+    /// The most the guarded subset's rate of `what` may exceed the fallback's.
+    pub fn most_allowed(&self, what: Measure) -> f64 {
+        match what {
+            Measure::Errors => self.max_error_rate.unwrap_or(0.0),
+            Measure::Slow => self.max_slow_rate.map_or(0.0, |s| s.rate),
+        }
+    }
+}
+
 /// Cumulative counts of one subset's responses (what the counters say now).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
