@@ -244,21 +244,8 @@ impl Runtime {
         due
     }
 
-    /// A tick after the first: `on_tick`, then the fleet queries due now that this VM won, for
-    /// the binding to send (`send_fleet_queries`), never on the request's behalf.
-    pub fn tick<H: Host>(
-        &mut self,
-        engine: &Engine,
-        host: &mut H,
-        now: u64,
-        shared: &Shared,
-    ) -> Vec<FleetQuery> {
-        self.on_tick(engine, host, now, shared);
-        self.fleet_due(engine, host, now, shared)
-    }
-
-    /// Sends each query of `due` with the host's `send`, and counts it as sent or refused (a
-    /// refusal is logged, and counted as a failed query).
+    /// Sends each query of `due` (from `fleet_due`) with the host's `send`, and counts it as
+    /// sent or refused (a refusal is logged, and counted as a failed query).
     pub fn send_fleet_queries<H: Host, E: Debug>(
         &mut self,
         engine: &Engine,

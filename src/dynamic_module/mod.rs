@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use abi::{ConfigScheduler, EnvoyConfig, EnvoyFilter, HeaderMap, Level, MetricKind};
+use abi::{ConfigScheduler, EnvoyConfig, EnvoyFilter, HeaderMap, MetricKind};
 use host::{lock, Metric, NativeHost};
 
 use crate::core::configure::{self, Outcome, Ticks};
@@ -86,16 +86,9 @@ fn parse_address(raw: &[u8]) -> Option<IpAddr> {
 
 static LOGGER: HostLogger = HostLogger { write };
 
+/// Envoy numbers its log levels as `Severity` does.
 fn write(severity: Severity, line: &str) {
-    let level = match severity {
-        Severity::Trace => Level::Trace,
-        Severity::Debug => Level::Debug,
-        Severity::Info => Level::Info,
-        Severity::Warn => Level::Warn,
-        Severity::Error => Level::Error,
-        Severity::Critical => Level::Critical,
-    };
-    abi::log(level, line);
+    abi::log(severity as u32, line);
 }
 
 /// Once, when Envoy loads the module: the logger, the panic hook, and which build this is. The
@@ -281,12 +274,15 @@ impl Config {
         }
         let mut runtime = lock(&ticker.runtime);
         let mut host = NativeHost::new(envoy, &self.metrics);
-        let due = runtime.tick(&self.engine, &mut host, now, &ticker.shared);
+        runtime.on_tick(&self.engine, &mut host, now, &ticker.shared);
         self.tripped.store(runtime.tripped(), Ordering::Release);
         // The fleet queries this tick won go to the main thread: a commit, never a wait.
-        if let (Some(fleet), false) = (&ticker.fleet, due.is_empty()) {
-            lock(&fleet.due).extend(due);
-            fleet.scheduler.commit(0);
+        if let Some(fleet) = &ticker.fleet {
+            let due = runtime.fleet_due(&self.engine, &mut host, now, &ticker.shared);
+            if !due.is_empty() {
+                lock(&fleet.due).extend(due);
+                fleet.scheduler.commit(0);
+            }
         }
     }
 

@@ -237,10 +237,11 @@ impl RootContext for DialRoot {
                 return;
             }
         };
-        let due = runtime.tick(&loaded.engine, &mut loaded.host(), now, shared);
+        runtime.on_tick(&loaded.engine, &mut loaded.host(), now, shared);
         loaded.tripped.set(runtime.tripped());
         // The fleet's verdict: at most one query per proxy per `every` (the worker that wins
         // the turn asks), answered in on_http_call_response, never on the request path.
+        let due = runtime.fleet_due(&loaded.engine, &mut loaded.host(), now, shared);
         let callouts = &mut self.callouts;
         runtime.send_fleet_queries(&loaded.engine, &mut loaded.host(), due, now, |q| {
             host::http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis)
