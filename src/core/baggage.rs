@@ -251,6 +251,16 @@ mod tests {
         get(headers, name).map(|v| String::from_utf8(v).unwrap())
     }
 
+    /// A member whose value is written `escaped` reads as `read`.
+    fn assert_reads(escaped: &str, read: &str) {
+        let h = format!("user.id={escaped}");
+        assert_eq!(
+            text(&[h.as_str()], "user.id").as_deref(),
+            Some(read),
+            "{escaped}"
+        );
+    }
+
     #[test]
     fn members_are_found_decoded_and_stripped_of_properties() {
         let h = ["tenant=acme, user.id = alice%20b%C3%A9 ;prop=1;flag, other=x"];
@@ -354,12 +364,7 @@ mod tests {
             ("%F4%90%80%80", "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}"),
             ("%F0%9F%98%80", "\u{1F600}"),
         ] {
-            let h = format!("user.id={escaped}");
-            assert_eq!(
-                text(&[h.as_str()], "user.id").as_deref(),
-                Some(read),
-                "{escaped}"
-            );
+            assert_reads(escaped, read);
         }
     }
 
@@ -373,12 +378,7 @@ mod tests {
             ("%%41", "%A"),
             ("%2541", "%41"),
         ] {
-            let h = format!("user.id={escaped}");
-            assert_eq!(
-                text(&[h.as_str()], "user.id").as_deref(),
-                Some(read),
-                "{escaped}"
-            );
+            assert_reads(escaped, read);
         }
     }
 

@@ -33,6 +33,16 @@ pub struct SlowRate {
     pub rate: f64,
 }
 
+impl Guard {
+    /// The most the guarded subset's rate of `what` may exceed the fallback's.
+    pub fn most_allowed(&self, what: Measure) -> f64 {
+        match what {
+            Measure::Errors => self.max_error_rate.unwrap_or(0.0),
+            Measure::Slow => self.max_slow_rate.map_or(0.0, |s| s.rate),
+        }
+    }
+}
+
 /// Cumulative counts of one subset's responses (what the counters say now).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -169,7 +179,7 @@ pub fn judge(guard: &Guard, guarded: Counts, fallback: Counts, covered: u64) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn a_window_made_for_its_guard_never_grows() {
         let guard = Guard {
@@ -190,7 +200,8 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn guard() -> Guard {
+    /// A guard of subset 1 falling back to 0 (the fleet's tests ask the fleet with it too).
+    pub(crate) fn guard() -> Guard {
         Guard {
             subset: 1,
             fallback: 0,

@@ -5,15 +5,18 @@
 //! sits on the line an operator finds, whatever happens next (a VM's trap, the native build's
 //! catch at the hook).
 
-/// How severe a line is, in the host's terms.
+/// How severe a line is, in the host's terms, numbered as both hosts number their log levels
+/// (proxy-wasm's `LogLevel`, Envoy's dynamic-module `envoy_dynamic_module_type_log_level`): a
+/// binding hands `severity as u32` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum Severity {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Critical,
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
 }
 
 /// A logger over a host's log call.

@@ -3,16 +3,20 @@
 //! shares a trip with every VM through shared data, and refreshes the weight and guard gauges.
 //! The request path only reads `context()`: the time and the tripped guards, no host call.
 
+use std::fmt::{Debug, Display};
+
 use crate::core::decide::Context;
 use crate::core::exchange::Engine;
 use crate::core::fleet::{self, Failure, FleetTrip};
-use crate::core::guard::{Counts, Guard, Measure, Trip, Window};
+use crate::core::guard::{Counts, Guard, Trip, Window};
 use crate::core::host::Host;
 use crate::core::ramp::{self, PPM};
 use crate::core::stats::{Catalog, STATUS_CLASSES};
 
 /// How often each VM ticks. A trip reaches every worker within one tick.
 pub const TICK_MILLIS: u32 = 500;
+/// The same, in nanoseconds.
+pub const TICK_NANOS: u64 = TICK_MILLIS as u64 * 1_000_000;
 
 /// Where a policy's shared state lives: keys start with `prefix` (Dial's name and the plugin's:
 /// shared data is per vm_id, which Istio leaves empty), and a trip is recorded as the policy's
@@ -107,6 +111,60 @@ impl<'a> Answer<'a> {
     }
 }
 
+/// The fleet queries a binding sent and awaits, by the id its host gave each call.
+#[derive(Debug)]
+pub struct Callouts<Id> {
+    sent: Vec<(Id, Sent)>,
+}
+
+/// A fleet query in flight: its release, when it was sent, and its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub release: usize,
+    pub at: u64,
+    pub timeout_millis: u32,
+}
+
+impl Sent {
+    /// Whether an answer at `now` came late: at or past the query's timeout.
+    pub fn late(&self, now: u64) -> bool {
+        now.saturating_sub(self.at) >= u64::from(self.timeout_millis) * 1_000_000
+    }
+}
+
+impl<Id> Default for Callouts<Id> {
+    fn default() -> Self {
+        Callouts { sent: Vec::new() }
+    }
+}
+
+impl<Id: PartialEq> Callouts<Id> {
+    /// The host took `query` at `now` as call `id`.
+    pub fn sent(&mut self, id: Id, query: &FleetQuery, now: u64) {
+        self.sent.push((
+            id,
+            Sent {
+                release: query.release,
+                at: now,
+                timeout_millis: query.timeout_millis,
+            },
+        ));
+    }
+
+    /// The query call `id` answers, no longer awaited; `None` for a call this configuration
+    /// did not send (or that was answered already).
+    pub fn answered(&mut self, id: Id) -> Option<Sent> {
+        let at = self.sent.iter().position(|c| c.0 == id)?;
+        Some(self.sent.swap_remove(at).1)
+    }
+
+    /// Forgets every query in flight: an answer to the previous policy's query is not this
+    /// policy's verdict.
+    pub fn clear(&mut self) {
+        self.sent.clear();
+    }
+}
+
 /// How often a VM logs a fleet query's failure at most.
 const FAILURE_LOG_NANOS: u64 = 60_000_000_000;
 
@@ -116,11 +174,7 @@ impl Runtime {
         Runtime {
             windows: releases
                 .iter()
-                .map(|r| {
-                    r.guard
-                        .as_ref()
-                        .map(|g| Window::for_guard(g, u64::from(TICK_MILLIS) * 1_000_000))
-                })
+                .map(|r| r.guard.as_ref().map(|g| Window::for_guard(g, TICK_NANOS)))
                 .collect(),
             tripped: 0,
             weights: releases.iter().map(|_| Vec::new()).collect(),
@@ -165,7 +219,7 @@ impl Runtime {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    log::warn!("dial: cannot take the fleet query's turn {key}: {e:?}");
+                    cannot("take the fleet query's turn", &key, &e);
                     continue;
                 }
             }
@@ -188,6 +242,25 @@ impl Runtime {
             }
         }
         due
+    }
+
+    /// Sends each query of `due` (from `fleet_due`) with the host's `send`, and counts it as
+    /// sent or refused (a refusal is logged, and counted as a failed query).
+    pub fn send_fleet_queries<H: Host, E: Debug>(
+        &mut self,
+        engine: &Engine,
+        host: &mut H,
+        due: Vec<FleetQuery>,
+        now: u64,
+        mut send: impl FnMut(&FleetQuery) -> Result<(), E>,
+    ) {
+        for q in due {
+            let sent = send(&q);
+            if let Err(e) = &sent {
+                cannot("send the fleet query to cluster", &q.cluster, e);
+            }
+            self.fleet_sent(engine, host, q.release, sent.is_ok(), now);
+        }
     }
 
     /// Counts a fleet query as sent, or as refused by the host.
@@ -250,10 +323,7 @@ impl Runtime {
                 let key = format!("{}.guard.{}", shared.prefix, release.name);
                 if self.tripped & (1 << i) == 0 {
                     self.tripped |= 1 << i;
-                    let (seen, cas) = host.shared(&key).unwrap_or_else(|e| {
-                        log::warn!("dial: cannot read the guard's shared state {key}: {e:?}");
-                        (None, 0)
-                    });
+                    let (seen, cas) = read_shared(host, &key);
                     if seen.as_deref() != Some(shared.fingerprint.as_slice())
                         && share_trip(engine, host, i, &key, shared, cas)
                     {
@@ -365,7 +435,7 @@ fn prepare<H: Host>(engine: &Engine, host: &mut H, shared: &Shared) {
         for key in keys {
             if let Ok((None, _)) = host.shared(&key) {
                 if let Err(e) = host.set_shared(&key, b"", 0) {
-                    log::warn!("dial: cannot create the guard's shared state {key}: {e:?}");
+                    cannot("create the guard's shared state", &key, &e);
                 }
             }
         }
@@ -385,10 +455,7 @@ fn judge<H: Host>(
     key: &str,
     shared: &Shared,
 ) -> bool {
-    let (seen, cas) = host.shared(key).unwrap_or_else(|e| {
-        log::warn!("dial: cannot read the guard's shared state {key}: {e:?}");
-        (None, 0)
-    });
+    let (seen, cas) = read_shared(host, key);
     if seen.as_deref() == Some(shared.fingerprint.as_slice()) {
         return true;
     }
@@ -426,7 +493,7 @@ fn share_trip<H: Host>(
         }
         Ok(false) => false,
         Err(e) => {
-            log::warn!("dial: cannot share the guard's trip {key}: {e:?}");
+            cannot("share the guard's trip", &key, &e);
             false
         }
     }
@@ -434,8 +501,22 @@ fn share_trip<H: Host>(
 
 fn count<H: Host>(host: &mut H, metric: usize) {
     if let Err(e) = host.increment(metric) {
-        log::warn!("dial: cannot count metric {metric}: {e:?}");
+        cannot("count metric", &metric, &e);
     }
+}
+
+/// A guard's shared state and its version; absent when the host cannot say (logged).
+fn read_shared<H: Host>(host: &mut H, key: &str) -> (Option<Vec<u8>>, u32) {
+    host.shared(key).unwrap_or_else(|e| {
+        cannot("read the guard's shared state", &key, &e);
+        (None, 0)
+    })
+}
+
+/// Logs a host call that failed, `dial: cannot <what> <subject>: <error>`: one body for the
+/// tick's and the configuration's lines of this kind.
+pub(crate) fn cannot(what: &str, subject: &dyn Display, e: &dyn Debug) {
+    log::warn!("dial: cannot {what} {subject}: {e:?}");
 }
 
 /// The shared key holding when release `name`'s next fleet query is due (u64 LE nanoseconds).
@@ -443,55 +524,45 @@ fn fleet_key(shared: &Shared, name: &str) -> String {
     format!("{}.fleet.{name}", shared.prefix)
 }
 
-fn log_fleet_trip(engine: &Engine, i: usize, guard: &Guard, trip: &FleetTrip) {
-    let Some(release) = engine.policy.releases.get(i) else {
-        return;
-    };
+/// The names a trip's log line gives: release `i`'s, its guarded subset's and its fallback's.
+fn trip_names<'e>(engine: &'e Engine, i: usize, guard: &Guard) -> Option<[&'e str; 3]> {
+    let release = engine.policy.releases.get(i)?;
     let name = |s: usize| release.subsets.get(s).map_or("?", |s| s.name.as_str());
-    let max = match trip.what {
-        Measure::Errors => guard.max_error_rate.unwrap_or(0.0),
-        Measure::Slow => guard.max_slow_rate.map_or(0.0, |s| s.rate),
+    Some([
+        release.name.as_str(),
+        name(guard.subset),
+        name(guard.fallback),
+    ])
+}
+
+fn log_fleet_trip(engine: &Engine, i: usize, guard: &Guard, trip: &FleetTrip) {
+    let Some([release, subset, fallback]) = trip_names(engine, i, guard) else {
+        return;
     };
     let window = guard.fleet.as_ref().map_or(0, |f| f.window / 1_000_000);
     let ppm = |rate: f64| (rate.max(0.0) * f64::from(PPM)) as u64;
     log::warn!(
-        "dial: guard tripped by the fleet's verdict: release {}, subset {} goes to {}: {} {} points above {} over {} responses across the fleet in the last {} ms (the most allowed: {} points above {})",
-        release.name,
-        name(guard.subset),
-        name(guard.fallback),
+        "dial: guard tripped by the fleet's verdict: release {release}, subset {subset} goes to {fallback}: {} {} points above {fallback} over {} responses across the fleet in the last {window} ms (the most allowed: {} points above {fallback})",
         trip.what.as_str(),
         ramp::percent(ppm(trip.excess)),
-        name(guard.fallback),
         trip.responses.round() as u64,
-        window,
-        ramp::percent(ppm(max)),
-        name(guard.fallback),
+        ramp::percent(ppm(guard.most_allowed(trip.what))),
     );
 }
 
 fn log_trip(engine: &Engine, i: usize, guard: &Guard, trip: &Trip) {
-    let Some(release) = engine.policy.releases.get(i) else {
+    let Some([release, subset, fallback]) = trip_names(engine, i, guard) else {
         return;
-    };
-    let name = |s: usize| release.subsets.get(s).map_or("?", |s| s.name.as_str());
-    let max = match trip.what {
-        crate::core::guard::Measure::Errors => guard.max_error_rate.unwrap_or(0.0),
-        crate::core::guard::Measure::Slow => guard.max_slow_rate.map_or(0.0, |s| s.rate),
     };
     let ppm = |rate: f64| (rate * f64::from(PPM)) as u64;
     log::warn!(
-        "dial: guard tripped: release {}, subset {} goes to {}: {} {}% against {}% for {} over {} responses in the last {} ms (the most allowed: {} points above {})",
-        release.name,
-        name(guard.subset),
-        name(guard.fallback),
+        "dial: guard tripped: release {release}, subset {subset} goes to {fallback}: {} {}% against {}% for {fallback} over {} responses in the last {} ms (the most allowed: {} points above {fallback})",
         trip.what.as_str(),
         ramp::percent(ppm(trip.rate)),
         ramp::percent(ppm(trip.fallback_rate)),
-        name(guard.fallback),
         trip.responses,
         trip.covered / 1_000_000,
-        ramp::percent(ppm(max)),
-        name(guard.fallback),
+        ramp::percent(ppm(guard.most_allowed(trip.what))),
     );
 }
 
@@ -560,6 +631,86 @@ pub fn effective_weights(engine: &Engine, i: usize, now: u64, tripped: bool) -> 
 
 fn set_gauge<H: Host>(host: &mut H, metric: usize, value: u64) -> bool {
     host.set_gauge(metric, value)
-        .map_err(|e| log::warn!("dial: cannot set gauge {metric}: {e:?}"))
+        .map_err(|e| cannot("set gauge", &metric, &e))
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::core::recording::RecordingHost;
+
+    fn query(release: usize, timeout_millis: u32) -> FleetQuery {
+        FleetQuery {
+            release,
+            cluster: "prometheus".into(),
+            authority: "prom.test".into(),
+            path: "/api/v1/query".into(),
+            timeout_millis,
+        }
+    }
+
+    #[test]
+    fn an_answer_finds_its_query_once_and_says_whether_it_came_late() {
+        let mut callouts = Callouts::default();
+        callouts.sent(7u32, &query(1, 1000), 10);
+        callouts.sent(8, &query(0, 200), 20);
+        assert_eq!(callouts.answered(9), None);
+        let sent = callouts.answered(8).unwrap();
+        assert_eq!(
+            sent,
+            Sent {
+                release: 0,
+                at: 20,
+                timeout_millis: 200
+            }
+        );
+        assert!(!sent.late(20 + 199_999_999));
+        assert!(sent.late(20 + 200_000_000));
+        // A clock that went back is not late.
+        assert!(!sent.late(0));
+        assert_eq!(callouts.answered(8), None);
+        // A new policy forgets the previous one's queries.
+        callouts.clear();
+        assert_eq!(callouts.answered(7), None);
+    }
+
+    #[test]
+    fn a_query_the_host_refuses_counts_as_a_failure_not_as_a_query() {
+        let e = Engine::from_config(
+            br#"{ "releases": [ { "name": "checkout", "key": [{ "header": "x-user-id" }],
+                "subsets": [ { "name": "stable", "version": "v1", "weight": 90 },
+                             { "name": "canary", "version": "v2", "weight": 10 } ],
+                "guard": { "subset": "canary", "fallback": "stable", "window": "10s",
+                  "minRequests": 20, "maxErrorRate": 0.05,
+                  "fleet": { "cluster": "prometheus", "authority": "prom.test",
+                             "every": "5s", "window": "1m", "timeout": "1s" } } } ] }"#,
+        )
+        .unwrap();
+        let mut runtime = Runtime::new(&e);
+        let mut host = RecordingHost::default();
+        // The host takes the first and the third query, and refuses the second.
+        let mut asked = 0;
+        runtime.send_fleet_queries(
+            &e,
+            &mut host,
+            vec![query(0, 1000), query(0, 1000), query(0, 1000)],
+            1,
+            |_| {
+                asked += 1;
+                if asked == 2 {
+                    Err("BadArgument")
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(asked, 3);
+        let fleet = e.catalog.fleet(0).unwrap();
+        let refused = e.catalog.fleet_failure(0, Failure::Refused).unwrap();
+        assert_eq!(host.counters[&fleet.queries], 2);
+        assert_eq!(host.counters[&refused], 1);
+    }
 }

@@ -132,17 +132,6 @@ pub enum HeaderMap {
     Response = 2,
 }
 
-/// `envoy_dynamic_module_type_log_level`.
-#[derive(Debug, Clone, Copy)]
-pub enum Level {
-    Trace = 0,
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Critical = 5,
-}
-
 /// The kinds of metric Dial defines (three `define_*` callbacks).
 #[derive(Debug, Clone, Copy)]
 pub enum MetricKind {
@@ -168,64 +157,6 @@ const CONTINUE: u32 = 0;
 
 extern "C" {
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
-
-    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
-        config: *mut c_void,
-        name: ModuleBuffer,
-        label_names: *const ModuleBuffer,
-        label_names_length: usize,
-        id: *mut usize,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
-        config: *mut c_void,
-        name: ModuleBuffer,
-        label_names: *const ModuleBuffer,
-        label_names_length: usize,
-        id: *mut usize,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
-        config: *mut c_void,
-        name: ModuleBuffer,
-        label_names: *const ModuleBuffer,
-        label_names_length: usize,
-        id: *mut usize,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
-        config: *mut c_void,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
-        config: *mut c_void,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
-
-    fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter: *mut c_void,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_set_gauge(
-        filter: *mut c_void,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
-        filter: *mut c_void,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
 
     fn envoy_dynamic_module_callback_http_get_header(
         filter: *mut c_void,
@@ -289,6 +220,58 @@ extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 
+/// Declares the callbacks that define a metric, all of one shape: (configuration, name, label
+/// names and their count, where Envoy writes the id) -> result.
+macro_rules! metric_definitions {
+    ($($callback:ident),+) => {
+        extern "C" {
+            $(fn $callback(
+                config: *mut c_void,
+                name: ModuleBuffer,
+                label_names: *const ModuleBuffer,
+                label_names_length: usize,
+                id: *mut usize,
+            ) -> u32;)+
+        }
+    };
+}
+
+metric_definitions!(
+    envoy_dynamic_module_callback_http_filter_config_define_counter,
+    envoy_dynamic_module_callback_http_filter_config_define_gauge,
+    envoy_dynamic_module_callback_http_filter_config_define_histogram
+);
+
+/// A handle's metric updates: for each `name => callback`, the callback's declaration (all of
+/// one shape: handle, metric id, label values and their count, value -> result) and the
+/// handle's method `name(self, id, value)`, which calls it with no labels (Dial's labels travel
+/// in the metric's name, as in the Wasm build) and says whether Envoy took it. A
+/// configuration's updates and a stream's are the same call on another handle, so one body
+/// serves every one of them.
+macro_rules! metric_updates {
+    ($($handle:ident { $($name:ident => $callback:ident,)+ })+) => {$(
+        extern "C" {
+            $(fn $callback(
+                handle: *mut c_void,
+                id: usize,
+                label_values: *const ModuleBuffer,
+                label_values_length: usize,
+                value: u64,
+            ) -> u32;)+
+        }
+
+        impl $handle {
+            $(pub fn $name(self, id: usize, value: u64) -> bool {
+                // SAFETY: the handle's pointer is Envoy's, live during the hook that handed it
+                // over (a configuration's metrics are updated from its hooks, a stream's from
+                // its own); `id` is one its configuration defined; no labels (null, 0).
+                let result = unsafe { $callback(self.0, id, std::ptr::null(), 0, value) };
+                result == METRICS_SUCCESS
+            })+
+        }
+    )+};
+}
+
 /// `RTLD_DEFAULT` (glibc's and musl's: null): the global scope, where the dynamic linker also
 /// found every callback imported above.
 const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
@@ -333,10 +316,11 @@ pub fn peer_source() -> PeerSource {
     })
 }
 
-/// Writes to Envoy's log (logger `dynamic_modules`).
-pub fn log(level: Level, message: &str) {
+/// Writes to Envoy's log (logger `dynamic_modules`) at `level`, an
+/// `envoy_dynamic_module_type_log_level` (0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 critical).
+pub fn log(level: u32, message: &str) {
     // SAFETY: a live slice Envoy only reads during the call.
-    unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
+    unsafe { envoy_dynamic_module_callback_log(level, ModuleBuffer::of(message.as_bytes())) }
 }
 
 /// Bytes Envoy handed over, borrowed. Null (or empty) is the empty slice.
@@ -470,34 +454,6 @@ impl EnvoyConfig {
         };
         (result == METRICS_SUCCESS).then_some(id)
     }
-
-    pub fn increment(self, id: usize, by: u64) -> bool {
-        // SAFETY: Envoy's live config pointer and an id it gave; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                by,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
-
-    pub fn set_gauge(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
 }
 
 /// Envoy's `DynamicModuleHttpFilter` for one stream, valid during the hook that handed it over
@@ -625,47 +581,17 @@ impl EnvoyFilter {
         // SAFETY: on success, a buffer valid for this hook; parsed at once.
         super::parse_address(unsafe { borrowed(value.ptr, value.length) })
     }
+}
 
-    pub fn increment(self, id: usize, by: u64) -> bool {
-        // SAFETY: Envoy's live filter pointer and an id its config gave; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                by,
-            )
-        };
-        result == METRICS_SUCCESS
+metric_updates! {
+    EnvoyConfig {
+        increment => envoy_dynamic_module_callback_http_filter_config_increment_counter,
+        set_gauge => envoy_dynamic_module_callback_http_filter_config_set_gauge,
     }
-
-    pub fn set_gauge(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_set_gauge(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
-    }
-
-    pub fn record(self, id: usize, value: u64) -> bool {
-        // SAFETY: as `increment`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.0,
-                id,
-                std::ptr::null(),
-                0,
-                value,
-            )
-        };
-        result == METRICS_SUCCESS
+    EnvoyFilter {
+        increment => envoy_dynamic_module_callback_http_filter_increment_counter,
+        set_gauge => envoy_dynamic_module_callback_http_filter_set_gauge,
+        record => envoy_dynamic_module_callback_http_filter_record_histogram_value,
     }
 }
 
@@ -893,123 +819,60 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
 }
 
 // Hooks Envoy 1.40 requires of every HTTP filter module (it refuses a module without them) and
-// Dial has no use for: bodies and trailers pass, callouts and schedulers of a
-// stream are never started (the fleet verdict's belong to the configuration, above).
+// Dial has no use for: bodies and trailers pass, callouts and schedulers of a stream are never
+// started (the fleet verdict's belong to the configuration, above).
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _end_of_stream: bool,
-) -> u32 {
-    CONTINUE
+/// Exports hooks that do nothing: each takes Envoy's stream pointer and Dial's, then the
+/// arguments listed, and returns `CONTINUE` (the stream goes on) or nothing.
+macro_rules! unused_hooks {
+    (returning CONTINUE: $($name:ident($($arg:ident: $ty:ty),* $(,)?);)+) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name(_: *mut c_void, _: *const c_void, $($arg: $ty),*) -> u32 {
+            CONTINUE
+        }
+    )+};
+    (returning nothing: $($name:ident($($arg:ident: $ty:ty),* $(,)?);)+) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name(_: *mut c_void, _: *const c_void, $($arg: $ty),*) {}
+    )+};
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-) -> u32 {
-    CONTINUE
+unused_hooks! { returning CONTINUE:
+    envoy_dynamic_module_on_http_filter_request_body(_end_of_stream: bool);
+    envoy_dynamic_module_on_http_filter_request_trailers();
+    envoy_dynamic_module_on_http_filter_response_body(_end_of_stream: bool);
+    envoy_dynamic_module_on_http_filter_response_trailers();
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _end_of_stream: bool,
-) -> u32 {
-    CONTINUE
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-) -> u32 {
-    CONTINUE
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *mut EnvoyBuffer,
-    _body_chunks_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _stream_id: u64,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _stream_id: u64,
-    _data: *const EnvoyBuffer,
-    _data_count: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _stream_id: u64,
-    _trailers: *mut EnvoyHttpHeader,
-    _trailers_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _stream_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _stream_id: u64,
-    _reason: u32,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-    _event_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _filter_envoy: *mut c_void,
-    _filter: *const c_void,
-) {
+unused_hooks! { returning nothing:
+    envoy_dynamic_module_on_http_filter_http_callout_done(
+        _callout_id: u64,
+        _result: u32,
+        _headers: *mut EnvoyHttpHeader,
+        _headers_size: usize,
+        _body_chunks: *mut EnvoyBuffer,
+        _body_chunks_size: usize,
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_headers(
+        _stream_id: u64,
+        _headers: *mut EnvoyHttpHeader,
+        _headers_size: usize,
+        _end_stream: bool,
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_data(
+        _stream_id: u64,
+        _data: *const EnvoyBuffer,
+        _data_count: usize,
+        _end_stream: bool,
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_trailers(
+        _stream_id: u64,
+        _trailers: *mut EnvoyHttpHeader,
+        _trailers_size: usize,
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_complete(_stream_id: u64);
+    envoy_dynamic_module_on_http_filter_http_stream_reset(_stream_id: u64, _reason: u32);
+    envoy_dynamic_module_on_http_filter_scheduled(_event_id: u64);
+    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark();
+    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark();
 }

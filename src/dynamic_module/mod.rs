@@ -40,16 +40,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use abi::{ConfigScheduler, EnvoyConfig, EnvoyFilter, HeaderMap, Level, MetricKind};
+use abi::{ConfigScheduler, EnvoyConfig, EnvoyFilter, HeaderMap, MetricKind};
 use host::{lock, Metric, NativeHost};
 
+use crate::core::configure::{self, Outcome, Ticks};
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 // The largest fleet answer read; abi.rs names it as `super::MAX_ANSWER_BYTES`, which the native
 // floor (tests/bench/native_floor) defines too.
 use crate::core::fleet::MAX_ANSWER_BYTES;
 use crate::core::logging::{self, HostLogger, Severity};
-use crate::core::runtime::{Answer, FleetQuery, Runtime, Shared, TICK_MILLIS};
+use crate::core::runtime::{Answer, Callouts, FleetQuery, Runtime, Shared, TICK_NANOS};
 use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind};
 use request::NativeRequest;
@@ -85,16 +86,9 @@ fn parse_address(raw: &[u8]) -> Option<IpAddr> {
 
 static LOGGER: HostLogger = HostLogger { write };
 
+/// Envoy numbers its log levels as `Severity` does.
 fn write(severity: Severity, line: &str) {
-    let level = match severity {
-        Severity::Trace => Level::Trace,
-        Severity::Debug => Level::Debug,
-        Severity::Info => Level::Info,
-        Severity::Warn => Level::Warn,
-        Severity::Error => Level::Error,
-        Severity::Critical => Level::Critical,
-    };
-    abi::log(level, line);
+    abi::log(severity as u32, line);
 }
 
 /// Once, when Envoy loads the module: the logger, the panic hook, and which build this is. The
@@ -150,8 +144,8 @@ struct FleetCallouts {
     scheduler: ConfigScheduler,
     /// Queries a tick found due, for the main thread to send.
     due: Mutex<Vec<FleetQuery>>,
-    /// Queries sent: callout id, release, when sent, timeout (ms).
-    sent: Mutex<Vec<(u64, usize, u64, u32)>>,
+    /// Queries sent, by callout id.
+    sent: Mutex<Callouts<u64>>,
 }
 
 /// How a fleet query's callout ended, as Envoy told the configuration.
@@ -175,13 +169,13 @@ fn kind_of(kind: Kind) -> MetricKind {
     }
 }
 
-/// Whether this configuration is the first to be applied (or refused) since another was: the
-/// policy counters count configurations, as in the Wasm build.
-fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
-    let key = format!("{}.{outcome}", shared.prefix);
-    match host::shared(&key) {
-        (Some(seen), _) if seen == shared.fingerprint => false,
-        (_, cas) => host::set_shared(&key, &shared.fingerprint, cas),
+/// Counts `outcome` in `counter` if this is the first filter configuration to have it for this
+/// configuration (`configure::first_to_apply`: the policy counters count configurations).
+fn count_outcome(envoy: EnvoyConfig, shared: &Shared, outcome: Outcome, counter: Option<usize>) {
+    if configure::first_to_apply(&mut NativeHost::new(envoy, &[]), shared, outcome) {
+        if let Some(id) = counter {
+            envoy.increment(id, 1);
+        }
     }
 }
 
@@ -192,61 +186,45 @@ fn env_var(name: &str) -> Option<String> {
 
 /// A filter configuration arrives (main thread): parse and check the policy, define its
 /// metrics. `None` refuses it: Envoy then refuses the listener (at startup it exits; on an
-/// update the previous configuration keeps serving).
+/// update the previous configuration keeps serving). A refusal counts as one, whatever refused
+/// it (the policy, or Envoy's metrics or scheduler), as in the Wasm build.
 fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Config>> {
     let filter_name = String::from_utf8_lossy(name);
     let shared = Shared::for_configuration(&filter_name, bytes);
     let [loads, rejections] =
         stats::policy_counters().map(|m| envoy.define(kind_of(m.kind), &m.name));
-    let engine = match Engine::from_config_in(bytes, Environment::proxy(&env_var)) {
-        Ok(engine) => engine,
+    match load(envoy, bytes, &shared) {
+        Ok(config) => {
+            count_outcome(envoy, &shared, Outcome::Loaded, loads);
+            Some(Arc::new(config))
+        }
         Err(e) => {
             log::error!("dial: {e}");
-            if first_to_apply("rejected", &shared) {
-                if let Some(id) = rejections {
-                    envoy.increment(id, 1);
-                }
-            }
-            return None;
+            count_outcome(envoy, &shared, Outcome::Rejected, rejections);
+            None
         }
-    };
+    }
+}
+
+/// The configuration `bytes` in force, its first tick run, or why it cannot be.
+fn load(envoy: EnvoyConfig, bytes: &[u8], shared: &Shared) -> Result<Config, String> {
+    let engine =
+        Engine::from_config_in(bytes, Environment::proxy(&env_var)).map_err(|e| e.to_string())?;
     let mut metrics = Vec::with_capacity(engine.catalog.metrics.len());
     for m in &engine.catalog.metrics {
-        let Some(id) = envoy.define(kind_of(m.kind), &m.name) else {
-            log::error!("dial: cannot define metric {}", m.name);
-            return None;
-        };
+        let id = envoy
+            .define(kind_of(m.kind), &m.name)
+            .ok_or_else(|| format!("cannot define metric {}", m.name))?;
         metrics.push(Metric {
             id,
             mirror: (m.kind == Kind::Counter).then(|| host::mirror(&m.name)),
         });
     }
-    log::info!("{}", engine.loaded_message(metrics.len()));
-    if first_to_apply("loaded", &shared) {
-        if let Some(id) = loads {
-            envoy.increment(id, 1);
-        }
-    }
-    // A first tick right away, so the gauges are set before any traffic (as in the Wasm build).
-    let mut runtime = Runtime::new(&engine);
-    let now = now_nanos();
-    runtime.on_tick(&engine, &mut NativeHost::new(envoy, &metrics), now, &shared);
-    let progresses = engine
-        .policy
-        .releases
-        .iter()
-        .any(|r| r.ramp.is_some() || r.guard.is_some());
-    let tripped = AtomicU64::new(runtime.tripped());
-    let asks_the_fleet = engine
-        .policy
-        .releases
-        .iter()
-        .any(|r| r.guard.as_ref().is_some_and(|g| g.fleet.is_some()));
-    let fleet = if asks_the_fleet {
-        let Some(scheduler) = envoy.scheduler() else {
-            log::error!("dial: Envoy gave no scheduler for the fleet verdict's queries");
-            return None;
-        };
+    let ticks = Ticks::of(&engine);
+    let fleet = if ticks.asks_the_fleet {
+        let scheduler = envoy
+            .scheduler()
+            .ok_or("Envoy gave no scheduler for the fleet verdict's queries")?;
         Some(FleetCallouts {
             scheduler,
             due: Mutex::default(),
@@ -255,27 +233,23 @@ fn config_new(envoy: EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<Confi
     } else {
         None
     };
-    let ticker = progresses.then(|| Ticker {
+    log::info!("{}", engine.loaded_message(metrics.len()));
+    let now = now_nanos();
+    let host = &mut NativeHost::new(envoy, &metrics);
+    let runtime = configure::start(&engine, host, Some(now), shared);
+    let tripped = AtomicU64::new(runtime.tripped());
+    let ticker = ticks.needed().then(|| Ticker {
         runtime: Mutex::new(runtime),
-        shared,
-        // The first tick on the request path comes at once: it asks the fleet at once.
-        next: AtomicU64::new(if asks_the_fleet {
-            now
-        } else {
-            now + tick_nanos()
-        }),
+        shared: shared.clone(),
+        next: AtomicU64::new(ticks.first_due(now)),
         fleet,
     });
-    Some(Arc::new(Config {
+    Ok(Config {
         engine,
         metrics,
         tripped,
         ticker,
-    }))
-}
-
-fn tick_nanos() -> u64 {
-    u64::from(TICK_MILLIS) * 1_000_000
+    })
 }
 
 impl Config {
@@ -288,7 +262,12 @@ impl Config {
         if now < due
             || ticker
                 .next
-                .compare_exchange(due, now + tick_nanos(), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    due,
+                    now.saturating_add(TICK_NANOS),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_err()
         {
             return;
@@ -307,13 +286,15 @@ impl Config {
         }
     }
 
+    /// The ticker and its fleet queries, for a policy that asks the fleet.
+    fn fleet(&self) -> Option<(&Ticker, &FleetCallouts)> {
+        let ticker = self.ticker.as_ref()?;
+        Some((ticker, ticker.fleet.as_ref()?))
+    }
+
     /// On the main thread: sends the fleet queries found due.
     fn send_fleet_queries(&self, envoy: EnvoyConfig) {
-        let Some((ticker, fleet)) = self
-            .ticker
-            .as_ref()
-            .and_then(|t| Some((t, t.fleet.as_ref()?)))
-        else {
+        let Some((ticker, fleet)) = self.fleet() else {
             return;
         };
         let due = std::mem::take(&mut *lock(&fleet.due));
@@ -323,40 +304,24 @@ impl Config {
         let now = now_nanos();
         let mut runtime = lock(&ticker.runtime);
         let mut host = NativeHost::new(envoy, &self.metrics);
-        for q in due {
-            let sent = envoy.http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis);
-            match sent {
-                Ok(id) => lock(&fleet.sent).push((id, q.release, now, q.timeout_millis)),
-                Err(refused) => log::warn!(
-                    "dial: cannot send the fleet query to cluster {}: {refused:?}",
-                    q.cluster
-                ),
-            }
-            runtime.fleet_sent(&self.engine, &mut host, q.release, sent.is_ok(), now);
-        }
+        runtime.send_fleet_queries(&self.engine, &mut host, due, now, |q| {
+            envoy
+                .http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis)
+                .map(|id| lock(&fleet.sent).sent(id, q, now))
+        });
         self.tripped.store(runtime.tripped(), Ordering::Release);
     }
 
     /// On the main thread: a fleet query's answer (or its failure), judged by the core.
     fn on_fleet_answer(&self, envoy: EnvoyConfig, id: u64, callout: Callout, body: &[u8]) {
-        let Some((ticker, fleet)) = self
-            .ticker
-            .as_ref()
-            .and_then(|t| Some((t, t.fleet.as_ref()?)))
-        else {
+        let Some((ticker, fleet)) = self.fleet() else {
             return;
         };
-        let found = {
-            let mut sent = lock(&fleet.sent);
-            sent.iter()
-                .position(|c| c.0 == id)
-                .map(|at| sent.swap_remove(at))
-        };
-        let Some((_, release, sent_at, timeout_millis)) = found else {
+        let Some(sent) = lock(&fleet.sent).answered(id) else {
             return;
         };
         let now = now_nanos();
-        let late = now.saturating_sub(sent_at) >= u64::from(timeout_millis) * 1_000_000;
+        let late = sent.late(now);
         let answer = match callout {
             Callout::Response { status, body_size } => {
                 Answer::of_response(status, late, body_size, body)
@@ -368,7 +333,7 @@ impl Config {
         runtime.on_fleet_answer(
             &self.engine,
             &mut NativeHost::new(envoy, &self.metrics),
-            release,
+            sent.release,
             answer,
             now,
             Some(&ticker.shared),

@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
 use crate::core::host::{Host, MetricIndex};
+use crate::core::logging::Severity;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -15,24 +16,10 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> Status;
-    fn proxy_replace_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> Status;
     fn proxy_remove_header_map_value(
         map_type: MapType,
         key_data: *const u8,
         key_size: usize,
-    ) -> Status;
-    fn proxy_add_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
     ) -> Status;
     fn proxy_get_property(
         path_data: *const u8,
@@ -79,8 +66,28 @@ extern "C" {
         name_size: usize,
         return_id: *mut u32,
     ) -> Status;
-    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
+    /// `level` is proxy-wasm's `LogLevel`, which `Severity` numbers alike.
+    fn proxy_log(level: Severity, message_data: *const u8, message_size: usize) -> Status;
 }
+
+/// Declares the host calls that write a header value (map, name, value): replacing every value
+/// and adding one take the same arguments.
+macro_rules! header_value_writes {
+    ($($name:ident),+) => {
+        #[link(wasm_import_module = "env")]
+        extern "C" {
+            $(fn $name(
+                map_type: MapType,
+                key_data: *const u8,
+                key_size: usize,
+                value_data: *const u8,
+                value_size: usize,
+            ) -> Status;)+
+        }
+    };
+}
+
+header_value_writes!(proxy_replace_header_map_value, proxy_add_header_map_value);
 
 fn ok(status: Status) -> Result<(), Status> {
     match status {
@@ -247,7 +254,7 @@ pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
 }
 
 /// Writes to Envoy's log. A failure cannot be reported anywhere, so it is ignored.
-pub fn log(level: LogLevel, message: &str) {
+pub fn log(level: Severity, message: &str) {
     // SAFETY: pointer and length of a live slice, only read by the host.
     let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }

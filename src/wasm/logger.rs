@@ -3,24 +3,10 @@
 //! these never panic. The panic hook is what an operator sees when a VM traps: the message and
 //! where, logged as critical before the trap, instead of a bare `unreachable`.
 
-use proxy_wasm::types::LogLevel;
-
 use super::host;
-use crate::core::logging::{self, HostLogger, Severity};
+use crate::core::logging::{self, HostLogger};
 
-static LOGGER: HostLogger = HostLogger { write };
-
-fn write(severity: Severity, line: &str) {
-    let level = match severity {
-        Severity::Trace => LogLevel::Trace,
-        Severity::Debug => LogLevel::Debug,
-        Severity::Info => LogLevel::Info,
-        Severity::Warn => LogLevel::Warn,
-        Severity::Error => LogLevel::Error,
-        Severity::Critical => LogLevel::Critical,
-    };
-    host::log(level, line);
-}
+static LOGGER: HostLogger = HostLogger { write: host::log };
 
 /// Installs the logger (info and above) and the panic hook, once per VM.
 pub fn install() {

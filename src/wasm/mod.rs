@@ -15,11 +15,12 @@ use std::rc::Rc;
 use proxy_wasm::traits::{HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
 
+use crate::core::configure::{self, Outcome, Ticks};
 use crate::core::decide::Context;
 use crate::core::exchange::{Engine, Exchange};
 use crate::core::fleet::MAX_ANSWER_BYTES;
 use crate::core::request::{SerializedHeaders, SerializedRequest};
-use crate::core::runtime::{Answer, Runtime, Shared, TICK_MILLIS};
+use crate::core::runtime::{Answer, Callouts, Runtime, Shared};
 use crate::core::secret::Environment;
 use crate::core::stats::{self, Kind, Metric};
 use host::WasmHost;
@@ -37,8 +38,8 @@ struct DialRoot {
     loaded: Option<Rc<Loaded>>,
     /// The guards' windows and the gauges, for the policy in force.
     runtime: Option<(Runtime, Shared)>,
-    /// This VM's fleet queries in flight: token, release, when sent, timeout (ms).
-    callouts: Vec<(u32, usize, u64, u32)>,
+    /// This VM's fleet queries in flight, by the host's token.
+    callouts: Callouts<u32>,
 }
 
 /// A policy in force, with its metrics defined in the host.
@@ -90,18 +91,11 @@ fn define(metric: &Metric) -> Result<u32, String> {
         .map_err(|status| format!("cannot define metric {}: {status:?}", metric.name))
 }
 
-/// Whether this VM is the first to apply (or refuse) this exact configuration. Envoy configures
-/// the plugin in several VMs (the base one, the main thread's, each worker's); the policy
-/// counters count configurations, not VMs. Shared data is keyed by vm_id, which Istio leaves
-/// empty, so the key carries Dial's name and the plugin's.
-fn first_to_apply(outcome: &str, shared: &Shared) -> bool {
-    let key = format!("{}.{outcome}", shared.prefix);
-    let fingerprint = &shared.fingerprint;
-    match host::shared_data(&key) {
-        Ok((Some(seen), _)) if &seen == fingerprint => false,
-        // A CAS mismatch means another VM recorded it first.
-        Ok((_, cas)) => host::set_shared_data(&key, fingerprint, cas).unwrap_or(false),
-        Err(_) => true,
+/// Counts `outcome` in `counter` if this VM is the first to have it for this configuration
+/// (`configure::first_to_apply`: the policy counters count configurations, not VMs).
+fn count_outcome(shared: &Shared, outcome: Outcome, counter: Option<u32>) {
+    if configure::first_to_apply(&mut WasmHost { metric_ids: &[] }, shared, outcome) {
+        increment(counter);
     }
 }
 
@@ -139,15 +133,13 @@ impl proxy_wasm::traits::Context for DialRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(at) = self.callouts.iter().position(|c| c.0 == token_id) else {
+        let Some(sent) = self.callouts.answered(token_id) else {
             return;
         };
-        let (_, release, sent, timeout_millis) = self.callouts.swap_remove(at);
         let (Some(loaded), Some((runtime, shared))) = (&self.loaded, &mut self.runtime) else {
             return;
         };
-        let now = host::now_nanos().unwrap_or(sent);
-        let late = now.saturating_sub(sent) >= u64::from(timeout_millis) * 1_000_000;
+        let now = host::now_nanos().unwrap_or(sent.at);
         let body = if num_headers == 0 || body_size > MAX_ANSWER_BYTES {
             Vec::new()
         } else {
@@ -160,11 +152,11 @@ impl proxy_wasm::traits::Context for DialRoot {
                 .ok()
                 .flatten()
         };
-        let answer = Answer::of_response(status.as_deref(), late, body_size, &body);
+        let answer = Answer::of_response(status.as_deref(), sent.late(now), body_size, &body);
         runtime.on_fleet_answer(
             &loaded.engine,
             &mut loaded.host(),
-            release,
+            sent.release,
             answer,
             now,
             Some(shared),
@@ -209,23 +201,14 @@ impl RootContext for DialRoot {
         match loaded {
             Ok(loaded) => {
                 log::info!("{}", loaded.engine.loaded_message(loaded.metric_ids.len()));
-                if first_to_apply("loaded", &shared) {
-                    increment(loads);
-                }
-                // Ticks judge the guards and keep the gauges current. The first one comes right
-                // away, so the gauges are set before any traffic; a policy with no ramp and no
-                // guard needs no other (its weights never change).
-                let mut runtime = Runtime::new(&loaded.engine);
-                if let Ok(now) = host::now_nanos() {
-                    runtime.on_tick(&loaded.engine, &mut loaded.host(), now, &shared);
-                }
-                let progresses = loaded
-                    .engine
-                    .policy
-                    .releases
-                    .iter()
-                    .any(|r| r.ramp.is_some() || r.guard.is_some());
-                let period = if progresses { TICK_MILLIS } else { 0 };
+                count_outcome(&shared, Outcome::Loaded, loads);
+                let runtime = configure::start(
+                    &loaded.engine,
+                    &mut loaded.host(),
+                    host::now_nanos().ok(),
+                    &shared,
+                );
+                let period = Ticks::of(&loaded.engine).every_millis;
                 if let Err(status) = host::set_tick_period(period) {
                     log::warn!("dial: cannot set the tick period: {status:?}");
                 }
@@ -237,9 +220,7 @@ impl RootContext for DialRoot {
             }
             Err(e) => {
                 log::error!("dial: {e}");
-                if first_to_apply("rejected", &shared) {
-                    increment(rejections);
-                }
+                count_outcome(&shared, Outcome::Rejected, rejections);
                 false
             }
         }
@@ -260,25 +241,12 @@ impl RootContext for DialRoot {
         loaded.tripped.set(runtime.tripped());
         // The fleet's verdict: at most one query per proxy per `every` (the worker that wins
         // the turn asks), answered in on_http_call_response, never on the request path.
-        for q in runtime.fleet_due(&loaded.engine, &mut loaded.host(), now, shared) {
-            let sent = host::http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis);
-            match sent {
-                Ok(token) => self
-                    .callouts
-                    .push((token, q.release, now, q.timeout_millis)),
-                Err(status) => log::warn!(
-                    "dial: cannot send the fleet query to cluster {}: {status:?}",
-                    q.cluster
-                ),
-            }
-            runtime.fleet_sent(
-                &loaded.engine,
-                &mut loaded.host(),
-                q.release,
-                sent.is_ok(),
-                now,
-            );
-        }
+        let due = runtime.fleet_due(&loaded.engine, &mut loaded.host(), now, shared);
+        let callouts = &mut self.callouts;
+        runtime.send_fleet_queries(&loaded.engine, &mut loaded.host(), due, now, |q| {
+            host::http_get(&q.cluster, &q.authority, &q.path, q.timeout_millis)
+                .map(|token| callouts.sent(token, q, now))
+        });
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -1,5 +1,4 @@
 use super::*;
-use crate::core::guard::SlowRate;
 
 const S: u64 = 1_000_000_000;
 
@@ -16,16 +15,8 @@ fn fleet() -> Fleet {
 
 fn guard() -> Guard {
     Guard {
-        subset: 1,
-        fallback: 0,
-        window: 10 * S,
-        min_requests: 20,
-        max_error_rate: Some(0.05),
-        max_slow_rate: Some(SlowRate {
-            over_ms: 800,
-            rate: 0.01,
-        }),
         fleet: Some(fleet()),
+        ..crate::core::guard::tests::guard()
     }
 }
 

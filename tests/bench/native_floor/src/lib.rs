@@ -21,7 +21,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use abi::{EnvoyConfig, EnvoyFilter, EnvoyHttpHeader, HeaderMap, Level, MetricKind};
+use abi::{EnvoyConfig, EnvoyFilter, EnvoyHttpHeader, HeaderMap, MetricKind};
+
+/// `envoy_dynamic_module_type_log_level_Error`.
+const ERROR: u32 = 4;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Call {
@@ -113,7 +116,7 @@ fn config_new(envoy: EnvoyConfig, _name: &[u8], config: &[u8]) -> Option<Arc<Con
             "record" => Call::Record,
             "read-status" => Call::ReadStatus,
             other => {
-                abi::log(Level::Error, &format!("floor: unknown call {other:?}"));
+                abi::log(ERROR, &format!("floor: unknown call {other:?}"));
                 return None;
             }
         });
