@@ -54,6 +54,21 @@ impl Checker<'_> {
             .push(Problem::new(path, kind, Some(value.into()), message));
     }
 
+    /// A whole number that must be `min` or more: false, with the problem recorded, when it is
+    /// not. `what` opens the message ("weight ", or nothing where the path says it).
+    pub fn at_least(&mut self, path: JsonPath, what: &str, value: i64, min: i64) -> bool {
+        if value >= min {
+            return true;
+        }
+        self.fail_number(
+            path,
+            ProblemKind::OutOfRange,
+            value,
+            format!("{what}must be {min} or more, got {value}"),
+        );
+        false
+    }
+
     /// Records a problem about an object or a combination of fields, with no one value to show.
     pub fn fail_here(&mut self, path: JsonPath, kind: ProblemKind, message: impl Into<String>) {
         self.problems.push(Problem::new(path, kind, None, message));

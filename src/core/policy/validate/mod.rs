@@ -12,6 +12,7 @@ mod progress;
 mod release;
 mod rules;
 mod scope;
+mod subsets;
 
 use super::error::{quote, JsonPath, PolicyError, ProblemKind};
 use super::raw::RawPolicy;
