@@ -111,6 +111,12 @@ pub struct Problem {
     /// The offending value as written, where there is one.
     pub value: Option<Value>,
     pub message: String,
+    /// Where the problem is in the policy text, as a byte offset: where the value at `path`
+    /// starts, or the object that misses it; `None` for text that is not JSON (the message has
+    /// serde_json's line and column). Set by `Policy::parse_in`, away from the proxy: the Wasm
+    /// module's log lines name the path alone, and its size budget has no room for it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub at: Option<u32>,
 }
 
 impl Problem {
@@ -125,6 +131,8 @@ impl Problem {
             kind,
             value,
             message: message.into(),
+            #[cfg(not(target_arch = "wasm32"))]
+            at: None,
         }
     }
 }

@@ -1,6 +1,10 @@
 //! JSON text to a tree, refusing an object that names a key twice. serde_json's own `Value`
 //! keeps the last of two equal keys without a word; in a policy, `"weight": 10, ..., "weight":
 //! 90` is a mistake to report, not to guess at. Every repeated key is reported, by its path.
+//! Where in the text a problem is, `places` says, away from the proxy.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod places;
 
 use std::cell::RefCell;
 use std::fmt;
