@@ -58,6 +58,24 @@ impl fmt::Display for JsonPath {
     }
 }
 
+/// Where a node of a JSON tree being read sits, turned into a JSON path only if a message
+/// needs it (both JSON readers track it).
+pub enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    pub fn path(&self) -> JsonPath {
+        match self {
+            At::Root => JsonPath::root(),
+            At::Key(parent, key) => parent.path().key(key),
+            At::Index(parent, i) => parent.path().index(*i),
+        }
+    }
+}
+
 /// What is wrong, as a category a tool can match on; the message says the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {

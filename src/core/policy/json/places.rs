@@ -14,8 +14,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::At;
-use crate::core::policy::error::{JsonPath, PolicyError, ProblemKind, Segment};
+use crate::core::policy::error::{At, JsonPath, PolicyError, ProblemKind, Segment};
 
 /// serde_json's nesting limit: deeper text is refused by it, so it is refused here too (and the
 /// recursion below stays bounded).

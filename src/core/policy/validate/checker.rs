@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::MIN_TOKEN_LEN;
+use super::limits::MIN_TOKEN_LEN;
 use crate::core::policy::error::{quote, JsonPath, Problem, ProblemKind};
 use crate::core::policy::raw::RawSecret;
 use crate::core::secret::{is_variable_name, Environment, Secret, MAX_VARIABLE_LEN};

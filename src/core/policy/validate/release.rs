@@ -1,11 +1,9 @@
 //! One release: its name, scope, subsets and weights, key sources, and each of its parts.
 
 use super::checker::Checker;
+use super::limits::{MAX_SUBSETS, MAX_WEIGHT_TOTAL};
 use super::subsets::SubsetRefs;
-use super::{
-    bucketing, keyless, lanes, mirror, override_, progress, rules, scope, MAX_SUBSETS,
-    MAX_WEIGHT_TOTAL,
-};
+use super::{bucketing, keyless, lanes, mirror, override_, progress, rules, scope};
 use crate::core::bucket::Salted;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawKeySource, RawRelease, RawSubset};
