@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use dial::core::policy::{Policy, PolicyError, Problem, ProblemKind, Segment};
+use dial::core::policy::{self, Policy, PolicyError, Problem, ProblemKind, Segment};
 use saphyr_parser::ScalarStyle;
 
 use crate::allow::{self, Marker};
@@ -973,19 +973,27 @@ fn base64(text: &str) -> Option<Vec<u8>> {
 impl Found {
     /// Where in the file a problem of this policy is.
     pub fn position(&self, problem: &Problem) -> Position {
-        // serde_json's own line and column for invalid JSON; the path's value otherwise.
-        match problem.kind {
-            ProblemKind::InvalidJson => {
+        // serde_json's own line and column for invalid JSON; where the core placed it otherwise.
+        match (problem.kind, problem.at) {
+            (ProblemKind::InvalidJson, _) => {
                 let (line, column) = json_error_at(&problem.message).unwrap_or((1, 1));
                 self.place_in_file(line, column, problem.path.segments())
             }
-            _ => self.position_at(problem.path.segments()),
+            (_, Some(at)) => self.place_offset(at, problem.path.segments()),
+            (_, None) => self.position_at(problem.path.segments()),
         }
     }
 
     /// Where in the file the value at a JSON path of this policy is (or its deepest ancestor).
     pub fn position_at(&self, path: &[Segment]) -> Position {
-        let (line, column) = locate::locate(&self.text, path);
+        let at = policy::offset_of(&self.text, path).unwrap_or(0);
+        self.place_offset(at, path)
+    }
+
+    /// A byte offset into the policy's text (the value at `path`), in the file.
+    fn place_offset(&self, at: u32, path: &[Segment]) -> Position {
+        let offset = usize::try_from(at).unwrap_or(usize::MAX);
+        let (line, column) = locate::line_column(&self.text, offset);
         self.place_in_file(line, column, path)
     }
 

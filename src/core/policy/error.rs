@@ -58,6 +58,24 @@ impl fmt::Display for JsonPath {
     }
 }
 
+/// Where a node of a JSON tree being read sits, turned into a JSON path only if a message
+/// needs it (both JSON readers track it).
+pub enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    pub fn path(&self) -> JsonPath {
+        match self {
+            At::Root => JsonPath::root(),
+            At::Key(parent, key) => parent.path().key(key),
+            At::Index(parent, i) => parent.path().index(*i),
+        }
+    }
+}
+
 /// What is wrong, as a category a tool can match on; the message says the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
@@ -111,6 +129,12 @@ pub struct Problem {
     /// The offending value as written, where there is one.
     pub value: Option<Value>,
     pub message: String,
+    /// Where the problem is in the policy text, as a byte offset: where the value at `path`
+    /// starts, or the object that misses it; `None` for text that is not JSON (the message has
+    /// serde_json's line and column). Set by `Policy::parse_in`, away from the proxy: the Wasm
+    /// module's log lines name the path alone, and its size budget has no room for it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub at: Option<u32>,
 }
 
 impl Problem {
@@ -125,6 +149,8 @@ impl Problem {
             kind,
             value,
             message: message.into(),
+            #[cfg(not(target_arch = "wasm32"))]
+            at: None,
         }
     }
 }

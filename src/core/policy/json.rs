@@ -1,6 +1,10 @@
 //! JSON text to a tree, refusing an object that names a key twice. serde_json's own `Value`
 //! keeps the last of two equal keys without a word; in a policy, `"weight": 10, ..., "weight":
 //! 90` is a mistake to report, not to guess at. Every repeated key is reported, by its path.
+//! Where in the text a problem is, `places` says, away from the proxy.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod places;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -8,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::error::{JsonPath, PolicyError, Problem, ProblemKind};
+use super::error::{At, PolicyError, Problem, ProblemKind};
 
 /// The bytes as a JSON tree, or the problems: invalid JSON (at "$", with the line and column
 /// serde_json stopped at), or every repeated key (at its path).
@@ -41,23 +45,6 @@ fn invalid_json(e: serde_json::Error) -> PolicyError {
         ProblemKind::InvalidJson,
         format!("invalid JSON at line {line} column {column}: {what}"),
     )
-}
-
-/// Where a node sits, turned into a JSON path only if it is needed for a message.
-enum At<'a> {
-    Root,
-    Key(&'a At<'a>, &'a str),
-    Index(&'a At<'a>, usize),
-}
-
-impl At<'_> {
-    fn path(&self) -> JsonPath {
-        match self {
-            At::Root => JsonPath::root(),
-            At::Key(parent, key) => parent.path().key(key),
-            At::Index(parent, i) => parent.path().index(*i),
-        }
-    }
 }
 
 /// Builds one node of the tree (and, through itself, its children).

@@ -129,10 +129,34 @@ impl Policy {
     }
 
     /// The same, reading `{"fromEnv": ...}` secrets from `env`.
+    #[cfg(target_arch = "wasm32")]
     pub fn parse_in(bytes: &[u8], env: Environment) -> Result<Policy, PolicyError> {
+        Policy::read(bytes, env)
+    }
+
+    /// The same, reading `{"fromEnv": ...}` secrets from `env`; each problem of a refused
+    /// policy is placed in its text (`Problem::at`). The module places nothing: its log lines
+    /// name each problem by its path.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn parse_in(bytes: &[u8], env: Environment) -> Result<Policy, PolicyError> {
+        Policy::read(bytes, env).map_err(|mut e| {
+            json::places::place(&mut e, bytes);
+            e
+        })
+    }
+
+    /// Both phases.
+    fn read(bytes: &[u8], env: Environment) -> Result<Policy, PolicyError> {
         let raw = raw::parse(bytes)?;
         validate::validate(raw, env)
     }
+}
+
+/// The offset in the policy `text` of the value at `path`, or of its deepest ancestor present
+/// (where a problem at that path is placed); `None` if the text is not JSON.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn offset_of(text: &[u8], path: &[Segment]) -> Option<u32> {
+    json::places::offset_of(text, path)
 }
 
 impl Release {

@@ -13,7 +13,7 @@
 use serde_json::{Number, Value};
 
 use super::error::{JsonPath, PolicyError, ProblemKind};
-use super::reader::{boolean, integer, number, secret, string, strings, Object, Reader};
+use super::reader::{boolean, integer, number, string, strings, Object, Reader};
 
 #[derive(Debug, Default)]
 pub struct RawPolicy {
@@ -183,6 +183,23 @@ pub struct RawFleet {
 pub struct RawSlowRate {
     pub over_ms: i64,
     pub rate: Number,
+}
+
+/// A secret field: the value itself, or `{"fromEnv": "NAME"}`. A problem inside the object
+/// keeps no value: a field written there by mistake may hold the secret.
+pub fn secret(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawSecret> {
+    match v {
+        Value::String(s) => Some(RawSecret::Inline(std::mem::take(s))),
+        Value::Object(_) => {
+            let before = r.problems.len();
+            let read = r.object(v, path, |r, o| r.required(o, "fromEnv", string));
+            for p in r.problems.iter_mut().skip(before) {
+                p.value = None;
+            }
+            read.map(RawSecret::FromEnv)
+        }
+        _ => r.wrong_type(v, path, "a string or {\"fromEnv\": \"VARIABLE\"}"),
+    }
 }
 
 /// Phase one: bytes to `RawPolicy`, or every problem found, each located by JSON path.

@@ -7,7 +7,6 @@
 use serde_json::{Map, Number, Value};
 
 use super::error::{quote, JsonPath, Problem, ProblemKind, Segment};
-use super::raw::RawSecret;
 
 /// Fields that hold secrets: a problem with one never repeats its value.
 const SECRET_FIELDS: [&str; 3] = ["token", "secret", "previousSecret"];
@@ -43,7 +42,7 @@ impl Reader {
         self.problems.push(Problem::new(path, kind, None, message));
     }
 
-    fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
+    pub fn wrong_type<T>(&mut self, v: &Value, path: &JsonPath, expected: &str) -> Option<T> {
         self.report_wrong_type(v, path, expected);
         None
     }
@@ -206,23 +205,6 @@ pub fn string(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<String> 
         // would otherwise sit in linear memory twice (which never shrinks).
         Value::String(s) => Some(std::mem::take(s)),
         _ => r.wrong_type(v, path, "a string"),
-    }
-}
-
-/// A secret field: the value itself, or `{"fromEnv": "NAME"}`. A problem inside the object
-/// keeps no value: a field written there by mistake may hold the secret.
-pub fn secret(r: &mut Reader, v: &mut Value, path: &JsonPath) -> Option<RawSecret> {
-    match v {
-        Value::String(s) => Some(RawSecret::Inline(std::mem::take(s))),
-        Value::Object(_) => {
-            let before = r.problems.len();
-            let read = r.object(v, path, |r, o| r.required(o, "fromEnv", string));
-            for p in r.problems.iter_mut().skip(before) {
-                p.value = None;
-            }
-            read.map(RawSecret::FromEnv)
-        }
-        _ => r.wrong_type(v, path, "a string or {\"fromEnv\": \"VARIABLE\"}"),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::MIN_TOKEN_LEN;
+use super::limits::MIN_TOKEN_LEN;
 use crate::core::policy::error::{quote, JsonPath, Problem, ProblemKind};
 use crate::core::policy::raw::RawSecret;
 use crate::core::secret::{is_variable_name, Environment, Secret, MAX_VARIABLE_LEN};
@@ -52,6 +52,21 @@ impl Checker<'_> {
     ) {
         self.problems
             .push(Problem::new(path, kind, Some(value.into()), message));
+    }
+
+    /// A whole number that must be `min` or more: false, with the problem recorded, when it is
+    /// not. `what` opens the message ("weight ", or nothing where the path says it).
+    pub fn at_least(&mut self, path: JsonPath, what: &str, value: i64, min: i64) -> bool {
+        if value >= min {
+            return true;
+        }
+        self.fail_number(
+            path,
+            ProblemKind::OutOfRange,
+            value,
+            format!("{what}must be {min} or more, got {value}"),
+        );
+        false
     }
 
     /// Records a problem about an object or a combination of fields, with no one value to show.

@@ -1,8 +1,8 @@
 //! `whenNoKey`: a fixed subset, or a sticky cookie Dial mints for anonymous users.
 
 use super::checker::Checker;
-use super::release::SubsetRefs;
-use super::MAX_COOKIE_AGE;
+use super::limits::MAX_COOKIE_AGE;
+use super::subsets::SubsetRefs;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawStickyCookie, RawWhenNoKey};
 use crate::core::policy::WhenNoKey;

@@ -2,7 +2,7 @@
 //! or follows lanes, their maximum age, the base subset, and each subset's lane.
 
 use super::checker::Checker;
-use super::release::SubsetRefs;
+use super::subsets::SubsetRefs;
 use crate::core::lane::{is_lane_name, Lanes, DEFAULT_MEMBER};
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::RawLanes;

@@ -6,12 +6,14 @@ mod bucketing;
 mod checker;
 mod keyless;
 mod lanes;
+mod limits;
 mod mirror;
 mod override_;
 mod progress;
 mod release;
 mod rules;
 mod scope;
+mod subsets;
 
 use super::error::{quote, JsonPath, PolicyError, ProblemKind};
 use super::raw::RawPolicy;
@@ -20,14 +22,7 @@ use super::{
 };
 use crate::core::secret::Environment;
 use checker::Checker;
-
-/// Bounds that keep the per-request work and the stats cardinality small.
-pub const MAX_RELEASES: usize = 64;
-pub const MAX_SUBSETS: usize = 16;
-pub const MAX_WEIGHT_TOTAL: i64 = 1_000_000;
-/// Browsers cap cookie lifetimes at 400 days.
-pub const MAX_COOKIE_AGE: i64 = 400 * 24 * 3600;
-pub const MIN_TOKEN_LEN: usize = 16;
+use limits::MAX_RELEASES;
 
 pub fn validate(raw: RawPolicy, env: Environment) -> Result<Policy, PolicyError> {
     let mut c = Checker {

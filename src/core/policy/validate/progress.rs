@@ -3,7 +3,7 @@
 use serde_json::Number;
 
 use super::checker::Checker;
-use super::release::SubsetRefs;
+use super::subsets::SubsetRefs;
 use crate::core::fleet::{Fleet, DEFAULT_PATH};
 use crate::core::guard::{Guard, SlowRate};
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
@@ -180,28 +180,14 @@ pub fn guard(c: &mut Checker, path: &JsonPath, raw: RawGuard, refs: &SubsetRefs)
             None
         }
     };
-    if raw.min_requests < 1 {
-        c.fail_number(
-            path.key("minRequests"),
-            ProblemKind::OutOfRange,
-            raw.min_requests,
-            format!("must be 1 or more, got {}", raw.min_requests),
-        );
-    }
+    c.at_least(path.key("minRequests"), "", raw.min_requests, 1);
     let max_error_rate = raw
         .max_error_rate
         .as_ref()
         .and_then(|r| rate(c, &path.key("maxErrorRate"), r));
     let max_slow_rate = raw.max_slow_rate.and_then(|s| {
         let sp = path.key("maxSlowRate");
-        if s.over_ms < 1 {
-            c.fail_number(
-                sp.key("overMs"),
-                ProblemKind::OutOfRange,
-                s.over_ms,
-                format!("must be 1 or more, got {}", s.over_ms),
-            );
-        }
+        c.at_least(sp.key("overMs"), "", s.over_ms, 1);
         let r = rate(c, &sp.key("rate"), &s.rate)?;
         Some(SlowRate {
             over_ms: u64::try_from(s.over_ms).ok()?,

@@ -1,10 +1,9 @@
 //! One release: its name, scope, subsets and weights, key sources, and each of its parts.
 
 use super::checker::Checker;
-use super::{
-    bucketing, keyless, lanes, mirror, override_, progress, rules, scope, MAX_SUBSETS,
-    MAX_WEIGHT_TOTAL,
-};
+use super::limits::{MAX_SUBSETS, MAX_WEIGHT_TOTAL};
+use super::subsets::SubsetRefs;
+use super::{bucketing, keyless, lanes, mirror, override_, progress, rules, scope};
 use crate::core::bucket::Salted;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawKeySource, RawRelease, RawSubset};
@@ -22,10 +21,7 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
         .map(|(j, s)| (path.key("subsets").index(j).key("lane"), s.lane.clone()))
         .collect();
     let (subsets, cumulative) = subsets(c, &path.key("subsets"), r.subsets);
-    let refs = SubsetRefs {
-        release: &r.name,
-        subsets: &subsets,
-    };
+    let refs = SubsetRefs::new(&r.name, &subsets);
     let key = key_sources(c, &path.key("key"), r.key);
     let rules = rules::rules(c, &path.key("rules"), r.rules, &refs, key.is_empty());
 
@@ -92,34 +88,6 @@ pub fn release(c: &mut Checker, path: &JsonPath, r: RawRelease) -> Option<Releas
     })
 }
 
-/// Resolves subset names written elsewhere in a release (rules, `whenNoKey`) to indices.
-pub struct SubsetRefs<'a> {
-    release: &'a str,
-    subsets: &'a [Subset],
-}
-
-impl SubsetRefs<'_> {
-    pub fn resolve(&self, c: &mut Checker, path: JsonPath, name: &str) -> Option<usize> {
-        let found = self.subsets.iter().position(|s| s.name == name);
-        if found.is_none() {
-            // Owned, as elsewhere: one instantiation of `join` in the module.
-            let known: Vec<String> = self.subsets.iter().map(|s| s.name.clone()).collect();
-            c.fail(
-                path,
-                ProblemKind::UnknownSubset,
-                name,
-                format!(
-                    "{} is not a subset of release {} (its subsets: {})",
-                    quote(name),
-                    quote(self.release),
-                    known.join(", ")
-                ),
-            );
-        }
-        found
-    }
-}
-
 /// The subsets and the running sums of their weights (the last one is the total).
 fn subsets(c: &mut Checker, path: &JsonPath, raw: Vec<RawSubset>) -> (Vec<Subset>, Vec<u32>) {
     let mark = c.mark();
@@ -155,13 +123,8 @@ fn subsets(c: &mut Checker, path: &JsonPath, raw: Vec<RawSubset>) -> (Vec<Subset
                 ),
             );
         }
-        if s.weight < 0 {
-            c.fail_number(
-                at.key("weight"),
-                ProblemKind::OutOfRange,
-                s.weight,
-                format!("weight must be 0 or more, got {}", s.weight),
-            );
+        if !c.at_least(at.key("weight"), "weight ", s.weight, 0) {
+            // Reported; counts as 0 below.
         } else if s.weight > MAX_WEIGHT_TOTAL {
             c.fail_number(
                 at.key("weight"),

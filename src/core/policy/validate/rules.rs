@@ -1,7 +1,7 @@
 //! Rules: header and cookie matchers, user allowlists, and the subset each assigns.
 
 use super::checker::Checker;
-use super::release::SubsetRefs;
+use super::subsets::SubsetRefs;
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
 use crate::core::policy::raw::{RawMatcher, RawRule};
 use crate::core::policy::MAX_KEY_LEN;
