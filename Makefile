@@ -66,12 +66,19 @@ build-native:
 # against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
 # API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
 # smoke run (with the module's size budget).
-test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke
+test: lint unit-test docs-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
 	cargo test --lib --test lifecycle --test lane_lifecycle --test runtime --test properties --test fuzz_corpus
 	cargo test --features cli --bin dial
+
+# README.md and docs/ against what ships (tests/docs.rs): policy snippets through `dial
+# validate`, links and anchors, the make targets and dial flags they name, docs/testing.md's list
+# of what `make test` runs. (e2e-test runs it again with every other test file: it takes a second.)
+.PHONY: docs-test
+docs-test:
+	cargo test --features cli --test docs
 
 # The `dial` command-line tool (src/cli/), natively, with the `cli` feature: target/release/dial.
 # `cargo install --path . --features cli` installs it. Its dependencies never reach the module.
