@@ -5,24 +5,38 @@
 //! does, and the override with its token on the canary. Before the demo moved the ramp, the
 //! example's ramp had reached 100% on 2026-12-01 and these lines showed nothing: that case is
 //! `showcase`'s own unit test, run here too.
+//!
+//! And the README's copy of what `make demo` prints (the ```text block after `<!-- demo-output
+//! -->`): the demo's first part (`first_part.rs`, the code `make demo` runs) against this test's
+//! Envoy with the example as the demo prepares it, compared line by line with what depends on
+//! the clock or on random values masked (`readme_output.rs`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
+#[path = "demo/first_part.rs"]
+mod first_part;
+#[path = "docs/markdown.rs"]
+#[allow(dead_code)]
+mod markdown;
 #[path = "demo/prepare.rs"]
 mod prepare;
+#[path = "demo/readme_output.rs"]
+mod readme_output;
 #[path = "demo/showcase.rs"]
 mod showcase;
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::policies::embedded_policy;
-use support::{native_module_path, repo_root, yaml, Backend, Client, Envoy};
+use support::{
+    envoy_binary, module_path, native_module_path, repo_root, yaml, Backend, Client, Envoy,
+};
 
 const HOST: &str = "shop.example.com";
 
@@ -148,4 +162,76 @@ fn the_demo_lines_tell_spoofed_requests_apart_in_the_wasm_example() {
 #[test]
 fn the_demo_lines_tell_spoofed_requests_apart_in_the_native_example() {
     demo_lines_hold("envoy-config/native.yaml");
+}
+
+/// The README's demo output blocks: (line, text).
+fn readme_demo_output() -> Vec<(usize, String)> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    markdown::parse(&readme)
+        .blocks()
+        .filter(|b| b.comment_before.as_deref() == Some("<!-- demo-output -->"))
+        .map(|b| {
+            assert_eq!(
+                b.info, "text",
+                "README.md:{}: the demo output block is ```text",
+                b.line
+            );
+            (b.line, b.text.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_shows_what_the_demo_prints() {
+    let shown = readme_demo_output();
+    assert!(
+        !shown.is_empty(),
+        "README.md has no ```text block after a line <!-- demo-output -->: what the demo prints, compared here"
+    );
+    let shipped = std::fs::read_to_string(repo_root().join("envoy-config/envoy.yaml")).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let config = prepare::with_ramp_from_now(&shipped, now.as_secs());
+    let secrets = prepare::fresh_secrets();
+    let policy_text = embedded_policy(&config);
+    let backends: BTreeMap<String, Backend> = [
+        "checkout-v1",
+        "checkout-v2",
+        "search-a",
+        "search-b",
+        "checkout-v3-shadow",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Backend::start(n)))
+    .collect();
+    let envoy = Envoy::start_yaml_with_env(
+        "demo-output",
+        &runnable(&config, &backends).to_string(),
+        &secrets,
+    );
+    let started = Instant::now();
+    let mut printed = format!("{}\n", first_part::header(&envoy_binary(), &module_path()));
+    let target = first_part::Target {
+        port: envoy.port,
+        admin_port: envoy.admin_port,
+    };
+    let requests = first_part::run(
+        &mut |line| {
+            printed.push_str(&line);
+            printed.push('\n');
+        },
+        &target,
+        &policy_text,
+        &secrets,
+        &backends["checkout-v3-shadow"],
+    );
+    printed.push_str(&first_part::summary(
+        requests,
+        started.elapsed().as_secs_f64(),
+    ));
+    println!("{printed}");
+    for (line, text) in &shown {
+        if let Err(e) = readme_output::compare(text, &printed) {
+            panic!("README.md:{line}: the demo output: {e}\nThe demo printed (above)");
+        }
+    }
 }
