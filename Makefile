@@ -272,6 +272,13 @@ ENVOY_OTHER := $(VENV)/envoy-$(ENVOY_OTHER_VERSION)/bin/envoy
 fleet-test: build build-native envoy prometheus-tools
 	cargo test --features cli --test fleet -- --ignored --test-threads 2 --nocapture
 
+# docs/images/dashboard.svg: the Grafana dashboard (istio/analysis/grafana-dashboard.json) drawn
+# from its own queries, evaluated by a real Prometheus over a minute of traffic through Envoy
+# with Dial (tests/dashboard_image.rs; make test checks the image shows every panel).
+.PHONY: dashboard-image
+dashboard-image: build envoy prometheus-tools
+	cargo test --test dashboard_image -- --ignored --nocapture draw_the_dashboard_from_real_data
+
 e2e-native-other-envoy: build build-native panic-probe $(ENVOY_OTHER)
 	DIAL_ENVOY=$(abspath $(ENVOY_OTHER)) cargo test --features cli --test '*' -- --test-threads 2 ::native
 	DIAL_ENVOY=$(abspath $(ENVOY_OTHER)) cargo test --features cli --test native -- --test-threads 2
