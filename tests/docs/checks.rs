@@ -286,7 +286,8 @@ fn shown_after(items: &[Item], at: usize) -> Option<&Block> {
 /// Every ```json policy / ```yaml policy block is accepted by `dial validate` (written to
 /// `policy.json` / `policy.yaml` in a directory of its own, validated from there, so the
 /// messages name that file); every ```json policy-rejected (or yaml) block is rejected (exit
-/// 1), and the ```text block right after it shows lines `dial validate` prints, each verbatim.
+/// 1), and the ```text block right after it shows lines `dial validate` prints, each verbatim:
+/// a whole line, or a problem's message whole from its JSON path (`$...`) to the line's end.
 pub fn policies(docs: &Docs, dial: &Path, scratch: &Path) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut n = 0;
@@ -341,8 +342,15 @@ pub fn policies(docs: &Docs, dial: &Path, scratch: &Path) -> Vec<Problem> {
                 )),
                 (true, 1) => match shown_after(&page.items, at) {
                     Some(shown) if shown.words().first() == Some(&"text") => {
-                        let printed: BTreeSet<&str> =
-                            run.output.lines().map(str::trim_end).collect();
+                        let printed: Vec<&str> = run.output.lines().map(str::trim_end).collect();
+                        // A whole line, or a problem's whole message from its JSON path on
+                        // (the `file:line:column: ` before it left out).
+                        let shows = |line: &str| {
+                            printed.iter().any(|p| {
+                                *p == line
+                                    || (line.starts_with('$') && p.ends_with(&format!(": {line}")))
+                            })
+                        };
                         let lines: Vec<&str> = shown
                             .text
                             .lines()
@@ -357,7 +365,7 @@ pub fn policies(docs: &Docs, dial: &Path, scratch: &Path) -> Vec<Problem> {
                             ));
                         }
                         for line in lines {
-                            if !printed.contains(line) {
+                            if !shows(line) {
                                 problems.push(problem(
                                     file,
                                     shown.line,
@@ -505,6 +513,12 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// `>`, `>>`, `2>`, `<`, `2>&1`: a redirection whose target is the next word (or none, for `&1`).
+fn is_redirection(word: &str) -> bool {
+    let op = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    !op.is_empty() && op.chars().all(|c| c == '<' || c == '>') && word.len() <= 3
+}
+
 /// The words after any leading `VAR=value` assignments and `sudo`, `nice`, `time`, `env`.
 fn command_words(words: &[Word]) -> &[Word] {
     let skip = words
@@ -583,7 +597,12 @@ pub fn commands(docs: &Docs, makefile: &Makefile, cli: &CliHelp) -> Vec<Problem>
                         }
                         continue;
                     }
-                    if w.text.contains('=') || w.text.contains('<') || w.text.contains('$') {
+                    if is_redirection(&w.text) {
+                        args.next();
+                        continue;
+                    }
+                    // Variables, placeholders (`<new tag>`), redirections (`>out`).
+                    if ['=', '<', '>', '$'].iter().any(|c| w.text.contains(*c)) {
                         continue;
                     }
                     if !makefile.targets.contains(&w.text) {
@@ -594,7 +613,10 @@ pub fn commands(docs: &Docs, makefile: &Makefile, cli: &CliHelp) -> Vec<Problem>
                         ));
                     }
                 }
-            } else if (first.text == "dial" || first.text.ends_with("/dial")) && !first.quoted {
+            } else if (first.text == "dial" || first.text.ends_with("/dial"))
+                && !first.quoted
+                && words.get(1).is_some_and(|w| looks_like_argument(&w.text))
+            {
                 problems.extend(
                     cli.check(&words[1..])
                         .into_iter()
@@ -615,6 +637,14 @@ pub fn commands(docs: &Docs, makefile: &Makefile, cli: &CliHelp) -> Vec<Problem>
         }
     }
     problems
+}
+
+/// Whether the word after `dial` makes it a command line (`dial explain`, `dial --version`), not
+/// a log line quoted in prose (`dial 0.1.0 (git …) started`, `dial: policy loaded`).
+fn looks_like_argument(word: &str) -> bool {
+    word.starts_with('-')
+        || word.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && word.chars().all(|c| c.is_ascii_lowercase() || c == '-')
 }
 
 /// `dial --help` and each subcommand's: the subcommands and the flags each accepts.
