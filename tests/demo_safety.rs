@@ -8,8 +8,10 @@
 //!
 //! And the README's copy of what `make demo` prints (the ```text block after `<!-- demo-output
 //! -->`): the demo's first part (`first_part.rs`, the code `make demo` runs) against this test's
-//! Envoy with the example as the demo prepares it, compared line by line with what depends on
-//! the clock or on random values masked (`readme_output.rs`).
+//! Envoy with the example as the demo prepares it, and its Unleash part (`unleash.rs`, with the
+//! official SDK); its timeline (16 s of load) is not run: its intro is printed as planned and
+//! its rows and outcome are compared by their format (`timeline.rs`). Line by line, with what
+//! depends on the clock or on random values masked (`readme_output.rs`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -28,6 +30,23 @@ mod readme_output;
 #[path = "demo/showcase.rs"]
 mod showcase;
 mod support;
+// The demo's timeline and Unleash parts: the timeline's formatting (its run is the demo's),
+// the Unleash part run as the demo runs it.
+#[path = "demo/svg.rs"]
+#[allow(dead_code)]
+mod svg;
+#[path = "demo/timeline.rs"]
+#[allow(dead_code)]
+mod timeline;
+#[path = "demo/unleash.rs"]
+mod unleash;
+
+use first_part::assignment_field;
+
+/// The demo's bookkeeping of the Envoys to stop on a panic (`unleash.rs` reports its own); here
+/// each Envoy stops when dropped.
+fn envoy_started(_pid: u32) {}
+fn envoy_stopped(_pid: u32) {}
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -228,10 +247,24 @@ fn the_readme_shows_what_the_demo_prints() {
         requests,
         started.elapsed().as_secs_f64(),
     ));
+    printed.push('\n');
+    drop(envoy);
+    unleash::run(&mut |line| {
+        printed.push_str(&line);
+        printed.push('\n');
+    });
     println!("{printed}");
+    let policy: serde_json::Value = serde_json::from_str(&policy_text).unwrap();
+    let expected: Vec<readme_output::Expect> = readme_output::lines(&printed)
+        .into_iter()
+        .chain(readme_output::lines(&timeline::intro_as_planned(&policy)))
+        .chain([readme_output::Expect::Rows])
+        .chain(readme_output::numbers(&timeline::outcome_template()))
+        .chain(readme_output::numbers(&first_part::took(0.0)))
+        .collect();
     for (line, text) in &shown {
-        if let Err(e) = readme_output::compare(text, &printed) {
-            panic!("README.md:{line}: the demo output: {e}\nThe demo printed (above)");
+        if let Err(e) = readme_output::compare(text, &expected, &timeline::is_row) {
+            panic!("README.md:{line}: the demo output: {e}\nThe demo printed (above; then the timeline, whose lines come from tests/demo/timeline.rs)");
         }
     }
 }

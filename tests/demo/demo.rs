@@ -168,10 +168,7 @@ fn main() {
         }
     }
     drop(envoy);
-    unleash::run();
+    unleash::run(&mut |line| println!("{line}"));
     timeline::run(&policy, &secrets);
-    println!(
-        "\nThe whole demo took {:.1}s.",
-        demo_started.elapsed().as_secs_f64()
-    );
+    println!("{}", first_part::took(demo_started.elapsed().as_secs_f64()));
 }

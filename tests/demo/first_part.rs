@@ -38,6 +38,11 @@ pub fn header(envoy: &Path, module: &Path) -> String {
     )
 }
 
+/// The demo's last line.
+pub fn took(seconds: f64) -> String {
+    format!("\nThe whole demo took {seconds:.1}s.")
+}
+
 /// The line after the first part.
 pub fn summary(requests: usize, seconds: f64) -> String {
     format!(
