@@ -5,7 +5,8 @@
 //! - every relative link and image resolves, every anchor names a heading (GitHub's anchors);
 //!   BENCHMARKS.md (written by `make bench`) for its links only;
 //! - every `make <target>` in inline code or a sh/shell/bash/console block is a Makefile target,
-//!   every `dial <subcommand> --flag` one that `dial <subcommand> --help` lists;
+//!   every `dial <subcommand> --flag` one that `dial <subcommand> --help` lists, and every
+//!   repository path a command names exists (target/istio-quickstart/... as rendered from istio/);
 //! - docs/testing.md's list of what `make test` runs is the Makefile's `test:` line, in order;
 //! - the block after `<!-- demo-output -->` is ```text (tests/demo_safety.rs compares it with
 //!   what `make demo` prints).
@@ -160,6 +161,8 @@ fn a_broken_tree_fails_each_check_at_the_right_line() {
         "README.md:25: `make also-missing`: no such target in the Makefile",
         "README.md:26: `dial explain -Z`: `dial explain --help` lists no such option",
         "README.md:30: `dial simulate --userz`: `dial simulate --help` lists no such option",
+        "README.md:30: docs/nope.md: no such file or directory in the repository",
+        "README.md:30: target/istio/sidecar/nope.yaml: no such file or directory (istio/sidecar/nope.yaml is what it is rendered from)",
         "README.md:32: `dial validate policy.json` refuses this policy (exit 1):",
         "README.md:37: `dial validate policy.json` should reject this policy (exit 1), got exit 0:",
         "README.md:51: `dial validate policy.json` does not print \"$.releases[0].subsets[0].weight: weight must be\"; it prints:",

@@ -586,6 +586,11 @@ pub fn commands(docs: &Docs, makefile: &Makefile, cli: &CliHelp) -> Vec<Problem>
     let mut problems = Vec::new();
     for (file, line, shell) in shell_snippets(docs) {
         for words in shell_commands(&shell) {
+            problems.extend(
+                missing_paths(&docs.root, &words)
+                    .into_iter()
+                    .map(|m| problem(&file, line, m)),
+            );
             let words = command_words(&words);
             let Some(first) = words.first() else { continue };
             if first.text == "make" && !first.quoted {
@@ -645,6 +650,62 @@ fn looks_like_argument(word: &str) -> bool {
     word.starts_with('-')
         || word.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && word.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+}
+
+/// Whether git ignores `path` (relative to `root`): a place a tool writes, such as
+/// tests/fuzz/work/, named but not committed.
+fn git_ignored(root: &Path, path: &str) -> bool {
+    Command::new("git")
+        .current_dir(root)
+        .args(["check-ignore", "-q", "--no-index", path])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Paths in the repository that a command names and that do not exist (nor are git-ignored): words whose first
+/// component is one of the repository's top-level directories (`istio/sidecar/`, `tests/...`),
+/// and the rendered Istio manifests (`target/istio-quickstart/...`, `target/istio/...`, copies
+/// of istio/ with the image filled in), checked against istio/.
+fn missing_paths(root: &Path, words: &[Word]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for w in words {
+        let text = w.text.rsplit_once('=').map_or(w.text.as_str(), |(_, v)| v);
+        if text.is_empty()
+            || ['*', '<', '$', '…', '{', '?']
+                .iter()
+                .any(|c| text.contains(*c))
+        {
+            continue;
+        }
+        let source = ["target/istio-quickstart/", "target/istio/"]
+            .iter()
+            .find_map(|rendered| text.strip_prefix(rendered))
+            .map(|rest| format!("istio/{rest}"));
+        let checked = match source {
+            Some(source) => source,
+            None => {
+                let Some((top, _)) = text.split_once('/') else {
+                    continue;
+                };
+                if top.is_empty()
+                    || top == "target"
+                    || top.starts_with('.')
+                    || !root.join(top).is_dir()
+                {
+                    continue;
+                }
+                text.to_string()
+            }
+        };
+        if !root.join(&checked).exists() && !git_ignored(root, &checked) {
+            missing.push(if checked == text {
+                format!("{text}: no such file or directory in the repository")
+            } else {
+                format!("{text}: no such file or directory ({checked} is what it is rendered from)")
+            });
+        }
+    }
+    missing
 }
 
 /// `dial --help` and each subcommand's: the subcommands and the flags each accepts.
