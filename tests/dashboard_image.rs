@@ -62,72 +62,109 @@ fn unit(panel: &Value) -> &str {
 
 // --- In make test ----------------------------------------------------------------------------
 
-#[test]
-fn the_image_shows_every_panel_of_the_dashboard() {
-    let d = dashboard();
-    let svg = std::fs::read_to_string(repo_root().join(IMAGE))
-        .unwrap_or_else(|e| panic!("{IMAGE}: {e}: run `make dashboard-image`"));
-    let stale = |what: String| -> String {
-        format!("{IMAGE} does not show {what} of {DASHBOARD}: run `make dashboard-image`")
-    };
-    let title = d["title"].as_str().unwrap();
-    assert!(
-        svg.contains(&format!(
-            "data-dashboard-title=\"{}\"",
-            render::escape(title)
-        )),
-        "{}",
-        stale(format!("the title {title:?}"))
-    );
+/// What of dashboard `d` the image `svg` does not show: its title, each panel (id, type, unit,
+/// title) with each target (refId, legendFormat, expr), each panel with data.
+fn not_shown(d: &Value, svg: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let title = d["title"].as_str().unwrap_or_default();
+    if !svg.contains(&format!(
+        "data-dashboard-title=\"{}\"",
+        render::escape(title)
+    )) {
+        missing.push(format!("the title {title:?}"));
+    }
     let groups = svg.matches("<g data-panel-id=").count();
-    assert_eq!(
-        groups,
-        panels(&d).len(),
-        "{}",
-        stale("the same number of panels".into())
-    );
-    for p in panels(&d) {
-        let name = p["title"].as_str().unwrap();
+    if groups != panels(d).len() {
+        missing.push(format!("{} panels (it shows {groups})", panels(d).len()));
+    }
+    for p in panels(d) {
+        let name = p["title"].as_str().unwrap_or_default();
         let head = format!(
             "<g data-panel-id=\"{}\" data-panel-type=\"{}\" data-unit=\"{}\">",
             p["id"],
-            render::escape(p["type"].as_str().unwrap()),
+            render::escape(p["type"].as_str().unwrap_or_default()),
             render::escape(unit(p))
         );
-        let at = svg.find(&head).unwrap_or_else(|| {
-            panic!(
-                "{}",
-                stale(format!("panel {} ({name:?}) as {head}", p["id"]))
-            )
-        });
-        let group = &svg[at..at + svg[at..].find("</g>").unwrap()];
-        assert!(
-            group.contains(&format!(">{}</text>", render::escape(name))),
-            "{}",
-            stale(format!("the title {name:?} of panel {}", p["id"]))
-        );
-        for t in p["targets"].as_array().unwrap() {
+        let Some(at) = svg.find(&head) else {
+            missing.push(format!("panel {} ({name:?}) as {head}", p["id"]));
+            continue;
+        };
+        let group = &svg[at..at + svg[at..].find("</g>").unwrap_or(svg.len() - at)];
+        if !group.contains(&format!(">{}</text>", render::escape(name))) {
+            missing.push(format!("the title {name:?} of panel {}", p["id"]));
+        }
+        for t in p["targets"].as_array().into_iter().flatten() {
             let desc = format!(
                 "<desc data-ref=\"{}\" data-legend-format=\"{}\" data-expr=\"{}\"/>",
-                render::escape(t["refId"].as_str().unwrap()),
+                render::escape(t["refId"].as_str().unwrap_or_default()),
                 render::escape(t["legendFormat"].as_str().unwrap_or("")),
-                render::escape(t["expr"].as_str().unwrap())
+                render::escape(t["expr"].as_str().unwrap_or_default())
             );
-            assert!(
-                group.contains(&desc),
-                "{}",
-                stale(format!(
+            if !group.contains(&desc) {
+                missing.push(format!(
                     "target {} of panel {name:?} (its legend and expr)",
                     t["refId"]
-                ))
-            );
+                ));
+            }
         }
-        // Drawn with data, not an empty frame.
+        if group.contains(">No data</text>") {
+            missing.push(format!("data in panel {name:?}"));
+        }
+    }
+    missing
+}
+
+#[test]
+fn the_image_shows_every_panel_of_the_dashboard() {
+    let svg = std::fs::read_to_string(repo_root().join(IMAGE))
+        .unwrap_or_else(|e| panic!("{IMAGE}: {e}: run `make dashboard-image`"));
+    let missing = not_shown(&dashboard(), &svg);
+    assert!(
+        missing.is_empty(),
+        "{IMAGE} does not show, of {DASHBOARD}: {}. Run `make dashboard-image`",
+        missing.join("; ")
+    );
+}
+
+/// The check fails for a dashboard changed after the image was drawn, one change at a time.
+#[test]
+fn a_changed_dashboard_no_longer_matches_the_image() {
+    let svg = std::fs::read_to_string(repo_root().join(IMAGE)).unwrap();
+    type Change = fn(&mut Value);
+    let changes: [(&str, Change); 7] = [
+        ("title", |d| d["title"] = "Dial: releases".into()),
+        ("panel title", |d| d["panels"][0]["title"] = "Share".into()),
+        ("unit", |d| {
+            d["panels"][1]["fieldConfig"]["defaults"]["unit"] = "short".into()
+        }),
+        ("type", |d| d["panels"][4]["type"] = "gauge".into()),
+        ("expr", |d| {
+            let e = d["panels"][2]["targets"][0]["expr"]
+                .as_str()
+                .unwrap()
+                .replace("5xx", "4xx");
+            d["panels"][2]["targets"][0]["expr"] = e.into();
+        }),
+        ("legend", |d| {
+            d["panels"][3]["targets"][0]["legendFormat"] = "{{version}}".into()
+        }),
+        ("a new panel", |d| {
+            let mut extra = d["panels"][5].clone();
+            extra["id"] = 7.into();
+            d["panels"].as_array_mut().unwrap().push(extra);
+        }),
+    ];
+    assert!(not_shown(&dashboard(), &svg).is_empty());
+    for (what, change) in changes {
+        let mut d = dashboard();
+        change(&mut d);
         assert!(
-            !group.contains(">No data</text>"),
-            "{IMAGE}: panel {name:?} has no data: regenerate it with `make dashboard-image`"
+            !not_shown(&d, &svg).is_empty(),
+            "a changed {what} went unnoticed"
         );
     }
+    let empty = svg.replacen("</g>", "<text>No data</text></g>", 1);
+    assert!(!not_shown(&dashboard(), &empty).is_empty());
 }
 
 #[test]
