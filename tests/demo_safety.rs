@@ -183,28 +183,46 @@ fn the_demo_lines_tell_spoofed_requests_apart_in_the_native_example() {
     demo_lines_hold("envoy-config/native.yaml");
 }
 
-/// The README's demo output blocks: (line, text).
-fn readme_demo_output() -> Vec<(usize, String)> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    markdown::parse(&readme)
-        .blocks()
-        .filter(|b| b.comment_before.as_deref() == Some("<!-- demo-output -->"))
-        .map(|b| {
-            assert_eq!(
-                b.info, "text",
-                "README.md:{}: the demo output block is ```text",
-                b.line
-            );
-            (b.line, b.text.clone())
-        })
-        .collect()
+/// The demo output blocks of README.md and docs/**/*.md: (file, line, text).
+fn demo_output_blocks() -> Vec<(String, usize, String)> {
+    fn pages(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pages(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![repo_root().join("README.md")];
+    pages(&repo_root().join("docs"), &mut files);
+    let mut blocks = Vec::new();
+    for file in files {
+        let name = file
+            .strip_prefix(repo_root())
+            .unwrap()
+            .display()
+            .to_string();
+        for b in markdown::parse(&std::fs::read_to_string(&file).unwrap()).blocks() {
+            if b.comment_before.as_deref() == Some("<!-- demo-output -->") {
+                assert_eq!(
+                    b.info, "text",
+                    "{name}:{}: the demo output block is ```text",
+                    b.line
+                );
+                blocks.push((name.clone(), b.line, b.text.clone()));
+            }
+        }
+    }
+    blocks
 }
 
 #[test]
 fn the_readme_shows_what_the_demo_prints() {
-    let shown = readme_demo_output();
+    let shown = demo_output_blocks();
     assert!(
-        !shown.is_empty(),
+        shown.iter().any(|(file, ..)| file == "README.md"),
         "README.md has no ```text block after a line <!-- demo-output -->: what the demo prints, compared here"
     );
     let shipped = std::fs::read_to_string(repo_root().join("envoy-config/envoy.yaml")).unwrap();
@@ -262,9 +280,9 @@ fn the_readme_shows_what_the_demo_prints() {
         .chain(readme_output::numbers(&timeline::outcome_template()))
         .chain(readme_output::numbers(&first_part::took(0.0)))
         .collect();
-    for (line, text) in &shown {
+    for (file, line, text) in &shown {
         if let Err(e) = readme_output::compare(text, &expected, &timeline::is_row) {
-            panic!("README.md:{line}: the demo output: {e}\nThe demo printed (above; then the timeline, whose lines come from tests/demo/timeline.rs)");
+            panic!("{file}:{line}: the demo output: {e}\nThe demo printed (above; then the timeline, whose lines come from tests/demo/timeline.rs)");
         }
     }
 }
