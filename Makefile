@@ -66,12 +66,19 @@ build-native:
 # against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
 # API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
 # smoke run (with the module's size budget).
-test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke
+test: lint unit-test docs-test fuzz-smoke validate-policies wasm-test istio-test istio-quickstart-test gateway-test oci-test e2e-test memcheck bench-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
 	cargo test --lib --test lifecycle --test lane_lifecycle --test runtime --test properties --test fuzz_corpus
 	cargo test --features cli --bin dial
+
+# README.md and docs/ against what ships (tests/docs.rs): policy snippets through `dial
+# validate`, links and anchors, the make targets and dial flags they name, docs/testing.md's list
+# of what `make test` runs. (e2e-test runs it again with every other test file: it takes a second.)
+.PHONY: docs-test
+docs-test:
+	cargo test --features cli --test docs
 
 # The `dial` command-line tool (src/cli/), natively, with the `cli` feature: target/release/dial.
 # `cargo install --path . --features cli` installs it. Its dependencies never reach the module.
@@ -142,6 +149,29 @@ DIAL_IMAGE ?=
 .PHONY: istio-manifests
 istio-manifests: oci
 	$(PYTHON) istio/oci/render_manifests.py istio $(OCI_DIR) $(ISTIO_OUT) $(DIAL_IMAGE)
+
+# The Istio quick start's manifests: the same render into target/istio-quickstart/, for the image
+# you push (DIAL_IMAGE=<registry>/<repository>:<tag>, with or without oci://; required). Then push
+# target/oci/layout there and apply target/istio-quickstart/ (README, Istio quick start).
+QUICKSTART_OUT   := target/istio-quickstart
+QUICKSTART_IMAGE := $(if $(filter oci://%,$(DIAL_IMAGE)),,oci://)$(DIAL_IMAGE)
+.PHONY: istio-quickstart istio-quickstart-test
+ifneq ($(filter istio-quickstart,$(MAKECMDGOALS)),)
+ifeq ($(DIAL_IMAGE),)
+$(error make istio-quickstart needs DIAL_IMAGE=<registry>/<repository>:<tag>, where you push target/oci/layout)
+endif
+endif
+istio-quickstart: oci
+	$(PYTHON) istio/oci/render_manifests.py istio $(OCI_DIR) $(QUICKSTART_OUT) $(QUICKSTART_IMAGE)
+
+# The quick start's render as a user runs it, checked as the shipped manifests are: `dial validate
+# --strict` (which warns about an example image or an all-zero digest, so a render that left either
+# fails) and Istio's CRD schemas, strictly (istio-test's checks, on the rendered copy).
+istio-quickstart-test: $(ISTIO_TOOLS) $(TEST_TOOLS)
+	$(MAKE) --no-print-directory istio-quickstart DIAL_IMAGE=localhost:5000/platform/dial:quickstart
+	cargo run --quiet --features cli --bin dial -- validate --strict $(QUICKSTART_OUT)
+	$(VENV)/bin/python tests/istio/validate_manifests.py --dir $(QUICKSTART_OUT)
+	node tests/istio/check_manifests.mjs --dir $(QUICKSTART_OUT)
 
 # skopeo (Debian) reads the image independently of our checker, as a registry client would.
 oci-tools:
@@ -241,6 +271,13 @@ ENVOY_OTHER := $(VENV)/envoy-$(ENVOY_OTHER_VERSION)/bin/envoy
 # not part of `make test` (whose tests/fleet.rs run covers every failure reason).
 fleet-test: build build-native envoy prometheus-tools
 	cargo test --features cli --test fleet -- --ignored --test-threads 2 --nocapture
+
+# docs/images/dashboard.svg: the Grafana dashboard (istio/analysis/grafana-dashboard.json) drawn
+# from its own queries, evaluated by a real Prometheus over a minute of traffic through Envoy
+# with Dial (tests/dashboard_image.rs; make test checks the image shows every panel).
+.PHONY: dashboard-image
+dashboard-image: build envoy prometheus-tools
+	cargo test --test dashboard_image -- --ignored --nocapture draw_the_dashboard_from_real_data
 
 e2e-native-other-envoy: build build-native panic-probe $(ENVOY_OTHER)
 	DIAL_ENVOY=$(abspath $(ENVOY_OTHER)) cargo test --features cli --test '*' -- --test-threads 2 ::native

@@ -5,24 +5,57 @@
 //! does, and the override with its token on the canary. Before the demo moved the ramp, the
 //! example's ramp had reached 100% on 2026-12-01 and these lines showed nothing: that case is
 //! `showcase`'s own unit test, run here too.
+//!
+//! And the README's copy of what `make demo` prints (the ```text block after `<!-- demo-output
+//! -->`): the demo's first part (`first_part.rs`, the code `make demo` runs) against this test's
+//! Envoy with the example as the demo prepares it, and its Unleash part (`unleash.rs`, with the
+//! official SDK); its timeline (16 s of load) is not run: its intro is printed as planned and
+//! its rows and outcome are compared by their format (`timeline.rs`). Line by line, with what
+//! depends on the clock or on random values masked (`readme_output.rs`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
+#[path = "demo/first_part.rs"]
+mod first_part;
+#[path = "docs/markdown.rs"]
+#[allow(dead_code)]
+mod markdown;
 #[path = "demo/prepare.rs"]
 mod prepare;
+#[path = "demo/readme_output.rs"]
+mod readme_output;
 #[path = "demo/showcase.rs"]
 mod showcase;
 mod support;
+// The demo's timeline and Unleash parts: the timeline's formatting (its run is the demo's),
+// the Unleash part run as the demo runs it.
+#[path = "demo/svg.rs"]
+#[allow(dead_code)]
+mod svg;
+#[path = "demo/timeline.rs"]
+#[allow(dead_code)]
+mod timeline;
+#[path = "demo/unleash.rs"]
+mod unleash;
+
+use first_part::assignment_field;
+
+/// The demo's bookkeeping of the Envoys to stop on a panic (`unleash.rs` reports its own); here
+/// each Envoy stops when dropped.
+fn envoy_started(_pid: u32) {}
+fn envoy_stopped(_pid: u32) {}
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::policies::embedded_policy;
-use support::{native_module_path, repo_root, yaml, Backend, Client, Envoy};
+use support::{
+    envoy_binary, module_path, native_module_path, repo_root, yaml, Backend, Client, Envoy,
+};
 
 const HOST: &str = "shop.example.com";
 
@@ -148,4 +181,108 @@ fn the_demo_lines_tell_spoofed_requests_apart_in_the_wasm_example() {
 #[test]
 fn the_demo_lines_tell_spoofed_requests_apart_in_the_native_example() {
     demo_lines_hold("envoy-config/native.yaml");
+}
+
+/// The demo output blocks of README.md and docs/**/*.md: (file, line, text).
+fn demo_output_blocks() -> Vec<(String, usize, String)> {
+    fn pages(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pages(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![repo_root().join("README.md")];
+    pages(&repo_root().join("docs"), &mut files);
+    let mut blocks = Vec::new();
+    for file in files {
+        let name = file
+            .strip_prefix(repo_root())
+            .unwrap()
+            .display()
+            .to_string();
+        for b in markdown::parse(&std::fs::read_to_string(&file).unwrap()).blocks() {
+            if b.comment_before.as_deref() == Some("<!-- demo-output -->") {
+                assert_eq!(
+                    b.info, "text",
+                    "{name}:{}: the demo output block is ```text",
+                    b.line
+                );
+                blocks.push((name.clone(), b.line, b.text.clone()));
+            }
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_readme_shows_what_the_demo_prints() {
+    let shown = demo_output_blocks();
+    assert!(
+        shown.iter().any(|(file, ..)| file == "README.md"),
+        "README.md has no ```text block after a line <!-- demo-output -->: what the demo prints, compared here"
+    );
+    let shipped = std::fs::read_to_string(repo_root().join("envoy-config/envoy.yaml")).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let config = prepare::with_ramp_from_now(&shipped, now.as_secs());
+    let secrets = prepare::fresh_secrets();
+    let policy_text = embedded_policy(&config);
+    let backends: BTreeMap<String, Backend> = [
+        "checkout-v1",
+        "checkout-v2",
+        "search-a",
+        "search-b",
+        "checkout-v3-shadow",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Backend::start(n)))
+    .collect();
+    let envoy = Envoy::start_yaml_with_env(
+        "demo-output",
+        &runnable(&config, &backends).to_string(),
+        &secrets,
+    );
+    let started = Instant::now();
+    let mut printed = format!("{}\n", first_part::header(&envoy_binary(), &module_path()));
+    let target = first_part::Target {
+        port: envoy.port,
+        admin_port: envoy.admin_port,
+    };
+    let requests = first_part::run(
+        &mut |line| {
+            printed.push_str(&line);
+            printed.push('\n');
+        },
+        &target,
+        &policy_text,
+        &secrets,
+        &backends["checkout-v3-shadow"],
+    );
+    printed.push_str(&first_part::summary(
+        requests,
+        started.elapsed().as_secs_f64(),
+    ));
+    printed.push('\n');
+    drop(envoy);
+    unleash::run(&mut |line| {
+        printed.push_str(&line);
+        printed.push('\n');
+    });
+    println!("{printed}");
+    let policy: serde_json::Value = serde_json::from_str(&policy_text).unwrap();
+    let expected: Vec<readme_output::Expect> = readme_output::lines(&printed)
+        .into_iter()
+        .chain(readme_output::lines(&timeline::intro_as_planned(&policy)))
+        .chain([readme_output::Expect::Rows])
+        .chain(readme_output::numbers(&timeline::outcome_template()))
+        .chain(readme_output::numbers(&first_part::took(0.0)))
+        .collect();
+    for (file, line, text) in &shown {
+        if let Err(e) = readme_output::compare(text, &expected, &timeline::is_row) {
+            panic!("{file}:{line}: the demo output: {e}\nThe demo printed (above; then the timeline, whose lines come from tests/demo/timeline.rs)");
+        }
+    }
 }

@@ -137,21 +137,101 @@ fn show(p: Option<f64>) -> String {
 
 impl Row {
     fn print(&self) {
-        let line = format!(
-            "  {:>5.1}  {:>6}  {:>5}  {:>6}  {:>6}  {:>10}  {:>9}  {:<7}  {}",
-            self.t,
-            self.weight
-                .map_or_else(|| "-".into(), |w| format!("{}%", w / 100.0)),
-            self.requests,
-            show(pct(self.requests - self.canary, self.requests)),
-            show(pct(self.canary, self.requests)),
-            show(pct(self.canary_errors, self.canary)),
-            show(pct(self.guardrail, self.requests)),
-            if self.tripped { "TRIPPED" } else { "ok" },
-            self.events.join("; ")
+        println!(
+            "{}",
+            row_text(
+                [
+                    format!("{:.1}", self.t),
+                    self.weight
+                        .map_or_else(|| "-".into(), |w| format!("{}%", w / 100.0)),
+                    self.requests.to_string(),
+                    show(pct(self.requests - self.canary, self.requests)),
+                    show(pct(self.canary, self.requests)),
+                    show(pct(self.canary_errors, self.canary)),
+                    show(pct(self.guardrail, self.requests)),
+                    if self.tripped { "TRIPPED" } else { "ok" }.to_string(),
+                ],
+                &self.events.join("; "),
+            )
         );
-        println!("{}", line.trim_end());
     }
+}
+
+/// A row's line: its columns (t, weight, reqs, stable, canary, canary 5xx, guardrail, guard)
+/// as shown, and its events.
+fn row_text(cols: [String; 8], events: &str) -> String {
+    let [t, weight, reqs, stable, canary, errors, guardrail, guard] = cols;
+    format!(
+        "  {t:>5}  {weight:>6}  {reqs:>5}  {stable:>6}  {canary:>6}  {errors:>10}  {guardrail:>9}  {guard:<7}  {events}"
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// A ramp step's event in the row where it begins.
+fn ramp_event(first: bool, weight: f64, not_taken: bool) -> String {
+    match (first, not_taken) {
+        (_, true) => format!("ramp step {weight}%: not taken (guard tripped)"),
+        (true, false) => format!("ramp starts: {weight}%"),
+        (false, false) => format!("ramp step: {weight}%"),
+    }
+}
+
+const FAILS: &str = "canary fails (500)";
+const TRIPPED: &str = "guard tripped";
+
+// Used by tests/demo_safety.rs (the README's copy of this output), not by the demo itself.
+#[allow(dead_code)]
+/// Whether `line` is a row of the timeline as `Row::print` writes it, whatever its values
+/// (which depend on timing): each column in its shape, the events among those a row can show,
+/// and the line exactly as the columns and events would be printed.
+pub fn is_row(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.len() < 8 {
+        return false;
+    }
+    let number = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let percent = |w: &str| w == "-" || w.strip_suffix('%').is_some_and(number);
+    let shapes = number(words[0])
+        && percent(words[1])
+        && words[2].chars().all(|c| c.is_ascii_digit())
+        && words[3..7].iter().all(|w| percent(w))
+        && (words[7] == "ok" || words[7] == "TRIPPED");
+    let events = words[8..].join(" ");
+    let templates: Vec<String> = [
+        ramp_event(true, 0.0, false),
+        ramp_event(false, 0.0, false),
+        ramp_event(false, 0.0, true),
+        FAILS.to_string(),
+        TRIPPED.to_string(),
+    ]
+    .iter()
+    .map(|e| mask_numbers(e))
+    .collect();
+    let known = events.is_empty()
+        || events
+            .split("; ")
+            .all(|e| templates.contains(&mask_numbers(e)));
+    let cols: [String; 8] = std::array::from_fn(|i| words[i].to_string());
+    shapes && known && row_text(cols, &events) == line.trim_end()
+}
+
+// Used by tests/demo_safety.rs (the README's copy of this output), not by the demo itself.
+#[allow(dead_code)]
+/// Every number (digits, with a decimal point) as `#`.
+pub fn mask_numbers(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in s.chars() {
+        let digit = c.is_ascii_digit() || (in_number && c == '.');
+        if digit && !in_number {
+            out.push('#');
+        } else if !digit {
+            out.push(c);
+        }
+        in_number = digit;
+    }
+    out
 }
 
 /// An RFC 3339 UTC time `seconds` after the epoch.
@@ -201,16 +281,11 @@ fn canary_gauge(samples: &[Sample], name: &str) -> Option<f64> {
     )
 }
 
-/// Runs the timeline with the example policy `example` (the one `envoy-config/envoy.yaml`
-/// ships), its secrets in Envoy's environment; panics (the demo fails) if the guard does not pull the failing canary back.
-pub fn run(example: &Value, secrets: &[(String, String)]) {
-    // The ramp starts a few seconds from now, at a whole second (RFC 3339 as a policy writes
-    // it), leaving Envoy time to start before the timeline begins LEAD ahead of the ramp.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let start = now.as_secs() + 5;
-    let doc = demo_time(example, start);
-    let shipped = checkout(example);
-    let demo = checkout(&doc);
+/// The lines before the rows: what runs, when the ramp starts (`ramp_t`, seconds into the
+/// timeline) and the canary fails (`fail_t`), and what the columns mean.
+fn intro(example: &Value, ramp_t: f64, fail_t: f64) -> String {
+    let doc = demo_time(example, 0);
+    let (shipped, demo) = (checkout(example), checkout(&doc));
     let steps: Vec<f64> = demo["ramp"]["steps"]
         .as_array()
         .unwrap()
@@ -222,6 +297,150 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
         .unwrap()
         .iter()
         .filter_map(|s| s["hold"].as_str())
+        .collect();
+    let guard = &demo["guard"];
+    let mut out = format!(
+        "\nRamp and guardrail on a timeline: the example's checkout policy in demo time (the ramp's holds of {} cut to\n{HOLD_SECONDS}s each, the guard's window of {} to {WINDOW}); Envoy with 2 workers; ~{} requests/s of signed-in users on {CONNECTIONS} connections.",
+        holds.join(", "),
+        shipped["guard"]["window"].as_str().unwrap_or("?"),
+        CONNECTIONS as u32 * PER_CONNECTION
+    );
+    out.push_str(&format!(
+        "\n  ramp: canary {} from t={ramp_t:.1} s",
+        steps
+            .iter()
+            .map(|w| format!("{w}%"))
+            .collect::<Vec<_>>()
+            .join(" -> "),
+    ));
+    out.push_str(&format!(
+        "\n  guard: canary -> stable once its 5xx rate is {} points above stable's over {WINDOW} (at least {} canary responses)",
+        guard["maxErrorRate"].as_f64().unwrap_or(0.0) * 100.0,
+        guard["minRequests"]
+    ));
+    out.push_str(&format!(
+        "\n  at t={fail_t:.1} s the canary ({CANARY_BACKEND}) starts answering 500"
+    ));
+    out.push_str("\n\n  Each row: the 500 ms up to t. weight: the canary's effective share (Envoy's dial_subset_weight gauge).");
+    out.push_str(
+        "\n  stable, canary: who answered (x-backend). canary 5xx: share of the canary's answers.",
+    );
+    out.push_str("\n  guardrail: sent to stable by the tripped guard (reason in x-dial-assignment). guard: dial_guard_tripped.");
+    out.push_str(&format!(
+        "\n  {:>5}  {:>6}  {:>5}  {:>6}  {:>6}  {:>10}  {:>9}  {:<7}  event",
+        "t (s)", "weight", "reqs", "stable", "canary", "canary 5xx", "guardrail", "guard"
+    ));
+    out
+}
+
+// Used by tests/demo_safety.rs (the README's copy of this output), not by the demo itself.
+#[allow(dead_code)]
+/// The intro as `run` prints it when nothing is late: the ramp LEAD into the timeline, the
+/// failure FAIL_INTO_STEP into the ramp's last held step.
+pub fn intro_as_planned(example: &Value) -> String {
+    let steps = checkout(example)["ramp"]["steps"]
+        .as_array()
+        .map_or(0, |s| s.len());
+    let ramp_t = LEAD.as_secs_f64();
+    let fail_t = ramp_t
+        + (HOLD_SECONDS * steps.saturating_sub(2) as u64) as f64
+        + FAIL_INTO_STEP.as_secs_f64();
+    intro(example, ramp_t, fail_t)
+}
+
+/// What the timeline ends with: when the canary failed, the trip, what the clients got.
+struct Outcome {
+    first_500: f64,
+    tripped_after: f64,
+    tripped_at: f64,
+    last_after: f64,
+    last_at: f64,
+    requests: usize,
+    end: f64,
+    errors: usize,
+    canary_errors: usize,
+    guardrail: usize,
+    /// Envoy's log line of the trip.
+    log_line: Option<String>,
+    /// dial_subset_weight of canary and stable, dial_guard_tripped, dial_guard_trips_total.
+    gauges: [String; 4],
+}
+
+fn outcome(o: &Outcome) -> String {
+    let mut out = format!("\nThe canary's first 500: t={:.2} s.", o.first_500);
+    out.push_str(&format!(
+        "\nThe guard tripped within {:.2} s of it (t={:.2} s: the first request sent to stable with reason=guardrail).",
+        o.tripped_after, o.tripped_at,
+    ));
+    out.push_str(&format!(
+        "\nThe last request reached the canary {:.2} s after its first 500 (t={:.2} s).",
+        o.last_after, o.last_at
+    ));
+    out.push_str(&format!(
+        "\n{} requests in {:.1} s; {} answered 5xx ({}); {} sent to stable by the guardrail.",
+        o.requests,
+        o.end,
+        o.errors,
+        if o.errors == o.canary_errors {
+            "all by the canary".to_string()
+        } else {
+            format!("{} by the canary", o.canary_errors)
+        },
+        o.guardrail
+    ));
+    if let Some(line) = &o.log_line {
+        out.push_str(&format!("\nEnvoy's log: {line}"));
+    }
+    let [canary, stable, tripped, trips] = &o.gauges;
+    out.push_str(&format!(
+        "\nEnvoy's gauges now: dial_subset_weight canary {canary}, stable {stable}; dial_guard_tripped {tripped}; dial_guard_trips_total {trips}"
+    ));
+    out
+}
+
+// Used by tests/demo_safety.rs (the README's copy of this output), not by the demo itself.
+#[allow(dead_code)]
+/// The timeline's last lines as any run prints them: its numbers are the run's own (compare
+/// them masked), and so is the rest of Envoy's log line after `GUARD_LOG`.
+pub fn outcome_template() -> String {
+    outcome(&Outcome {
+        first_500: 0.0,
+        tripped_after: 0.0,
+        tripped_at: 0.0,
+        last_after: 0.0,
+        last_at: 0.0,
+        requests: 0,
+        end: 0.0,
+        errors: 0,
+        canary_errors: 0,
+        guardrail: 0,
+        log_line: Some(format!("{GUARD_LOG}…")),
+        gauges: ["0".into(), "0".into(), "0".into(), "0".into()],
+    }) + "\n"
+        + DRAWN
+}
+
+// Used by tests/demo_safety.rs (the README's copy of this output), not by the demo itself.
+#[allow(dead_code)]
+/// The start of Envoy's log line when the example's guard trips.
+pub const GUARD_LOG: &str = "dial: guard tripped: release checkout, subset canary goes to stable: ";
+const DRAWN: &str =
+    "Timeline drawn: target/demo/timeline.svg (Envoy's log: target/demo/timeline-envoy.log)";
+
+/// Runs the timeline with the example policy `example` (the one `envoy-config/envoy.yaml`
+/// ships), its secrets in Envoy's environment; panics (the demo fails) if the guard does not pull the failing canary back.
+pub fn run(example: &Value, secrets: &[(String, String)]) {
+    // The ramp starts a few seconds from now, at a whole second (RFC 3339 as a policy writes
+    // it), leaving Envoy time to start before the timeline begins LEAD ahead of the ramp.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let start = now.as_secs() + 5;
+    let doc = demo_time(example, start);
+    let demo = checkout(&doc);
+    let steps: Vec<f64> = demo["ramp"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["weight"].as_f64().unwrap())
         .collect();
     let guard = &demo["guard"];
     assert!(
@@ -256,39 +475,7 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
     // In the last held step (the one before the ramp's last).
     let fail_at = ramp_at + hold * (steps.len() - 2) as u32 + FAIL_INTO_STEP;
 
-    println!(
-        "\nRamp and guardrail on a timeline: the example's checkout policy in demo time (the ramp's holds of {} cut to\n{HOLD_SECONDS}s each, the guard's window of {} to {WINDOW}); Envoy with 2 workers; ~{} requests/s of signed-in users on {CONNECTIONS} connections.",
-        holds.join(", "),
-        shipped["guard"]["window"].as_str().unwrap_or("?"),
-        CONNECTIONS as u32 * PER_CONNECTION
-    );
-    println!(
-        "  ramp: canary {} from t={:.1} s",
-        steps
-            .iter()
-            .map(|w| format!("{w}%"))
-            .collect::<Vec<_>>()
-            .join(" -> "),
-        boundaries[0],
-    );
-    println!(
-        "  guard: canary -> stable once its 5xx rate is {} points above stable's over {WINDOW} (at least {} canary responses)",
-        guard["maxErrorRate"].as_f64().unwrap_or(0.0) * 100.0,
-        guard["minRequests"]
-    );
-    println!(
-        "  at t={:.1} s the canary ({CANARY_BACKEND}) starts answering 500",
-        secs(fail_at)
-    );
-    println!("\n  Each row: the 500 ms up to t. weight: the canary's effective share (Envoy's dial_subset_weight gauge).");
-    println!(
-        "  stable, canary: who answered (x-backend). canary 5xx: share of the canary's answers."
-    );
-    println!("  guardrail: sent to stable by the tripped guard (reason in x-dial-assignment). guard: dial_guard_tripped.");
-    println!(
-        "  {:>5}  {:>6}  {:>5}  {:>6}  {:>6}  {:>10}  {:>9}  {:<7}  event",
-        "t (s)", "weight", "reqs", "stable", "canary", "canary 5xx", "guardrail", "guard"
-    );
+    println!("{}", intro(example, boundaries[0], secs(fail_at)));
 
     // The clients start a moment early, so the first interval is as full as the others.
     thread::sleep(t0.saturating_duration_since(Instant::now() + WARM_UP));
@@ -315,19 +502,19 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
         for (i, (b, w)) in boundaries.iter().zip(&steps).enumerate() {
             // A step that begins at an interval's end shows in the next one.
             if from <= *b && *b < t {
-                events.push(match (i, tripped.is_some_and(|at| secs(at) < *b)) {
-                    (_, true) => format!("ramp step {w}%: not taken (guard tripped)"),
-                    (0, false) => format!("ramp starts: {w}%"),
-                    (_, false) => format!("ramp step: {w}%"),
-                });
+                events.push(ramp_event(
+                    i == 0,
+                    *w,
+                    tripped.is_some_and(|at| secs(at) < *b),
+                ));
             }
         }
         if failed.is_some_and(|at| from <= secs(at) && secs(at) < t) {
-            events.push("canary fails (500)".into());
+            events.push(FAILS.into());
         }
         if !marked_trip && (tripped.is_some() || gauge_tripped) {
             marked_trip = true;
-            events.push("guard tripped".into());
+            events.push(TRIPPED.into());
         }
         let row = Row {
             t,
@@ -379,32 +566,7 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
     let errors: usize = rows.iter().map(|r| r.errors).sum();
     let canary_errors: usize = rows.iter().map(|r| r.canary_errors).sum();
     let guardrail: usize = rows.iter().map(|r| r.guardrail).sum();
-    println!("\nThe canary's first 500: t={:.2} s.", secs(first_500));
-    println!(
-        "The guard tripped within {:.2} s of it (t={:.2} s: the first request sent to stable with reason=guardrail).",
-        after(tripped),
-        secs(tripped),
-    );
-    println!(
-        "The last request reached the canary {:.2} s after its first 500 (t={:.2} s).",
-        after(last),
-        secs(last)
-    );
-    println!(
-        "{requests} requests in {end:.1} s; {errors} answered 5xx ({}); {guardrail} sent to stable by the guardrail.",
-        if errors == canary_errors {
-            "all by the canary".to_string()
-        } else {
-            format!("{canary_errors} by the canary")
-        }
-    );
     let log = envoy.log();
-    if let Some(line) = log.lines().find_map(|l| {
-        l.find("dial: guard tripped")
-            .map(|i| l.get(i..).unwrap_or(l))
-    }) {
-        println!("Envoy's log: {line}");
-    }
     let samples = envoy.prometheus();
     let weight = |subset| {
         value(
@@ -415,11 +577,33 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
         .map_or_else(|| "-".into(), |w| w.to_string())
     };
     println!(
-        "Envoy's gauges now: dial_subset_weight canary {}, stable {}; dial_guard_tripped {}; dial_guard_trips_total {}",
-        weight("canary"),
-        weight("stable"),
-        canary_gauge(&samples, "dial_guard_tripped").unwrap_or(-1.0),
-        canary_gauge(&samples, "dial_guard_trips_total").unwrap_or(-1.0),
+        "{}",
+        outcome(&Outcome {
+            first_500: secs(first_500),
+            tripped_after: after(tripped),
+            tripped_at: secs(tripped),
+            last_after: after(last),
+            last_at: secs(last),
+            requests,
+            end,
+            errors,
+            canary_errors,
+            guardrail,
+            log_line: log.lines().find_map(|l| {
+                l.find("dial: guard tripped")
+                    .map(|i| l.get(i..).unwrap_or(l).to_string())
+            }),
+            gauges: [
+                weight("canary"),
+                weight("stable"),
+                canary_gauge(&samples, "dial_guard_tripped")
+                    .unwrap_or(-1.0)
+                    .to_string(),
+                canary_gauge(&samples, "dial_guard_trips_total")
+                    .unwrap_or(-1.0)
+                    .to_string(),
+            ],
+        })
     );
 
     let dir = repo_root().join("target/demo");
@@ -470,10 +654,7 @@ pub fn run(example: &Value, secrets: &[(String, String)]) {
     };
     let path = dir.join("timeline.svg");
     std::fs::write(&path, svg::render(&chart)).unwrap();
-    println!(
-        "Timeline drawn: {} (Envoy's log: target/demo/timeline-envoy.log)",
-        path.strip_prefix(repo_root()).unwrap_or(&path).display()
-    );
+    println!("{DRAWN}");
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
     crate::envoy_stopped(envoy.pid());
 }

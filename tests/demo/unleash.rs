@@ -15,7 +15,8 @@ const ROLLOUT: u32 = 25;
 const SHOWN: usize = 8;
 const USERS: usize = 1000;
 
-pub fn run() {
+/// Prints through `say`, as `println!` would (a string may hold several lines).
+pub fn run(say: &mut dyn FnMut(String)) {
     let policy = json!({ "headers": { "response": "x-dial-assignment" }, "releases": [ {
         "name": FLAG,
         "subsets": [ { "name": "stable", "version": "v1", "weight": 100 - ROLLOUT },
@@ -53,18 +54,18 @@ pub fn run() {
     crate::envoy_started(envoy.pid());
     let mut client = Client::new(envoy.port);
 
-    println!(
+    say(format!(
         "\nThe proxy and the app agree: release {FLAG} with \"bucketing\": {{\"scheme\": \"unleash\", \"groupId\": \"{FLAG}\"}},\n\
          stable {}/canary {ROLLOUT}, in a fresh Envoy; beside it UnleashClient {} (Python, yggdrasil-engine {}), the official SDK,\n\
          evaluating the flag {FLAG} (flexibleRollout {ROLLOUT}%, groupId {FLAG}, stickiness userId) offline for the same users.",
         100 - ROLLOUT,
         sdk.versions["UnleashClient"],
         sdk.versions["yggdrasil-engine"]
-    );
-    println!(
+    ));
+    say(format!(
         "  {:<10} {:<30} {:<28} agree",
         "x-user-id", "Envoy: subset, answered by", "UnleashClient: is_enabled"
-    );
+    ));
     let mut agree = 0;
     let mut disagreements = Vec::new();
     for (i, (user, on)) in users.iter().zip(&enabled).enumerate() {
@@ -79,7 +80,7 @@ pub fn run() {
             disagreements.push(format!("{user}: Envoy {routed}, UnleashClient {on}"));
         }
         if i < SHOWN {
-            println!(
+            say(format!(
                 "  {user:<10} {:<30} {:<28} {}",
                 format!("{}, {routed}", crate::assignment_field(&r, "subset")),
                 format!(
@@ -87,15 +88,15 @@ pub fn run() {
                     if *on { "new checkout" } else { "old checkout" }
                 ),
                 if same { "yes" } else { "NO" }
-            );
+            ));
         }
     }
     let in_canary = enabled.iter().filter(|on| **on).count();
-    println!(
+    say(format!(
         "  {USERS} users (user-0 to user-{}): Envoy and UnleashClient agree on {agree} of {USERS} ({in_canary} enabled, {} not).",
         USERS - 1,
         USERS - in_canary
-    );
+    ));
     crate::envoy_stopped(envoy.pid());
     drop(envoy);
     assert!(

@@ -21,8 +21,10 @@
 // edge WasmPlugin attaches to) strictly, by tests/gateway/check_manifests.mjs. Which secrets
 // reach which proxy is tests/istio.rs's to check.
 //
-// Usage: check_manifests.mjs [--self-test] [--derive DIR]
+// Usage: check_manifests.mjs [--self-test] [--derive DIR] [--dir DIR]
 //   --self-test   also checks that broken manifests are rejected, at the right path.
+//   --dir DIR     the manifests under DIR instead of istio/ (`make istio-quickstart-test`: the
+//                 rendered copy, image and digest filled in).
 //   --derive DIR  writes, for each valid WasmPlugin, the Envoy plugin settings istiod derives
 //                 from it (name, rootId, failurePolicy, pluginConfig as the JSON string
 //                 Istio hands to the plugin, and hostEnvKeys from vmConfig.env) to DIR/<file>-<namespace>.<name>.json, which
@@ -219,7 +221,7 @@ function* manifests() {
       const p = path.join(dir, e.name);
       return e.isDirectory() ? walk(p) : e.name.endsWith(".yaml") ? [p] : [];
     });
-  for (const file of walk(path.join(ROOT, "istio")).sort()) {
+  for (const file of walk(manifestDir).sort()) {
     const rel = path.relative(ROOT, file);
     const docs = yaml.loadAll(fs.readFileSync(file, "utf8"), null, { filename: rel });
     for (const [i, doc] of docs.entries()) if (doc != null) yield { file: rel, index: i, doc };
@@ -301,8 +303,13 @@ const args = process.argv.slice(2);
 const deriveAt = args.indexOf("--derive");
 const deriveDir = deriveAt < 0 ? null : args[deriveAt + 1];
 if (deriveAt >= 0 && !deriveDir) die("--derive needs a directory");
+const dirAt = args.indexOf("--dir");
+if (dirAt >= 0 && !args[dirAt + 1]) die("--dir needs a directory");
+const manifestDir = dirAt < 0 ? path.join(ROOT, "istio") : path.resolve(args[dirAt + 1]);
+if (!fs.existsSync(manifestDir)) die(`${manifestDir}: no such directory`);
 for (const [i, a] of args.entries()) {
-  if (a !== "--self-test" && a !== "--derive" && i !== deriveAt + 1) die(`unknown argument ${a}\nusage: check_manifests.mjs [--self-test] [--derive DIR]`);
+  const value = (deriveAt >= 0 && i === deriveAt + 1) || (dirAt >= 0 && i === dirAt + 1);
+  if (a !== "--self-test" && a !== "--derive" && a !== "--dir" && !value) die(`unknown argument ${a}\nusage: check_manifests.mjs [--self-test] [--derive DIR] [--dir DIR]`);
 }
 if (deriveDir) fs.mkdirSync(deriveDir, { recursive: true });
 
