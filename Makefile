@@ -66,7 +66,7 @@ build-native:
 # against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
 # API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
 # smoke run (with the module's size budget).
-test: lint unit-test docs-test fuzz-smoke validate-policies wasm-test istio-test istio-quickstart-test gateway-test oci-test e2e-test memcheck bench-smoke
+test: lint unit-test docs-test validate-policies wasm-test istio-test istio-quickstart-test gateway-test oci-test e2e-test memcheck bench-smoke fuzz-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
