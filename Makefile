@@ -314,7 +314,7 @@ clean:
 FUZZ_NIGHTLY       := nightly-2026-05-20
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_DIR           := tests/fuzz
-FUZZ_TARGETS       := policy headers cookie override_header decide
+FUZZ_TARGETS       := policy headers cookie instant override_header decide
 FUZZ               := cargo +$(FUZZ_NIGHTLY) fuzz
 FUZZ_FLAGS         := --fuzz-dir $(FUZZ_DIR) --sanitizer none
 # `make fuzz`: each target, one at a time, until FUZZ_RUNS executions or FUZZ_SECONDS, whichever
