@@ -62,11 +62,13 @@ build-native:
 	cargo build --lib --profile native --features dynamic-module
 	@ls -l $(NATIVE) | awk '{ print "built $(NATIVE): " $$5 " bytes" }'
 
-# Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
-# against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
-# API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
-# smoke run (with the module's size budget).
-test: lint unit-test fuzz-smoke validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke
+# Lint, unit tests natively, the shipped policies, the same core tests on wasm32 (Node's WASI),
+# the Istio manifests against Istio's CRD schemas, the Envoy Gateway manifests against Envoy
+# Gateway's and the Gateway API's, the OCI image, then Envoy end to end, the native build under
+# memcheck, the benchmark's smoke run (with the module's size budget), and last the fuzz smoke:
+# it installs a pinned nightly and cargo-fuzz, so a machine where that fails has run every
+# other tier first (and `make test` still fails).
+test: lint unit-test validate-policies wasm-test istio-test gateway-test oci-test e2e-test memcheck bench-smoke fuzz-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
 unit-test:
