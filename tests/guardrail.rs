@@ -204,8 +204,9 @@ fn a_failing_canary_is_pulled_back_within_the_window_and_a_second(build: Build) 
 
 /// The tick marks of `no_false_trips`: a ramp of the canary from 11% up by one point a second
 /// from `start` (Unix seconds) on. A tick refreshes the weight gauges right after it judges the
-/// guard (`Runtime::on_tick`), so the canary's gauge at `MARK_FROM + k` percent shows that a
-/// tick at `start + k` s or later ran and judged; a tripped guard would show 0 there instead.
+/// guard (`Runtime::on_tick`), so the canary's gauge at `MARK_FROM + k` percent (in basis
+/// points, 100 times that) shows that a tick at `start + k` s or later ran and judged; a
+/// tripped guard would show 0 there instead.
 /// (Ramping up moves users onto the canary only: every canary user the cases pick stays one.)
 const MARK_FROM: u64 = 11;
 const MARK_TO: u64 = 90;
