@@ -62,10 +62,12 @@ build-native:
 	cargo build --lib --profile native --features dynamic-module
 	@ls -l $(NATIVE) | awk '{ print "built $(NATIVE): " $$5 " bytes" }'
 
-# Lint, unit tests natively, the same core tests on wasm32 (Node's WASI), the Istio manifests
-# against Istio's CRD schemas, the Envoy Gateway manifests against Envoy Gateway's and the Gateway
-# API's, the OCI image, then Envoy end to end, the native build under memcheck, the benchmark's
-# smoke run (with the module's size budget).
+# Lint, unit tests natively, the docs against what ships, the shipped policies, the same core tests on wasm32 (Node's WASI),
+# the Istio manifests against Istio's CRD schemas (and the quick start's as rendered), the Envoy Gateway manifests against Envoy
+# Gateway's and the Gateway API's, the OCI image, then Envoy end to end, the native build under
+# memcheck, the benchmark's smoke run (with the module's size budget), and last the fuzz smoke:
+# it installs a pinned nightly and cargo-fuzz, so a machine where that fails has run every
+# other tier first (and `make test` still fails).
 test: lint unit-test docs-test validate-policies wasm-test istio-test istio-quickstart-test gateway-test oci-test e2e-test memcheck bench-smoke fuzz-smoke
 
 # The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
@@ -351,7 +353,7 @@ clean:
 FUZZ_NIGHTLY       := nightly-2026-05-20
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_DIR           := tests/fuzz
-FUZZ_TARGETS       := policy headers cookie override_header decide
+FUZZ_TARGETS       := policy headers cookie instant override_header decide
 FUZZ               := cargo +$(FUZZ_NIGHTLY) fuzz
 FUZZ_FLAGS         := --fuzz-dir $(FUZZ_DIR) --sanitizer none
 # `make fuzz`: each target, one at a time, until FUZZ_RUNS executions or FUZZ_SECONDS, whichever

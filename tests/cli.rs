@@ -55,6 +55,71 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// One run of `dial` and what it must print: a row of the tables the tests below check with
+/// `check_runs`.
+struct Expect<'a> {
+    args: Vec<&'a str>,
+    /// `Some`: run by `dial_env` with these variables (the policy's own removed).
+    env: Option<&'a [(&'a str, &'a str)]>,
+    code: i32,
+    /// Text its stdout, and its stderr, must contain.
+    stdout: &'a [&'a str],
+    stderr: &'a [&'a str],
+    /// Text in neither.
+    nowhere: &'a [&'a str],
+}
+
+/// `dial ARGS`, which must exit 0 and print anything (`Expect { code: 1, ..command(ARGS) }`
+/// for more).
+fn command<'a>(args: &[&'a str]) -> Expect<'a> {
+    Expect {
+        args: args.to_vec(),
+        env: None,
+        code: 0,
+        stdout: &[],
+        stderr: &[],
+        nowhere: &[],
+    }
+}
+
+/// Runs each case and checks its exit code and output; returns the runs, in order.
+fn check_runs(cases: &[Expect]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for case in cases {
+        let out = match case.env {
+            Some(vars) => dial_env(&case.args, vars),
+            None => dial(&case.args),
+        };
+        let what = format!("dial {}", case.args.join(" "));
+        assert_eq!(
+            out.code, case.code,
+            "{what}: exit code\n{}{}",
+            out.stdout, out.stderr
+        );
+        for (stream, text, wanted) in [
+            ("stdout", &out.stdout, case.stdout),
+            ("stderr", &out.stderr, case.stderr),
+        ] {
+            for want in wanted {
+                assert!(
+                    text.contains(want),
+                    "{what}: no {want:?} in {stream}:\n{text}"
+                );
+            }
+        }
+        for unwanted in case.nowhere {
+            assert!(
+                !out.stdout.contains(unwanted) && !out.stderr.contains(unwanted),
+                "{what}: {unwanted:?} printed:\n{}{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        runs.push(out);
+    }
+    runs
+}
+
 /// The (1-based) line and column of the first occurrence of `needle` in `text`.
 fn position_of(text: &str, needle: &str) -> (usize, usize) {
     let at = text
@@ -68,41 +133,54 @@ fn position_of(text: &str, needle: &str) -> (usize, usize) {
 
 #[test]
 fn help_shows_examples_and_usage_errors_exit_2() {
-    let help = dial(&["--help"]);
-    assert_eq!(help.code, 0);
-    for command in [
-        "validate",
-        "explain",
-        "simulate",
-        "diff",
-        "Examples:",
-        "Exit codes",
-    ] {
-        assert!(help.stdout.contains(command), "{command}:\n{}", help.stdout);
-    }
-    for command in ["validate", "explain", "simulate", "diff"] {
-        let help = dial(&[command, "--help"]);
-        assert_eq!(help.code, 0, "{command}");
-        assert!(
-            help.stdout.contains("Examples:"),
-            "{command}:\n{}",
-            help.stdout
-        );
-    }
-    assert_eq!(dial(&["frobnicate"]).code, 2);
-    assert_eq!(dial(&["validate"]).code, 2);
-    let bad_header = dial(&["explain", "tests/data/checkout.json", "-H", "no colon"]);
-    assert_eq!(bad_header.code, 2);
-    assert!(
-        bad_header
-            .stderr
-            .contains("write a header as 'name: value'"),
-        "{}",
-        bad_header.stderr
-    );
-    let bad_time = dial(&["simulate", "tests/data/checkout.json", "--at", "tomorrow"]);
-    assert_eq!(bad_time.code, 2);
-    assert!(bad_time.stderr.contains("RFC 3339"), "{}", bad_time.stderr);
+    let examples: &[&str] = &["Examples:"];
+    check_runs(&[
+        Expect {
+            stdout: &[
+                "validate",
+                "explain",
+                "simulate",
+                "diff",
+                "Examples:",
+                "Exit codes",
+            ],
+            ..command(&["--help"])
+        },
+        Expect {
+            stdout: examples,
+            ..command(&["validate", "--help"])
+        },
+        Expect {
+            stdout: examples,
+            ..command(&["explain", "--help"])
+        },
+        Expect {
+            stdout: examples,
+            ..command(&["simulate", "--help"])
+        },
+        Expect {
+            stdout: examples,
+            ..command(&["diff", "--help"])
+        },
+        Expect {
+            code: 2,
+            ..command(&["frobnicate"])
+        },
+        Expect {
+            code: 2,
+            ..command(&["validate"])
+        },
+        Expect {
+            code: 2,
+            stderr: &["write a header as 'name: value'"],
+            ..command(&["explain", "tests/data/checkout.json", "-H", "no colon"])
+        },
+        Expect {
+            code: 2,
+            stderr: &["RFC 3339"],
+            ..command(&["simulate", "tests/data/checkout.json", "--at", "tomorrow"])
+        },
+    ]);
 }
 
 #[test]
@@ -119,30 +197,17 @@ fn every_shipped_policy_is_valid() {
         .into_iter()
         .filter(|l| l.contains(": valid ("))
         .collect();
-    assert!(
-        valid
-            .iter()
-            .any(|l| l.starts_with("envoy-config/envoy.yaml: Envoy wasm filter dial")),
-        "{valid:?}"
-    );
-    assert!(
-        valid
-            .iter()
-            .any(|l| l.starts_with("istio/sidecar/wasmplugin.yaml: WasmPlugin shop/dial")),
-        "{valid:?}"
-    );
-    assert!(
-        valid
-            .iter()
-            .any(|l| l.starts_with("istio/gateway/wasmplugin.yaml: WasmPlugin")),
-        "{valid:?}"
-    );
-    assert!(
-        valid
-            .iter()
-            .any(|l| l.starts_with("tests/data/checkout.json: valid")),
-        "{valid:?}"
-    );
+    for prefix in [
+        "envoy-config/envoy.yaml: Envoy wasm filter dial",
+        "istio/sidecar/wasmplugin.yaml: WasmPlugin shop/dial",
+        "istio/gateway/wasmplugin.yaml: WasmPlugin",
+        "tests/data/checkout.json: valid",
+    ] {
+        assert!(
+            valid.iter().any(|l| l.starts_with(prefix)),
+            "{prefix}: {valid:?}"
+        );
+    }
     let report = dial(&["validate", "-o", "json", "envoy-config", "istio"]).json();
     assert_eq!(report["valid"], true);
     assert!(
@@ -329,44 +394,47 @@ spec:
 
 #[test]
 fn unreadable_input_is_exit_2_and_no_policy_is_a_problem() {
-    let missing = dial(&["validate", "no/such/file.json"]);
-    assert_eq!(missing.code, 2);
-    assert!(
-        missing.stdout.contains("cannot read no/such/file.json"),
-        "{}",
-        missing.stdout
-    );
     let dir = scratch_dir("cli-none");
     let file = write(
         &dir,
         "dr.yaml",
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: x }\n",
     );
-    let none = dial(&["validate", &file]);
-    assert_eq!(none.code, 1);
-    assert!(
-        none.stdout.contains("no Dial policy found"),
-        "{}",
-        none.stdout
-    );
     let yaml = write(&dir, "broken.yaml", "a: [1, 2\nb: 3\n");
-    assert_eq!(dial(&["validate", &yaml]).code, 1);
-    // A directory without policies: nothing to check is a problem too.
     let empty = scratch_dir("cli-empty");
-    assert_eq!(dial(&["validate", empty.to_str().unwrap()]).code, 1);
-    // explain on a rejected policy: its problems, then what to do.
     let mut bad = checkout();
     bad["releases"][0]["subsets"][1]["weight"] = json!(-5);
     let bad = write(&dir, "bad.json", &bad.to_string());
-    let run = dial(&["explain", &bad, "--host", HOST]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("$.releases[0].subsets[1].weight: weight must be 0 or more, got -5"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("dial validate"), "{}", run.stderr);
+    check_runs(&[
+        Expect {
+            code: 2,
+            stdout: &["cannot read no/such/file.json"],
+            ..command(&["validate", "no/such/file.json"])
+        },
+        Expect {
+            code: 1,
+            stdout: &["no Dial policy found"],
+            ..command(&["validate", &file])
+        },
+        Expect {
+            code: 1,
+            ..command(&["validate", &yaml])
+        },
+        // A directory without policies: nothing to check is a problem too.
+        Expect {
+            code: 1,
+            ..command(&["validate", empty.to_str().unwrap()])
+        },
+        // explain on a rejected policy: its problems, then what to do.
+        Expect {
+            code: 1,
+            stderr: &[
+                "$.releases[0].subsets[1].weight: weight must be 0 or more, got -5",
+                "dial validate",
+            ],
+            ..command(&["explain", &bad, "--host", HOST])
+        },
+    ]);
 }
 
 fn explain_json(args: &[&str]) -> Value {
@@ -534,26 +602,28 @@ fn explain_reads_a_baggage_key_as_the_core_does() {
 fn explain_tells_the_decision_and_what_dial_does_to_the_headers() {
     // An allowlisted user: rule [2], with where the split alone would have put them.
     let alice = explain_json(&["-H", "x-user-id: alice", "-H", "x-dial-subset: stable"]);
-    assert_eq!(alice["release"]["name"], "checkout");
-    assert_eq!(
-        (alice["subset"].as_str(), alice["reason"].as_str()),
-        (Some("canary"), Some("allowlist"))
-    );
-    assert_eq!(alice["rule"], 2);
-    assert_eq!(alice["rules"][2]["matched"], true);
-    assert_eq!(alice["key"]["value"], "alice");
-    assert_eq!(alice["split"]["decided"], false);
-    assert_eq!(
-        alice["headers"]["set"],
-        json!([["x-dial-subset", "canary"], ["x-dial-version", "v2"]])
-    );
-    assert_eq!(
-        alice["headers"]["response"],
-        json!([[
-            "x-dial-assignment",
-            "release=checkout; subset=canary; version=v2; reason=allowlist"
-        ]])
-    );
+    for (pointer, want) in [
+        ("/release/name", json!("checkout")),
+        ("/subset", json!("canary")),
+        ("/reason", json!("allowlist")),
+        ("/rule", json!(2)),
+        ("/rules/2/matched", json!(true)),
+        ("/key/value", json!("alice")),
+        ("/split/decided", json!(false)),
+        (
+            "/headers/set",
+            json!([["x-dial-subset", "canary"], ["x-dial-version", "v2"]]),
+        ),
+        (
+            "/headers/response",
+            json!([[
+                "x-dial-assignment",
+                "release=checkout; subset=canary; version=v2; reason=allowlist"
+            ]]),
+        ),
+    ] {
+        assert_eq!(alice.pointer(pointer), Some(&want), "{pointer}: {alice}");
+    }
 
     // A hashed user: the core's subset and position, and the bucket of that position.
     let core = Core::new(CHECKOUT);
@@ -612,35 +682,29 @@ fn explain_tells_the_decision_and_what_dial_does_to_the_headers() {
     assert_eq!(pass["headers"]["removed"], json!(["x-dial-subset"]));
 
     // The text form reads as a description.
-    let text = dial(&[
-        "explain",
-        "tests/data/checkout.json",
-        "--host",
-        HOST,
-        "--path",
-        PATH,
-        "-H",
-        "x-user-id: alice",
-    ]);
-    assert_eq!(text.code, 0);
-    for label in [
-        "Release:",
-        "Key:",
-        "Rules:",
-        "Split:",
-        "Result:",
-        "Mirror:",
-        "Headers:",
-        "Response:",
-    ] {
-        assert!(text.stdout.contains(label), "{label}\n{}", text.stdout);
-    }
-    assert!(
-        text.stdout
-            .contains("subset canary, version v2, reason allowlist"),
-        "{}",
-        text.stdout
-    );
+    check_runs(&[Expect {
+        stdout: &[
+            "Release:",
+            "Key:",
+            "Rules:",
+            "Split:",
+            "Result:",
+            "Mirror:",
+            "Headers:",
+            "Response:",
+            "subset canary, version v2, reason allowlist",
+        ],
+        ..command(&[
+            "explain",
+            "tests/data/checkout.json",
+            "--host",
+            HOST,
+            "--path",
+            PATH,
+            "-H",
+            "x-user-id: alice",
+        ])
+    }]);
 }
 
 #[test]
@@ -752,20 +816,17 @@ fn simulate_spreads_users_as_the_weights_and_a_ramp_say() {
         "the last step holds everyone: {last}"
     );
 
-    let text = dial(&[
-        "simulate",
-        "envoy-config/envoy.yaml",
-        "--users",
-        "2000",
-        "--at",
-        "2026-12-01T10:00:00Z",
-    ]);
-    assert!(
-        text.stdout
-            .contains("ramp of canary from 2026-12-01T09:00:00Z"),
-        "{}",
-        text.stdout
-    );
+    check_runs(&[Expect {
+        stdout: &["ramp of canary from 2026-12-01T09:00:00Z"],
+        ..command(&[
+            "simulate",
+            "envoy-config/envoy.yaml",
+            "--users",
+            "2000",
+            "--at",
+            "2026-12-01T10:00:00Z",
+        ])
+    }]);
 }
 
 /// The example policy with the canary at `canary` and stable at 100 - `canary`.
@@ -812,9 +873,10 @@ fn diff_of_a_ramp_moves_users_forward_only() {
         .count();
     assert_eq!(release["forward"], moved as u64);
 
-    let text = dial(&["diff", &old, &new, "--users", "5000"]);
-    assert!(text.stdout.contains("moved back: 0"), "{}", text.stdout);
-    assert!(text.stdout.contains("stable -> canary"), "{}", text.stdout);
+    check_runs(&[Expect {
+        stdout: &["moved back: 0", "stable -> canary"],
+        ..command(&["diff", &old, &new, "--users", "5000"])
+    }]);
 }
 
 #[test]
@@ -842,15 +904,12 @@ fn diff_of_a_reordered_subset_list_moves_users_back_and_fails_when_asked() {
         "{moves:?}"
     );
 
-    let run = dial(&["diff", old, &new, "--users", "20000", "--fail-on-move-back"]);
-    assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("canary -> stable"), "{}", run.stdout);
-    assert!(
-        run.stderr
-            .contains("moved back: refusing the change (--fail-on-move-back)"),
-        "{}",
-        run.stderr
-    );
+    check_runs(&[Expect {
+        code: 1,
+        stdout: &["canary -> stable"],
+        stderr: &["moved back: refusing the change (--fail-on-move-back)"],
+        ..command(&["diff", old, &new, "--users", "20000", "--fail-on-move-back"])
+    }]);
 }
 
 /// End to end: for 1,000 users, the subset `dial explain` gives each is the backend a real
@@ -1268,51 +1327,44 @@ fn the_mode_comes_from_what_holds_the_policy() {
             "listener edge: no traffic_direction"
         ]
     );
-    // The text names the place on the policy's line.
-    let run = dial(&["validate", &modes_file("sidecar-client.yaml")]);
-    assert!(
-        run.stdout.contains(
-            "valid (release checkout); runs in sidecar CLIENT (spec.match[0].mode CLIENT, line "
-        ),
-        "{}",
-        run.stdout
-    );
-    let run = dial(&["validate", &modes_file("key-header.json")]);
-    assert!(
-        run.stdout
-            .contains("runs in an unknown place (a bare policy; give --mode"),
-        "{}",
-        run.stdout
-    );
     // The same policy, mode by mode: a sticky cookie is wrong in a sidecar, fine signed at the
     // edge; sourceCidrs only on a sidecar's client side.
     let sticky = modes_file("sticky-unsigned.json");
-    assert_eq!(
-        warning_kinds(&validate_json(&sticky, &["--mode", "client"])),
-        ["sticky_cookie_to_service"]
+    for (args, kinds) in [
+        (&["--mode", "client"][..], &["sticky_cookie_to_service"][..]),
+        (&["--mode", "server"], &["sticky_cookie_to_service"]),
+        (&["--mode", "gateway"], &["unsigned_sticky_cookie"]),
+        (&[], &[]),
+    ] {
+        assert_eq!(
+            warning_kinds(&validate_json(&sticky, args)),
+            kinds,
+            "{args:?}"
+        );
+    }
+    let (client, bare, default) = (
+        modes_file("sidecar-client.yaml"),
+        modes_file("key-header.json"),
+        modes_file("sidecar-default.yaml"),
     );
-    assert_eq!(
-        warning_kinds(&validate_json(&sticky, &["--mode", "server"])),
-        ["sticky_cookie_to_service"]
-    );
-    assert_eq!(
-        warning_kinds(&validate_json(&sticky, &["--mode", "gateway"])),
-        ["unsigned_sticky_cookie"]
-    );
-    assert_eq!(
-        warning_kinds(&validate_json(&sticky, &[])),
-        Vec::<String>::new()
-    );
-    let default = dial(&[
-        "validate",
-        "-o",
-        "json",
-        &modes_file("sidecar-default.yaml"),
-        "--mode",
-        "client",
+    check_runs(&[
+        // The text names the place on the policy's line.
+        Expect {
+            stdout: &[
+                "valid (release checkout); runs in sidecar CLIENT (spec.match[0].mode CLIENT, line ",
+            ],
+            ..command(&["validate", &client])
+        },
+        Expect {
+            stdout: &["runs in an unknown place (a bare policy; give --mode"],
+            ..command(&["validate", &bare])
+        },
+        command(&["validate", "-o", "json", &default, "--mode", "client"]),
+        Expect {
+            code: 2,
+            ..command(&["validate", &sticky, "--mode", "sideways"])
+        },
     ]);
-    assert_eq!(default.code, 0);
-    assert_eq!(dial(&["validate", &sticky, "--mode", "sideways"]).code, 2);
 }
 
 /// Allow markers: printed, scoped to their document or file, and a marker that excuses
@@ -1356,24 +1408,33 @@ fn allow_markers_are_visible_and_scoped() {
     );
     assert_eq!(warning_kinds(&report), ["placeholder_sha256"]);
     assert_eq!(report["warnings"][0]["source"], "WasmPlugin shop/dial-b");
-    let run = dial(&["validate", &file]);
-    assert_eq!(run.code, 0);
+    let bad = modes_file("allow-bad.yaml");
+    let runs = check_runs(&[
+        Expect {
+            stdout: &["1 warning, 3 allowed"],
+            ..command(&["validate", &file])
+        },
+        // Allowed warnings do not fail --strict; the one left does.
+        Expect {
+            code: 1,
+            ..command(&["validate", "--strict", &file])
+        },
+        // Markers that excuse nothing, or cannot be read, are warnings.
+        Expect {
+            code: 1,
+            ..command(&["validate", "--strict", &bad])
+        },
+        command(&["validate", &bad]),
+    ]);
     assert!(
-        run.stdout.lines().any(|l| l
+        runs[0].stdout.lines().any(|l| l
             .contains(": allowed: placeholder_sha256: WasmPlugin shop/dial-a")
             && l.ends_with(&format!(
                 "-- allowed at {file}:3: `make oci` prints the digest to put here"
             ))),
         "{}",
-        run.stdout
+        runs[0].stdout
     );
-    assert!(
-        run.stdout.contains("1 warning, 3 allowed"),
-        "{}",
-        run.stdout
-    );
-    // Allowed warnings do not fail --strict; the one left does.
-    assert_eq!(dial(&["validate", "--strict", &file]).code, 1);
 
     // A JSON file's markers, beside it.
     let json_file = modes_file("allow-policy.json");
@@ -1386,7 +1447,6 @@ fn allow_markers_are_visible_and_scoped() {
     );
 
     // Markers that excuse nothing, or cannot be read.
-    let bad = modes_file("allow-bad.yaml");
     let report = validate_json(&bad, &[]);
     let lines: Vec<(String, u64)> = report["warnings"]
         .as_array()
@@ -1415,8 +1475,6 @@ fn allow_markers_are_visible_and_scoped() {
         .as_str()
         .unwrap()
         .contains("reason"));
-    assert_eq!(dial(&["validate", "--strict", &bad]).code, 1);
-    assert_eq!(dial(&["validate", &bad]).code, 0);
 }
 
 /// The table of deployment modes (docs/where-dial-runs.md, "What is safe where"), against
@@ -1529,45 +1587,43 @@ fn dial_env(args: &[&str], vars: &[(&str, &str)]) -> Run {
 #[test]
 fn secrets_from_the_environment_are_checked_where_they_are_set() {
     const POLICY: &str = "tests/data/checkout-secrets-from-env.json";
-    let run = dial_env(&["validate", POLICY], &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-
-    let run = dial_env(
-        &["validate", POLICY],
-        &[("DIAL_CHECKOUT_TOKEN", "short-value")],
-    );
-    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains("$.releases[0].override.token.fromEnv: the token in the environment variable \"DIAL_CHECKOUT_TOKEN\" must be at least 16"),
-        "{}",
-        run.stdout
-    );
-    assert!(!run.stdout.contains("short-value") && !run.stderr.contains("short-value"));
-
-    let explain = |vars: &[(&str, &str)]| {
-        let args = [
-            "explain",
-            POLICY,
-            "--host",
-            HOST,
-            "--path",
-            PATH,
-            "-H",
-            "x-user-id: user-1",
-            "-H",
-            "x-dial-override: canary; token=token-from-the-env-01",
-        ];
-        let run = dial_env(&args, vars);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.stdout
-    };
-    let unset = explain(&[]);
-    assert!(
-        unset.contains("note: the token comes from the proxy's environment variable DIAL_CHECKOUT_TOKEN, which is not set here"),
-        "{unset}"
-    );
-    assert!(unset.contains("ignored, not trusted"), "{unset}");
-    let set = explain(&[("DIAL_CHECKOUT_TOKEN", "token-from-the-env-01")]);
-    assert!(set.contains("honoured, the token matches"), "{set}");
-    assert!(!set.contains("note: the token"), "{set}");
+    let explain = [
+        "explain",
+        POLICY,
+        "--host",
+        HOST,
+        "--path",
+        PATH,
+        "-H",
+        "x-user-id: user-1",
+        "-H",
+        "x-dial-override: canary; token=token-from-the-env-01",
+    ];
+    check_runs(&[
+        Expect {
+            env: Some(&[]),
+            ..command(&["validate", POLICY])
+        },
+        Expect {
+            env: Some(&[("DIAL_CHECKOUT_TOKEN", "short-value")]),
+            code: 1,
+            stdout: &["$.releases[0].override.token.fromEnv: the token in the environment variable \"DIAL_CHECKOUT_TOKEN\" must be at least 16"],
+            nowhere: &["short-value"],
+            ..command(&["validate", POLICY])
+        },
+        Expect {
+            env: Some(&[]),
+            stdout: &[
+                "note: the token comes from the proxy's environment variable DIAL_CHECKOUT_TOKEN, which is not set here",
+                "ignored, not trusted",
+            ],
+            ..command(&explain)
+        },
+        Expect {
+            env: Some(&[("DIAL_CHECKOUT_TOKEN", "token-from-the-env-01")]),
+            stdout: &["honoured, the token matches"],
+            nowhere: &["note: the token"],
+            ..command(&explain)
+        },
+    ]);
 }

@@ -60,6 +60,11 @@ fn cookie_corpus() {
 }
 
 #[test]
+fn instant_corpus() {
+    replay("instant", checks::instant::check);
+}
+
+#[test]
 fn override_header_corpus() {
     replay("override_header", checks::override_header::check);
 }

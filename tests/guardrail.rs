@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dial::core::decide::{decide, Context, Decision};
 use dial::core::policy::Policy;
 use dial::core::request::HeaderList;
+use dial::core::time::NANOS_PER_SECOND;
 use serde_json::{json, Value};
 use support::prometheus::value;
 use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
@@ -201,16 +202,91 @@ fn a_failing_canary_is_pulled_back_within_the_window_and_a_second(build: Build) 
     assert!(envoy.vm_failures().is_empty(), "{:?}", envoy.vm_failures());
 }
 
+/// The tick marks of `no_false_trips`: a ramp of the canary from 11% up by one point a second
+/// from `start` (Unix seconds) on. A tick refreshes the weight gauges right after it judges the
+/// guard (`Runtime::on_tick`), so the canary's gauge at `MARK_FROM + k` percent (in basis
+/// points, 100 times that) shows that a tick at `start + k` s or later ran and judged; a
+/// tripped guard would show 0 there instead.
+/// (Ramping up moves users onto the canary only: every canary user the cases pick stays one.)
+const MARK_FROM: u64 = 11;
+const MARK_TO: u64 = 90;
+
+fn tick_marks(start: u64) -> Value {
+    let steps: Vec<Value> = (MARK_FROM..=MARK_TO)
+        .map(|w| match w {
+            MARK_TO => json!({ "weight": w }),
+            _ => json!({ "weight": w, "hold": "1s" }),
+        })
+        .collect();
+    json!({ "subset": "canary", "start": rfc3339(start), "steps": steps })
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Waits until Envoy has counted all `responses` of release checkout (each when its exchange
+/// ends, just after the client has read it) and returns when that was seen (Unix ns): a tick
+/// after it judges every one of them.
+fn all_counted(envoy: &Envoy, responses: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted: f64 = envoy
+            .prometheus()
+            .iter()
+            .filter(|s| s.name == "dial_responses_total" && s.labels["release"] == "checkout")
+            .map(|s| s.value)
+            .sum();
+        // (More only if a client's retry had reached Envoy: every response is counted then.)
+        if counted >= responses as f64 {
+            return unix_nanos();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Envoy counted {counted} of the {responses} responses"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the tick marks (`tick_marks(start)`) to show a tick at or after `after` (Unix ns),
+/// or for the guard to show a trip. In the native build ticks run on requests, so each look is
+/// preceded by one outside the release's scope (counted by no release).
+fn wait_for_a_tick_after(envoy: &Envoy, start: u64, after: u64) {
+    let marks = (after.saturating_sub(start * NANOS_PER_SECOND)).div_ceil(NANOS_PER_SECOND);
+    let want = (MARK_FROM + marks) as f64 * 100.0;
+    assert!(
+        MARK_FROM + marks <= MARK_TO,
+        "the traffic outlasted the tick marks"
+    );
+    let mut client = Client::new(envoy.port);
+    let deadline = Instant::now() + Duration::from_secs(marks + 10);
+    loop {
+        let r = client.get(HOST, "/tick", &[]);
+        assert_eq!(r.header("x-dial-assignment"), None, "out of scope");
+        let canary = guard_value(envoy, "dial_subset_weight");
+        if canary >= Some(want) || guard_value(envoy, "dial_guard_tripped") != Some(0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tick judged the guard after the traffic: the canary's weight gauge is \
+             {canary:?}, the mark of a tick {marks} s after the ramp's start is {want}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn no_false_trips(build: Build) {
     // A healthy canary; then both failing alike; then a failing canary below minRequests.
     for case in ["healthy", "both failing", "below minRequests"] {
-        let p = policy(error_guard(), json!({}));
+        let marks_from = unix_nanos() / NANOS_PER_SECOND + 1;
+        let p = policy(error_guard(), json!({ "ramp": tick_marks(marks_from) }));
         let (stable, canary, envoy) = start(build, &p);
-        if case == "both failing" {
-            stable.set_status(503);
-            canary.set_status(503);
-        }
-        if case == "below minRequests" {
+        let responses = if case == "below minRequests" {
             canary.set_status(500);
             let mut client = Client::new(envoy.port);
             // 10 failing canary responses per window, for three windows.
@@ -229,13 +305,19 @@ fn no_false_trips(build: Build) {
                 }
                 thread::sleep(Duration::from_secs(WINDOW_SECONDS) + Duration::from_millis(100));
             }
+            3 * users.len() as u64
         } else {
+            if case == "both failing" {
+                stable.set_status(503);
+                canary.set_status(503);
+            }
             let load = Load::start(envoy.port, 4);
             thread::sleep(Duration::from_secs(WINDOW_SECONDS * 2 + 1));
-            load.stop();
-        }
-        // One more tick for any verdict to show.
-        thread::sleep(Duration::from_millis(600));
+            load.stop()
+        };
+        // A tick after the last response was counted has judged the guard over all of them.
+        let after = all_counted(&envoy, responses);
+        wait_for_a_tick_after(&envoy, marks_from, after);
         assert_eq!(
             guard_value(&envoy, "dial_guard_tripped"),
             Some(0.0),

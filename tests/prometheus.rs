@@ -17,7 +17,7 @@
 )]
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -454,6 +454,44 @@ fn assert_one(name: &str, got: &[Sample], want: f64) {
     );
 }
 
+/// What a shipped query must return at one moment.
+enum Want {
+    /// Exactly these samples, keyed by one label (`assert_by`).
+    By(&'static str, Vec<(&'static str, f64)>),
+    /// Exactly one sample (`assert_one`).
+    One(f64),
+    /// No sample, for the reason given.
+    Nothing(&'static str),
+    /// Exactly one sample, with these labels and exactly this value.
+    Labelled(Vec<(&'static str, &'static str)>, f64),
+}
+
+impl Want {
+    fn check(&self, name: &str, got: &[Sample]) {
+        match self {
+            Want::By(label, want) => assert_by(name, got, label, want),
+            Want::One(want) => assert_one(name, got, *want),
+            Want::Nothing(why) => assert!(got.is_empty(), "{name}: {why}: {got:?}"),
+            Want::Labelled(labels, want) => {
+                assert_eq!(got.len(), 1, "{name}: {got:?}");
+                for (k, v) in labels {
+                    assert_eq!(got[0].labels[*k].as_str(), *v, "{name}: {got:?}");
+                }
+                assert_eq!(got[0].value, *want, "{name}: {got:?}");
+            }
+        }
+    }
+}
+
+/// A shipped query's expected values before any traffic and after the known traffic.
+struct Expect {
+    name: &'static str,
+    idle: Want,
+    done: Want,
+    /// An Argo metric: its successCondition passes before the traffic and fails after.
+    argo: bool,
+}
+
 /// What Dial did, request by request, as its responses tell (`x-dial-assignment`).
 #[derive(Default)]
 struct Tally {
@@ -628,6 +666,37 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
             other => panic!("{other:?}"),
         }
     }
+    // What the guard judged, from its log line: "error rate X% against Y% for stable over N
+    // responses in the last M ms". It trips on a window of at least minRequests (20) canary
+    // responses with more than 5 points more failures than stable: so at least 2 failures
+    // (1 of 20 is 5%, not above it). Each was an answer the loop above saw as canary's before
+    // the trip: at most `failed_before_trip`. And by the 20th failure the window holds enough
+    // (20 responses; 20 failures of at most 100 answers is 20%, stable's share at most 10 of
+    // its 200); the VM that serves judges within its next tick (500 ms), in which at most 17
+    // more 30 ms late failures fit: at most 37, within the 40 failures the expected values
+    // below are built on (the override requests that follow top the failures up to 40).
+    let judged_failures = {
+        let log = envoy.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("dial: guard tripped: release checkout, subset canary"))
+            .unwrap_or_else(|| panic!("no trip in the log:\n{log}"));
+        let after = |key: &str| -> f64 {
+            let rest =
+                &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
+            rest.split(['%', ' '])
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in {line}"))
+        };
+        let (rate, responses) = (after("error rate "), after(" over "));
+        assert!(responses >= 20.0, "{line}");
+        (rate * responses / 100.0).round() as u64
+    };
+    assert!(
+        (2..=failed_before_trip).contains(&judged_failures) && failed_before_trip <= 40,
+        "the guard judged {judged_failures} failures; {failed_before_trip} failed before the trip"
+    );
     while tally.errors_on("canary") < 40.0 {
         let r = get(
             &mut tally,
@@ -649,7 +718,8 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
         .filter(|s| s.header("x-dial-mirror").is_some())
         .count() as f64;
     println!(
-        "traffic: {} requests; {failed_before_trip} canary failures before the guard tripped; \
+        "traffic: {} requests; {failed_before_trip} canary failures before the guard tripped \
+         ({judged_failures} in the window it tripped on); \
          requests {:?}; responses {:?}; {mirrored} marked for the mirror",
         tally.total(),
         tally.requests,
@@ -747,6 +817,127 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
         .chain(dashboard_queries("checkout"))
         .collect();
     println!("{} shipped queries", shipped.len());
+    let nan2 = || Want::By("subset", vec![("canary", f64::NAN), ("stable", f64::NAN)]);
+    let per_subset = |f: &dyn Fn(&str) -> f64| {
+        Want::By(
+            "subset",
+            vec![("canary", f("canary")), ("stable", f("stable"))],
+        )
+    };
+    let p99s = || {
+        Want::By(
+            "subset",
+            vec![("canary", p99_canary), ("stable", p99_stable)],
+        )
+    };
+    let expect = |name, idle, done| Expect {
+        name,
+        idle,
+        done,
+        argo: false,
+    };
+    let argo = |name, idle, done| Expect {
+        name,
+        idle,
+        done,
+        argo: true,
+    };
+    // Before traffic, a rate is 0/0 (Dial defines its series at 0): NaN.
+    let expectations = [
+        expect(
+            "docs Success rate (non-5xx share) per subset",
+            nan2(),
+            per_subset(&success),
+        ),
+        expect(
+            "docs p99 latency per subset, in milliseconds",
+            nan2(),
+            p99s(),
+        ),
+        expect(
+            "flagger dial-canary-success-rate",
+            Want::One(f64::NAN),
+            Want::One(100.0 * success("canary")),
+        ),
+        expect(
+            "flagger dial-canary-p99-latency-ratio",
+            Want::One(f64::NAN),
+            Want::One(p99_canary / p99_stable),
+        ),
+        expect(
+            "flagger dial-canary-guard-tripped",
+            Want::One(0.0),
+            Want::One(1.0),
+        ),
+        argo(
+            "argo canary-success-rate",
+            Want::One(f64::NAN),
+            Want::One(success("canary")),
+        ),
+        argo(
+            "argo canary-p99-vs-stable",
+            Want::One(f64::NAN),
+            Want::One(p99_canary / p99_stable),
+        ),
+        argo(
+            "argo canary-guard-not-tripped",
+            Want::One(0.0),
+            Want::One(1.0),
+        ),
+        expect(
+            "alert DialGuardTripped",
+            Want::Nothing("not tripped, no alert"),
+            // Tripped on one proxy.
+            Want::Labelled(vec![("release", "checkout"), ("subset", "canary")], 1.0),
+        ),
+        expect(
+            "alert DialCanaryErrorRateAboveStable",
+            Want::Nothing("no traffic, no alert"),
+            Want::By("release", vec![("checkout", excess)]),
+        ),
+        expect(
+            "dashboard Share of requests per subset A",
+            nan2(),
+            per_subset(&|s| tally.requests_on(s) / tally.total()),
+        ),
+        expect(
+            "dashboard Effective weight per subset A",
+            Want::By("subset", vec![("canary", 10.0), ("stable", 90.0)]),
+            Want::By("subset", vec![("canary", 0.0), ("stable", 100.0)]),
+        ),
+        expect(
+            "dashboard Error rate per subset (5xx share) A",
+            nan2(),
+            per_subset(&error_rate),
+        ),
+        // The fleet verdict's expression (tests/fleet.rs), minRequests 20.
+        expect(
+            "dashboard Error rate per subset (5xx share) B",
+            Want::Nothing("no canary traffic, no sample"),
+            Want::By("release", vec![("checkout", excess)]),
+        ),
+        expect("dashboard p99 latency per subset A", nan2(), p99s()),
+        expect(
+            "dashboard Guard A",
+            Want::By("subset", vec![("canary", 0.0)]),
+            Want::By("subset", vec![("canary", 1.0)]),
+        ),
+        expect(
+            "dashboard Guard B",
+            Want::By("subset", vec![("canary", 0.0)]),
+            Want::By("subset", vec![("canary", 1.0)]),
+        ),
+        // A rate: its share of all requests' rate is the share of requests marked.
+        expect(
+            "dashboard Mirrored requests A",
+            Want::By("version", vec![("v3", 0.0)]),
+            Want::By(
+                "version",
+                vec![("v3", all_requests_rate * mirrored / tally.total())],
+            ),
+        ),
+    ];
+    let mut unused: BTreeSet<&str> = expectations.iter().map(|e| e.name).collect();
     for q in &shipped {
         let idle = prometheus.query(&q.expr, Some(idle_at));
         let done = prometheus.query(&q.expr, Some(done_at));
@@ -770,163 +961,38 @@ fn every_shipped_query_evaluates_as_expected_in_a_real_prometheus() {
             show(&idle),
             show(&done)
         );
-        let n = q.name.as_str();
-        let values = |v: &[Sample]| v.iter().map(|s| s.value).collect::<Vec<f64>>();
-        match n {
-            "docs Success rate (non-5xx share) per subset" => {
-                // Before traffic: 0/0 for both subsets (Dial defines its series at 0).
-                assert_by(
-                    n,
-                    &idle,
-                    "subset",
-                    &[("canary", f64::NAN), ("stable", f64::NAN)],
-                );
-                assert_by(
-                    n,
-                    &done,
-                    "subset",
-                    &[("canary", success("canary")), ("stable", success("stable"))],
-                );
-            }
-            "docs p99 latency per subset, in milliseconds" => {
-                assert_by(
-                    n,
-                    &idle,
-                    "subset",
-                    &[("canary", f64::NAN), ("stable", f64::NAN)],
-                );
-                assert_by(
-                    n,
-                    &done,
-                    "subset",
-                    &[("canary", p99_canary), ("stable", p99_stable)],
-                );
-            }
-            "flagger dial-canary-success-rate" => {
-                assert_one(n, &idle, f64::NAN);
-                assert_one(n, &done, 100.0 * success("canary"));
-            }
-            "flagger dial-canary-p99-latency-ratio" => {
-                assert_one(n, &idle, f64::NAN);
-                assert_one(n, &done, p99_canary / p99_stable);
-            }
-            "flagger dial-canary-guard-tripped" => {
-                assert_one(n, &idle, 0.0);
-                assert_one(n, &done, 1.0);
-            }
-            "argo canary-success-rate"
-            | "argo canary-p99-vs-stable"
-            | "argo canary-guard-not-tripped" => {
-                let (idle_want, done_want) = match n {
-                    "argo canary-success-rate" => (f64::NAN, success("canary")),
-                    "argo canary-p99-vs-stable" => (f64::NAN, p99_canary / p99_stable),
-                    _ => (0.0, 1.0),
-                };
-                assert_one(n, &idle, idle_want);
-                assert_one(n, &done, done_want);
-                let condition = q.condition.as_deref().unwrap();
-                // No traffic yet (NaN, or 0 trips): not a failure. The known traffic: the
-                // canary fails 40 of its answers, answers 30 ms late and tripped its guard.
-                assert_eq!(argo_condition(condition, &values(&idle)), Ok(true), "{n}");
-                assert_eq!(argo_condition(condition, &values(&done)), Ok(false), "{n}");
-            }
-            "alert DialGuardTripped" => {
-                assert!(idle.is_empty(), "{n}: {idle:?}");
-                assert_eq!(done.len(), 1, "{n}: {done:?}");
-                assert_eq!(
-                    (
-                        done[0].labels["release"].as_str(),
-                        done[0].labels["subset"].as_str()
-                    ),
-                    ("checkout", "canary")
-                );
-                assert_eq!(done[0].value, 1.0, "tripped on one proxy");
-            }
-            "alert DialCanaryErrorRateAboveStable" => {
-                assert!(idle.is_empty(), "{n}: no traffic, no alert: {idle:?}");
-                assert_by(n, &done, "release", &[("checkout", excess)]);
-            }
-            "dashboard Share of requests per subset A" => {
-                assert_by(
-                    n,
-                    &idle,
-                    "subset",
-                    &[("canary", f64::NAN), ("stable", f64::NAN)],
-                );
-                assert_by(
-                    n,
-                    &done,
-                    "subset",
-                    &[
-                        ("canary", tally.requests_on("canary") / tally.total()),
-                        ("stable", tally.requests_on("stable") / tally.total()),
-                    ],
-                );
-            }
-            "dashboard Effective weight per subset A" => {
-                assert_by(n, &idle, "subset", &[("canary", 10.0), ("stable", 90.0)]);
-                assert_by(n, &done, "subset", &[("canary", 0.0), ("stable", 100.0)]);
-            }
-            "dashboard Error rate per subset (5xx share) A" => {
-                assert_by(
-                    n,
-                    &idle,
-                    "subset",
-                    &[("canary", f64::NAN), ("stable", f64::NAN)],
-                );
-                assert_by(
-                    n,
-                    &done,
-                    "subset",
-                    &[
-                        ("canary", error_rate("canary")),
-                        ("stable", error_rate("stable")),
-                    ],
-                );
-            }
-            // The fleet verdict's expression (tests/fleet.rs), minRequests 20.
-            "dashboard Error rate per subset (5xx share) B" => {
-                assert!(
-                    idle.is_empty(),
-                    "{n}: no canary traffic, no sample: {idle:?}"
-                );
-                assert_by(n, &done, "release", &[("checkout", excess)]);
-            }
-            "dashboard p99 latency per subset A" => {
-                assert_by(
-                    n,
-                    &idle,
-                    "subset",
-                    &[("canary", f64::NAN), ("stable", f64::NAN)],
-                );
-                assert_by(
-                    n,
-                    &done,
-                    "subset",
-                    &[("canary", p99_canary), ("stable", p99_stable)],
-                );
-            }
-            "dashboard Guard A" => {
-                assert_by(n, &idle, "subset", &[("canary", 0.0)]);
-                assert_by(n, &done, "subset", &[("canary", 1.0)]);
-            }
-            "dashboard Guard B" => {
-                assert_by(n, &idle, "subset", &[("canary", 0.0)]);
-                assert_by(n, &done, "subset", &[("canary", 1.0)]);
-            }
-            "dashboard Mirrored requests A" => {
-                assert_by(n, &idle, "version", &[("v3", 0.0)]);
-                // A rate: its share of all requests' rate is the share of requests marked.
-                assert_by(
-                    n,
-                    &done,
-                    "version",
-                    &[("v3", all_requests_rate * mirrored / tally.total())],
-                );
-            }
-            other => panic!("no expectation for the shipped query {other:?}: add one"),
+        let want = expectations
+            .iter()
+            .find(|e| e.name == q.name)
+            .unwrap_or_else(|| {
+                panic!("no expectation for the shipped query {:?}: add one", q.name)
+            });
+        unused.remove(want.name);
+        want.idle.check(&q.name, &idle);
+        want.done.check(&q.name, &done);
+        if want.argo {
+            let values = |v: &[Sample]| v.iter().map(|s| s.value).collect::<Vec<f64>>();
+            let condition = q.condition.as_deref().unwrap();
+            // No traffic yet (NaN, or 0 trips): not a failure. The known traffic: the
+            // canary fails 40 of its answers, answers 30 ms late and tripped its guard.
+            assert_eq!(
+                argo_condition(condition, &values(&idle)),
+                Ok(true),
+                "{}",
+                q.name
+            );
+            assert_eq!(
+                argo_condition(condition, &values(&done)),
+                Ok(false),
+                "{}",
+                q.name
+            );
         }
     }
+    assert!(
+        unused.is_empty(),
+        "expectations for queries no longer shipped: {unused:?}"
+    );
 
     // Argo on a release no scraped proxy has (or before Prometheus holds two samples): no
     // series, an empty vector, which the conditions must take as "no data", not index.

@@ -115,6 +115,44 @@ def cookies():
         write("cookie", name, text)
 
 
+def cookies_rfc6265():
+    # Whitespace RFC 6265 does not call OWS, which the cookie crate trims and Dial does not.
+    cases = {
+        "not-ows-cr": b"uid\0uid=7\r; beta=1",
+        "not-ows-nbsp": b"beta\0\xa0beta=1; beta=2",
+        "not-ows-newline": b"beta\0beta\n=1; beta=2\0beta=3",
+    }
+    for name, data in cases.items():
+        write("cookie", name, data)
+
+
+def instants():
+    cases = {
+        "utc": "2026-12-01T09:00:00Z",
+        "offset": "2026-12-01T10:00:00+01:00",
+        "negative-offset": "2026-12-01T04:30:00-04:30",
+        "lowercase": "2026-12-01t09:00:00z",
+        "space": "2026-12-01 09:00:00Z",
+        "other-separator": "2026-12-01x09:00:00Z",
+        "fraction": "2024-02-29T23:59:59.5Z",
+        "nanoseconds": "2000-03-01T00:00:00.000000001Z",
+        "ten-digit-fraction": "2000-03-01T00:00:00.0000000001Z",
+        "leap-second": "2016-12-31T23:59:60Z",
+        "second-60-any-minute": "2026-12-01T09:00:60.25+01:00",
+        "epoch": "1970-01-01T00:00:00Z",
+        "before-epoch": "1969-12-31T23:59:59Z",
+        "epoch-by-offset": "1970-01-01T01:00:00+01:00",
+        "past-u64": "2554-07-21T23:34:34Z",
+        "last-u64": "2554-07-21T23:34:33.709551615Z",
+        "not-leap-year": "2100-02-29T00:00:00Z",
+        "offset-24": "2026-12-01T09:00:00+24:00",
+        "unknown-offset": "2026-12-01T09:00:00-00:00",
+        "trailing": "2026-12-01T09:00:00Zjunk",
+    }
+    for name, text in cases.items():
+        write("instant", name, text)
+
+
 def overrides():
     cases = {
         "token": b"canary; token=qa-token-0123456789\x0010.0.0.0/8\x00\x01\x03\x02\x01\x0a",
@@ -212,6 +250,8 @@ if __name__ == "__main__":
     policies()
     headers()
     cookies()
+    cookies_rfc6265()
+    instants()
     overrides()
     decisions()
     for d in sorted(CORPUS.iterdir()):

@@ -2,57 +2,60 @@
 //!
 //! Input: a cookie name, then `Cookie` header values, separated by NUL bytes.
 //!
-//! `cookie::find` is checked against a reference parser written from RFC 6265 §4.2 (split on
-//! `;`, trim spaces and tabs, the name up to optional whitespace and `=`, the value trimmed and
-//! unquoted) for every name a policy may use (RFC 9110 token characters), and for any name:
-//! several headers are searched in order, a value is a slice of one header without a `;`.
-//! Sticky cookies: only a bare 16-hex key (no secret) or a key with the MAC of a secret in
-//! force is read back, and what Dial writes for a key reads back as that key.
+//! `cookie::find` is checked against the `cookie` crate (`Cookie::split_parse`, the first cookie
+//! of that name, its `value_trimmed`), header by header in order, for every name a policy may
+//! use (RFC 9110 token characters; `Checker::cookie_name` refuses others). A header is octets:
+//! the crate, which reads `str`, gets each byte as one character (U+0000 to U+00FF), so it sees
+//! the bytes Dial sees. Where Dial differs from the crate on purpose, the rule is checked, not
+//! skipped:
+//!
+//! - Whitespace: Dial trims only SP and HTAB around pairs, names and values (RFC 6265 §4.2.1's
+//!   `OWS`); the crate trims every Unicode White_Space character, which among single bytes adds
+//!   LF, VT, FF, CR, NEL (0x85) and NBSP (0xA0). Dial must equal the crate reading the same
+//!   header with those six bytes as ordinary (non-space) characters; and where Dial and the
+//!   crate's own reading differ, the header holds one of those bytes.
+//!
+//! For any name: several headers are searched in order, a value is a slice of one header without
+//! a `;`. Sticky cookies: only a bare 16-hex key (no secret) or a key with the MAC of a secret
+//! in force is read back, and what Dial writes for a key reads back as that key.
 
+use ::cookie::Cookie;
 use dial::core::cookie;
 use dial::core::secret::Secret;
 use dial::core::sticky::{is_valid_key, mint_key, Signing, StickyCookie, KEY_LEN};
 
 use super::input::Input;
 
-fn is_ws(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
+/// The bytes the crate trims (Unicode White_Space among U+0000..=U+00FF) and Dial does not.
+const NOT_OWS: [u8; 6] = [b'\n', 0x0b, 0x0c, b'\r', 0x85, 0xa0];
 
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ws(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ws(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
+/// Where a byte of `NOT_OWS` goes when the crate is to read it as an ordinary character: the
+/// Private Use Area, which is not White_Space.
+const PRIVATE: u32 = 0xE000;
 
-fn reference<'a>(headers: &[&'a [u8]], name: &[u8]) -> Option<&'a [u8]> {
-    for h in headers {
-        for pair in h.split(|&b| b == b';') {
-            let pair = trim(pair);
-            let Some(after) = pair.strip_prefix(name) else {
-                continue;
-            };
-            let Some(value) = trim(after).strip_prefix(b"=") else {
-                continue;
-            };
-            let value = trim(value);
-            return Some(match value {
-                [b'"', inner @ .., b'"'] => inner,
-                v => v,
-            });
+/// The crate's answer for `name` over `headers`: the first header holding the cookie, the
+/// value with a pair of surrounding quotes removed. `as_ows`: whether the bytes of `NOT_OWS`
+/// are whitespace to the crate (its own reading) or ordinary characters (Dial's rule).
+fn crate_find(headers: &[&[u8]], name: &str, as_ows: bool) -> Option<Vec<u8>> {
+    let to_char = |b: u8| match b {
+        b if !as_ows && NOT_OWS.contains(&b) => {
+            char::from_u32(PRIVATE + u32::from(b)).expect("a private-use character")
         }
-    }
-    None
+        b => char::from(b),
+    };
+    let from_char = |c: char| {
+        let n = u32::from(c);
+        u8::try_from(if n >= PRIVATE { n - PRIVATE } else { n }).expect("one byte's character")
+    };
+    headers.iter().find_map(|h| {
+        let text: String = h.iter().map(|&b| to_char(b)).collect();
+        Cookie::split_parse(text.as_str())
+            // A pair without `=`, or with an empty name, is an error the crate yields and goes
+            // on from; Dial skips such a pair too.
+            .flatten()
+            .find(|c| c.name() == name)
+            .map(|c| c.value_trimmed().chars().map(from_char).collect())
+    })
 }
 
 /// A name `Checker::cookie_name` accepts.
@@ -110,10 +113,19 @@ pub fn check(data: &[u8]) {
     }
     if is_policy_name(name.as_bytes()) {
         assert_eq!(
-            found,
-            reference(&headers, name.as_bytes()),
-            "cookie {name:?} in {headers:?}"
+            found.map(<[u8]>::to_vec),
+            crate_find(&headers, &name, false),
+            "cookie {name:?} in {headers:?}: Dial against the crate, whitespace as RFC 6265's OWS"
         );
+        let own = crate_find(&headers, &name, true);
+        if found.map(<[u8]>::to_vec) != own {
+            assert!(
+                headers
+                    .iter()
+                    .any(|h| h.iter().any(|b| NOT_OWS.contains(b))),
+                "cookie {name:?} in {headers:?}: Dial {found:?}, the crate {own:?}"
+            );
+        }
     }
 
     // Sticky cookie values: each header's found value, and each header as a value.

@@ -11,8 +11,11 @@
 //!   decides the same requests the same way.
 //! - `headers`: the serialized header map the host hands over, against a reference reader
 //!   written from the format's description, and against `HeaderList` with the same pairs.
-//! - `cookie`: `Cookie` parsing against a reference parser, sticky cookie values (only a key
-//!   Dial could have minted, and signed, is read back; what Dial writes reads back).
+//! - `cookie`: `Cookie` parsing against the `cookie` crate (with RFC 6265's whitespace, the one
+//!   rule where Dial differs), sticky cookie values (only a key Dial could have minted, and
+//!   signed, is read back; what Dial writes reads back).
+//! - `instant`: RFC 3339 instants against the `time` crate, with the rules where Dial's profile
+//!   differs (separator, fraction digits, second 60, the host clock's range) checked.
 //! - `override_header`: the override value's split, trust (tokens and address ranges against
 //!   a bit-by-bit reference), and whether `decide` honours the override exactly when it should.
 //! - `decide`: arbitrary requests against several policies: the decision names an existing
@@ -26,6 +29,7 @@ pub mod decide;
 pub mod fixtures;
 pub mod headers;
 pub mod input;
+pub mod instant;
 pub mod invariants;
 pub mod override_header;
 pub mod policy;
