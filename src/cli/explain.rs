@@ -9,7 +9,7 @@ use dial::core::decide::{
     decide, decide_observed, Assignment, Context, Decision, KeyOrigin, KeyRead, MirrorSample,
     Observer, OverrideSeen, RampState, Reason, ScopeFit, Split,
 };
-use dial::core::exchange::Engine;
+use dial::core::exchange::{Engine, LanePlan};
 use dial::core::lane::{Lanes, Read, Rejection};
 use dial::core::policy::{Release, WhenNoKey, MAX_KEY_LEN};
 use dial::core::ramp;
@@ -22,7 +22,7 @@ use dial::core::trust::{SourceCheck, TokenCheck, Verdict};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    key_source, load_one, parse_at, slot_for, tripped_bits, Failure, Format, Loaded, Outcome, OK,
+    key_source, slot_for, tripped_bits, Failure, Format, Loaded, Outcome, SharedArgs, OK,
 };
 use crate::population::{KeyArgs, Keys};
 use crate::report;
@@ -40,6 +40,10 @@ Examples:
       (one line per user: the request given, with each key in the release's key source)";
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("at", |a| a.help("When the request arrives (a ramp's step depends on it): RFC 3339, `now`, or +DURATION")),
+    mut_arg("output", |a| a.help("`json`: the explanation as one object (with --users or --keys, one object per line)")),
+)]
 pub struct Args {
     /// The policy: a policy JSON, an Envoy configuration or a WasmPlugin manifest
     #[arg(value_name = "FILE")]
@@ -59,18 +63,11 @@ pub struct Args {
     /// The downstream connection's peer address (for an override's sourceCidrs)
     #[arg(long, value_name = "IP")]
     pub source_ip: Option<IpAddr>,
-    /// When the request arrives (a ramp's step depends on it): RFC 3339, `now`, or +DURATION
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
     /// Take the guard of this release as tripped (repeat it)
     #[arg(long, value_name = "RELEASE")]
     pub tripped: Vec<String>,
-    /// Which policy, when the file holds several: its number or a part of its name
-    #[arg(long, value_name = "N|NAME")]
-    pub policy: Option<String>,
-    /// `json`: the explanation as one object (with --users or --keys, one object per line)
-    #[arg(long, short, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Explain the request for N users (user-0 …), one line each, each key in the release's key source
     #[arg(long, value_name = "N", conflicts_with = "keys")]
     pub users: Option<u64>,
@@ -80,8 +77,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Outcome {
-    let loaded = load_one(&args.file, args.policy.as_deref())?;
-    let now = parse_at(args.at.as_deref())?;
+    let loaded = args.shared.load(&args.file)?;
+    let now = args.shared.at()?;
     let context = Context {
         now_nanos: Some(now),
         tripped: tripped_bits(&loaded.engine.policy, &args.tripped)?,
@@ -97,14 +94,11 @@ pub fn run(args: &Args) -> Outcome {
         return many(args, &loaded, &context, request, &keys);
     }
     let explanation = explain(&loaded, &context, &request)?;
-    match args.output {
+    match args.shared.output {
         Format::Json => {
             let mut json = explanation.json;
             if let Value::Object(map) = &mut json {
-                map.insert(
-                    "policy".into(),
-                    json!({ "file": loaded.file, "source": loaded.origin.to_string() }),
-                );
+                map.insert("policy".into(), loaded.source_json());
                 map.insert("at".into(), Value::String(report::instant(now)));
             }
             println!("{json}");
@@ -513,7 +507,14 @@ fn assigned(
 
     // The lane: what a following release read, what an issuing one writes.
     if let Some(l) = &release.lanes {
-        lane(b, loaded, context, request, release, a, l);
+        // What an issuing release writes, as the exchange plans it.
+        let plan = l.issue.then(|| {
+            loaded
+                .engine
+                .plan_for(request, context, Decision::Assign(*a))
+                .lane
+        });
+        lane(b, release, a, l, plan.as_ref());
     }
 
     // The rules, in order, up to the first the core found to match.
@@ -624,15 +625,7 @@ fn assigned(
 
 /// The lane decision: the member a following release read (valid, expired, wrong tag, unknown
 /// lane, fallback), and the member an issuing release writes.
-fn lane(
-    b: &mut Builder,
-    loaded: &Loaded,
-    context: &Context,
-    request: &HeaderList,
-    release: &Release,
-    a: &Assignment,
-    l: &Lanes,
-) {
+fn lane(b: &mut Builder, release: &Release, a: &Assignment, l: &Lanes, plan: Option<&LanePlan>) {
     let member = &l.member;
     let mut state = Map::new();
     state.insert("member".into(), json!(member));
@@ -692,11 +685,7 @@ fn lane(
             b.line("Lane", format!("note: the lane secret comes from the proxy's environment variable {var}, which is not set here: no member verifies (set {var} to explain with it)"));
         }
     }
-    if l.issue {
-        let plan = loaded
-            .engine
-            .plan_for(request, context, Decision::Assign(*a))
-            .lane;
+    if let Some(plan) = plan {
         let line = if matches!(a.lane, Read::Valid(_)) {
             "issues nothing: the valid member the request carries goes on untouched".to_string()
         } else if plan.counted.contains(&Some(Rejection::BaggageFull)) {
@@ -1032,7 +1021,7 @@ fn many(
             Decision::Pass => (None, None, None, None, None, false),
         };
         let key = String::from_utf8_lossy(key);
-        match args.output {
+        match args.shared.output {
             Format::Json => {
                 let line = json!({
                     "key": key, "release": r, "subset": s, "version": version,
@@ -1053,7 +1042,7 @@ fn many(
             ]),
         }
     });
-    if args.output == Format::Text {
+    if args.shared.output == Format::Text {
         if let Err(e) = std::io::Write::write_all(&mut out, table.render(0).as_bytes()) {
             failed.get_or_insert(e);
         }
