@@ -138,12 +138,17 @@ pub fn run(args: &Args) -> Outcome {
         let Some(release) = engine.policy.releases.first() else {
             continue;
         };
-        let is_tripped = tripped & (1u64 << index.min(63)) != 0;
+        let is_tripped = Context {
+            now_nanos: None,
+            tripped,
+        }
+        .is_tripped(index);
         let context = |now: u64| Context {
             now_nanos: Some(now),
             tripped: u64::from(is_tripped),
         };
-        // The periods: `--at` alone, or a ramp's (before the start, then each step).
+        // The periods: `--at` alone, or a ramp's (before the start, then each step); a tripped
+        // guard stops the ramp (`decide` keeps the written weights), so its periods would not differ.
         let (periods, current) = match release.ramp.as_ref().filter(|_| !is_tripped) {
             Some(ramp) => {
                 let mut periods = vec![Period {
