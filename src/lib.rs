@@ -3,15 +3,6 @@
 //! `core` is the pure core: policy, decision, bucketing and the exchange's lifecycle, generic
 //! over a small host interface. Each host binding is its own room beside it: `wasm` is the
 //! proxy-wasm binding Envoy and Istio load, and it only exists on wasm32.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod core;
 

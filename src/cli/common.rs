@@ -59,6 +59,33 @@ pub enum Format {
     Json,
 }
 
+/// The arguments `explain`, `simulate` and `diff` share: which policy in a file, at what moment,
+/// printed how. A command words `--at` and `-o` for itself (`mut_arg` on its own `Args`).
+#[derive(Debug, clap::Args)]
+pub struct SharedArgs {
+    /// The moment (a ramp's step depends on it): RFC 3339, `now`, or +DURATION
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Which policy, when the file holds several: its number or a part of its name
+    #[arg(long, value_name = "N|NAME")]
+    pub policy: Option<String>,
+    /// `json`: the result as one object, for tools
+    #[arg(long, short, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+impl SharedArgs {
+    /// The policy `--policy` picks in `file`.
+    pub fn load(&self, file: &str) -> Result<Loaded, Failure> {
+        load_one(file, self.policy.as_deref())
+    }
+
+    /// The moment `--at` names, in nanoseconds since the epoch.
+    pub fn at(&self) -> Result<u64, Failure> {
+        parse_at(self.at.as_deref())
+    }
+}
+
 /// `file:line:column: [what held it (document N): ]<path>: <message>`: the filter's own line
 /// (`Problem`'s display, as Envoy logs it), placed in the file.
 pub fn problem_line(found: &Found, problem: &Problem) -> String {
@@ -106,6 +133,13 @@ pub struct Loaded {
     /// The configuration bytes, as Dial receives them.
     pub text: Vec<u8>,
     pub engine: Engine,
+}
+
+impl Loaded {
+    /// Where the policy came from, for JSON output.
+    pub fn source_json(&self) -> Value {
+        serde_json::json!({ "file": self.file, "source": self.origin.to_string() })
+    }
 }
 
 /// Finds the policy in `file` (`select` picks one when the file holds several: its number, or

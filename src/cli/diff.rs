@@ -13,8 +13,7 @@ use dial::core::runtime::effective_weights;
 use serde_json::{json, Value};
 
 use crate::common::{
-    key_sources, load_one, parse_at, release_alone, Failure, Format, Loaded, Outcome, Probe, OK,
-    PROBLEMS,
+    key_sources, release_alone, Failure, Format, Loaded, Outcome, Probe, SharedArgs, OK, PROBLEMS,
 };
 use crate::population::{self, KeyArgs};
 use crate::report::{self, thousands, Table};
@@ -26,6 +25,11 @@ Examples:
   dial diff istio/gateway/wasmplugin.yaml new-wasmplugin.yaml --at 2026-12-01T10:00:00Z -o json";
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("at", |a| a.help("The moment to compare at (ramps depend on it): RFC 3339, `now`, or +DURATION")),
+    mut_arg("policy", |a| a.help("Which policy, when a file holds several: its number or a part of its name")),
+    mut_arg("output", |a| a.help("`json`: the shares and moves as one object, for tools")),
+)]
 pub struct Args {
     /// The policy as it is (a policy JSON, an Envoy configuration or a WasmPlugin manifest)
     #[arg(value_name = "OLD")]
@@ -38,18 +42,11 @@ pub struct Args {
     /// Exit 1 if any user moves back (against the change of shares)
     #[arg(long)]
     pub fail_on_move_back: bool,
-    /// The moment to compare at (ramps depend on it): RFC 3339, `now`, or +DURATION
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
     /// Only this release
     #[arg(long, value_name = "NAME")]
     pub release: Option<String>,
-    /// Which policy, when a file holds several: its number or a part of its name
-    #[arg(long, value_name = "N|NAME")]
-    pub policy: Option<String>,
-    /// `json`: the shares and moves as one object, for tools
-    #[arg(long, short, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    #[command(flatten)]
+    pub shared: SharedArgs,
 }
 
 /// What the workers count: moves[from][to] by how they happened.
@@ -72,9 +69,9 @@ fn by_split(r: Reason) -> bool {
 }
 
 pub fn run(args: &Args) -> Outcome {
-    let old = load_one(&args.old, args.policy.as_deref())?;
-    let new = load_one(&args.new, args.policy.as_deref())?;
-    let at = parse_at(args.at.as_deref())?;
+    let old = args.shared.load(&args.old)?;
+    let new = args.shared.load(&args.new)?;
+    let at = args.shared.at()?;
     let keys = args.keys.keys()?;
     let started = Instant::now();
     let context = Context::at(at);
@@ -125,7 +122,7 @@ pub fn run(args: &Args) -> Outcome {
     }
     let seconds = started.elapsed().as_secs_f64();
     let failing = args.fail_on_move_back && total_back > 0;
-    match args.output {
+    match args.shared.output {
         Format::Text => {
             println!("Old:    {}", old.label);
             println!("New:    {}", new.label);
@@ -139,14 +136,8 @@ pub fn run(args: &Args) -> Outcome {
         Format::Json => {
             let mut head = keys.json();
             if let Value::Object(m) = &mut head {
-                m.insert(
-                    "old".into(),
-                    json!({ "file": old.file, "source": old.origin.to_string() }),
-                );
-                m.insert(
-                    "new".into(),
-                    json!({ "file": new.file, "source": new.origin.to_string() }),
-                );
+                m.insert("old".into(), old.source_json());
+                m.insert("new".into(), new.source_json());
                 m.insert("at".into(), Value::String(report::instant(at)));
                 m.insert("seconds".into(), json!(seconds));
                 m.insert("releases".into(), Value::Array(releases));

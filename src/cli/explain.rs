@@ -5,11 +5,11 @@
 
 use std::net::IpAddr;
 
-use dial::core::bucket;
 use dial::core::decide::{
-    decide, read_key_source, Assignment, Context, Decision, KeyOrigin, Reason,
+    decide, decide_observed, Assignment, Context, Decision, KeyOrigin, KeyRead, MirrorSample,
+    Observer, OverrideSeen, RampState, Reason, ScopeFit, Split,
 };
-use dial::core::exchange::Engine;
+use dial::core::exchange::{Engine, LanePlan};
 use dial::core::lane::{Lanes, Read, Rejection};
 use dial::core::policy::{Release, WhenNoKey, MAX_KEY_LEN};
 use dial::core::ramp;
@@ -18,12 +18,11 @@ use dial::core::request::{fresh_entropy, HeaderList, RequestView};
 use dial::core::rules::{Condition, Matcher};
 use dial::core::scope::{HostPattern, Scope};
 use dial::core::secret::Secret;
-use dial::core::trust::parse_override;
+use dial::core::trust::{SourceCheck, TokenCheck, Verdict};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    key_source, load_one, parse_at, release_alone, slot_for, tripped_bits, Failure, Format, Loaded,
-    Outcome, OK,
+    key_source, slot_for, tripped_bits, Failure, Format, Loaded, Outcome, SharedArgs, OK,
 };
 use crate::population::{KeyArgs, Keys};
 use crate::report;
@@ -41,6 +40,10 @@ Examples:
       (one line per user: the request given, with each key in the release's key source)";
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("at", |a| a.help("When the request arrives (a ramp's step depends on it): RFC 3339, `now`, or +DURATION")),
+    mut_arg("output", |a| a.help("`json`: the explanation as one object (with --users or --keys, one object per line)")),
+)]
 pub struct Args {
     /// The policy: a policy JSON, an Envoy configuration or a WasmPlugin manifest
     #[arg(value_name = "FILE")]
@@ -60,18 +63,11 @@ pub struct Args {
     /// The downstream connection's peer address (for an override's sourceCidrs)
     #[arg(long, value_name = "IP")]
     pub source_ip: Option<IpAddr>,
-    /// When the request arrives (a ramp's step depends on it): RFC 3339, `now`, or +DURATION
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
     /// Take the guard of this release as tripped (repeat it)
     #[arg(long, value_name = "RELEASE")]
     pub tripped: Vec<String>,
-    /// Which policy, when the file holds several: its number or a part of its name
-    #[arg(long, value_name = "N|NAME")]
-    pub policy: Option<String>,
-    /// `json`: the explanation as one object (with --users or --keys, one object per line)
-    #[arg(long, short, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Explain the request for N users (user-0 …), one line each, each key in the release's key source
     #[arg(long, value_name = "N", conflicts_with = "keys")]
     pub users: Option<u64>,
@@ -81,8 +77,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Outcome {
-    let loaded = load_one(&args.file, args.policy.as_deref())?;
-    let now = parse_at(args.at.as_deref())?;
+    let loaded = args.shared.load(&args.file)?;
+    let now = args.shared.at()?;
     let context = Context {
         now_nanos: Some(now),
         tripped: tripped_bits(&loaded.engine.policy, &args.tripped)?,
@@ -98,14 +94,11 @@ pub fn run(args: &Args) -> Outcome {
         return many(args, &loaded, &context, request, &keys);
     }
     let explanation = explain(&loaded, &context, &request)?;
-    match args.output {
+    match args.shared.output {
         Format::Json => {
             let mut json = explanation.json;
             if let Value::Object(map) = &mut json {
-                map.insert(
-                    "policy".into(),
-                    json!({ "file": loaded.file, "source": loaded.origin.to_string() }),
-                );
+                map.insert("policy".into(), loaded.source_json());
                 map.insert("at".into(), Value::String(report::instant(now)));
             }
             println!("{json}");
@@ -192,6 +185,62 @@ impl Builder {
     }
 }
 
+/// What the core told of its decision (`decide_observed`): `explain` only puts it in words.
+#[derive(Default)]
+struct Seen {
+    /// Each release's scope, in order up to the first that fits.
+    scopes: Vec<(usize, ScopeFit)>,
+    /// The key sources read, in order up to the key: what each holds and what it is.
+    sources: Vec<(usize, Option<Vec<u8>>, KeyRead)>,
+    override_: Option<Overridden>,
+    /// The rules tried, in order up to the first that matches.
+    rules: Vec<(usize, bool)>,
+    ramp: Option<RampState>,
+    split: Option<Split>,
+    mirror: Option<MirrorSample>,
+}
+
+/// `OverrideSeen`, kept.
+enum Overridden {
+    Absent,
+    NoSuchSubset(Vec<u8>),
+    Judged { subset: usize, verdict: Verdict },
+}
+
+impl Observer for Seen {
+    fn scope(&mut self, release: usize, fit: ScopeFit) {
+        self.scopes.push((release, fit));
+    }
+
+    fn key_source(&mut self, index: usize, value: Option<&[u8]>, read: KeyRead) {
+        self.sources.push((index, value.map(<[u8]>::to_vec), read));
+    }
+
+    fn override_(&mut self, seen: OverrideSeen<'_>) {
+        self.override_ = Some(match seen {
+            OverrideSeen::Absent => Overridden::Absent,
+            OverrideSeen::NoSuchSubset(asked) => Overridden::NoSuchSubset(asked.to_vec()),
+            OverrideSeen::Judged { subset, verdict } => Overridden::Judged { subset, verdict },
+        });
+    }
+
+    fn rule(&mut self, index: usize, matched: bool) {
+        self.rules.push((index, matched));
+    }
+
+    fn ramp(&mut self, state: RampState) {
+        self.ramp = Some(state);
+    }
+
+    fn split(&mut self, split: Split) {
+        self.split = Some(split);
+    }
+
+    fn mirror(&mut self, sample: MirrorSample) {
+        self.mirror = Some(sample);
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     report_quote(&String::from_utf8_lossy(bytes))
 }
@@ -241,12 +290,16 @@ fn explain(
         }),
     );
 
-    let decision = decide(policy, context, request);
+    let mut seen = Seen::default();
+    let decision = decide_observed(policy, context, request, &mut seen);
 
     // The releases tried, in order, up to the first whose scope fits.
     let mut tried = Vec::new();
-    for (i, r) in policy.releases.iter().enumerate() {
-        let (applies, why) = scope_verdict(&r.scope, host, path);
+    for (i, fit) in &seen.scopes {
+        let Some(r) = policy.releases.get(*i) else {
+            continue;
+        };
+        let (applies, why) = (fit.fits(), scope_words(&r.scope, fit, host, path));
         tried.push(json!({ "index": i, "name": r.name, "applies": applies, "why": why }));
         b.line(
             "Release",
@@ -256,9 +309,6 @@ fn explain(
                 if applies { "" } else { ": skipped" }
             ),
         );
-        if applies {
-            break;
-        }
     }
     b.set("releases_tried", Value::Array(tried));
 
@@ -280,7 +330,7 @@ fn explain(
             .releases
             .get(a.release)
             .ok_or_else(|| Failure::problems("the decision names a release the policy lacks"))?;
-        assigned(&mut b, loaded, context, request, release, a)?;
+        assigned(&mut b, loaded, context, request, release, a, &seen);
     }
 
     headers(&mut b, engine, context, request, decision);
@@ -298,18 +348,8 @@ fn pattern(p: &HostPattern) -> String {
     }
 }
 
-/// Whether a scope fits the request, and why, in words.
-fn scope_verdict(scope: &Scope, host: Option<&[u8]>, path: Option<&[u8]>) -> (bool, String) {
-    let host_scope = Scope {
-        hosts: scope.hosts.clone(),
-        path_prefixes: Vec::new(),
-    };
-    let path_scope = Scope {
-        hosts: Vec::new(),
-        path_prefixes: scope.path_prefixes.clone(),
-    };
-    let host_ok = host_scope.matches(host, None);
-    let path_ok = path_scope.matches(None, path);
+/// How the core judged a scope, in words.
+fn scope_words(scope: &Scope, fit: &ScopeFit, host: Option<&[u8]>, path: Option<&[u8]>) -> String {
     let hosts = scope
         .hosts
         .iter()
@@ -323,21 +363,17 @@ fn scope_verdict(scope: &Scope, host: Option<&[u8]>, path: Option<&[u8]>) -> (bo
     let p = path.map_or("(no path)".into(), |p| {
         String::from_utf8_lossy(p).into_owned()
     });
-    let host_part = if scope.hosts.is_empty() {
-        "any host".to_string()
-    } else if host_ok {
-        format!("host {h} matches {hosts}")
-    } else {
-        format!("host {h} is not {hosts}")
+    let host_part = match fit.host {
+        None => "any host".to_string(),
+        Some(true) => format!("host {h} matches {hosts}"),
+        Some(false) => format!("host {h} is not {hosts}"),
     };
-    let path_part = if scope.path_prefixes.is_empty() {
-        "any path".to_string()
-    } else if path_ok {
-        format!("path {p} starts with {prefixes}")
-    } else {
-        format!("path {p} does not start with {prefixes}")
+    let path_part = match fit.path {
+        None => "any path".to_string(),
+        Some(true) => format!("path {p} starts with {prefixes}"),
+        Some(false) => format!("path {p} does not start with {prefixes}"),
     };
-    (host_ok && path_ok, format!("{host_part}, {path_part}"))
+    format!("{host_part}, {path_part}")
 }
 
 fn subset_name(release: &Release, i: usize) -> String {
@@ -354,38 +390,35 @@ fn assigned(
     request: &HeaderList,
     release: &Release,
     a: &Assignment,
-) -> Result<(), Failure> {
+    seen: &Seen,
+) {
     b.set(
         "release",
         json!({ "index": a.release, "name": release.name }),
     );
 
-    // The key: the decision says which source gave it.
+    // The key: the sources the core read, up to the one that gave it.
     let key_index = match a.key {
         Some(KeyOrigin::Source(i)) => Some(i),
         _ => None,
     };
-    // The key's bytes as decide read them (a baggage member percent-decoded).
-    let key = key_index
-        .and_then(|i| release.key.get(i))
-        .and_then(|s| read_key_source(s, request));
+    let mut key = None;
     let mut sources = Vec::new();
-    for (i, source) in release.key.iter().enumerate() {
-        let state = match read_key_source(source, request).as_deref() {
-            Some(v) if key_index == Some(i) => format!("{}: the key", text(v)),
-            None if key_index == Some(i) => "the key".to_string(),
-            None => "absent".to_string(),
-            Some([]) => "empty: skipped".to_string(),
-            Some(v) if v.len() > MAX_KEY_LEN => {
-                format!("{} bytes, over {MAX_KEY_LEN}: ignored", v.len())
+    for (i, value, read) in &seen.sources {
+        let value = value.as_deref().unwrap_or_default();
+        let state = match read {
+            KeyRead::Key if key_index == Some(*i) => {
+                key = Some(value);
+                format!("{}: the key", text(value))
             }
-            Some(v) => format!("{}: not used", text(v)),
+            KeyRead::Key => format!("{}: not used", text(value)),
+            KeyRead::Absent => "absent".to_string(),
+            KeyRead::Empty => "empty: skipped".to_string(),
+            KeyRead::TooLong => format!("{} bytes, over {MAX_KEY_LEN}: ignored", value.len()),
         };
-        sources.push(json!({ "index": i, "source": key_source(source), "state": state }));
-        b.line("Key", format!("key[{i}] {}: {state}", key_source(source)));
-        if key_index == Some(i) {
-            break;
-        }
+        let source = release.key.get(*i).map(key_source).unwrap_or_default();
+        sources.push(json!({ "index": i, "source": source, "state": state }));
+        b.line("Key", format!("key[{i}] {source}: {state}"));
     }
     let sticky_name = match &release.when_no_key {
         WhenNoKey::Sticky(c) => Some(c.name.as_str()),
@@ -434,36 +467,34 @@ fn assigned(
     b.set(
         "key",
         json!({
-            "value": key.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()),
+            "value": key.map(|v| String::from_utf8_lossy(v).into_owned()),
             "origin": origin,
             "sources": sources,
         }),
     );
 
     // The override.
-    if let Some(o) = &release.override_ {
-        let verdict = match request.header(&o.header) {
-            None => format!("{}: absent", o.header),
-            Some(value) => {
-                let asked = parse_override(value);
-                let subset = String::from_utf8_lossy(asked.subset).into_owned();
-                if a.reason == Reason::Override {
-                    format!(
-                        "{}: asks for {subset}: honoured, {}",
-                        o.header,
-                        trusted_because(o, request, asked.token)
-                    )
-                } else if release.subset_index(asked.subset).is_none() {
-                    format!(
-                        "{}: asks for {subset}, which is not a subset: ignored",
-                        o.header
-                    )
-                } else {
-                    format!(
+    if let (Some(o), Some(seen)) = (&release.override_, &seen.override_) {
+        let verdict = match seen {
+            Overridden::Absent => format!("{}: absent", o.header),
+            Overridden::NoSuchSubset(asked) => format!(
+                "{}: asks for {}, which is not a subset: ignored",
+                o.header,
+                String::from_utf8_lossy(asked)
+            ),
+            Overridden::Judged { subset, verdict } => {
+                let subset = subset_name(release, *subset);
+                match verdict {
+                    Verdict::Refused { token, source } => format!(
                         "{}: asks for {subset}: ignored, not trusted: {}",
                         o.header,
-                        untrusted_because(o, request, asked.token)
-                    )
+                        refused_because(*token, *source)
+                    ),
+                    trusted => format!(
+                        "{}: asks for {subset}: honoured, {}",
+                        o.header,
+                        trusted_because(trusted)
+                    ),
                 }
             }
         };
@@ -476,23 +507,30 @@ fn assigned(
 
     // The lane: what a following release read, what an issuing one writes.
     if let Some(l) = &release.lanes {
-        lane(b, loaded, context, request, release, a, l);
+        // What an issuing release writes, as the exchange plans it.
+        let plan = l.issue.then(|| {
+            loaded
+                .engine
+                .plan_for(request, context, Decision::Assign(*a))
+                .lane
+        });
+        lane(b, release, a, l, plan.as_ref());
     }
 
-    // The rules, in order, up to the first match: the decision says which matched.
-    let rule_key = key.as_deref();
+    // The rules, in order, up to the first the core found to match.
     let mut rules = Vec::new();
     for (i, rule) in release.rules.iter().enumerate() {
         let then = subset_name(release, rule.subset);
-        let described = condition(&rule.condition, request, rule_key);
-        let state = match (a.reason, a.rule) {
-            (Reason::Override, _) => "not tried (the override decided)".to_string(),
-            (Reason::Lane | Reason::LaneFallback, _) => "not tried (the lane decided)".to_string(),
-            (_, Some(m)) if m == i => "matches".to_string(),
-            (_, Some(m)) if m < i => "not tried".to_string(),
-            _ => "no".to_string(),
+        let described = condition(&rule.condition, request, key);
+        let tried = seen.rules.iter().find(|(r, _)| *r == i).map(|(_, m)| *m);
+        let state = match (tried, a.reason) {
+            (Some(true), _) => "matches",
+            (Some(false), _) => "no",
+            (None, Reason::Override) => "not tried (the override decided)",
+            (None, Reason::Lane | Reason::LaneFallback) => "not tried (the lane decided)",
+            (None, _) => "not tried",
         };
-        let matched = a.rule == Some(i) && a.reason != Reason::Override;
+        let matched = tried == Some(true);
         b.line("Rules", format!("[{i}] {described} -> {then}: {state}"));
         rules.push(json!({ "index": i, "condition": described, "subset": then, "matched": matched, "state": state }));
     }
@@ -502,7 +540,7 @@ fn assigned(
     b.set("rules", Value::Array(rules));
 
     // The split.
-    split(b, loaded, context, request, release, a)?;
+    split(b, release, a, seen);
 
     // The result.
     let subset = release.subsets.get(a.subset);
@@ -543,61 +581,51 @@ fn assigned(
     b.set("rule", json!(a.rule));
 
     // The mirror.
-    let mirror = match &release.mirror {
-        None => {
-            b.line("Mirror", "no mirror in this release".into());
-            json!({ "configured": false, "marked": false })
-        }
-        Some(m) => {
-            let method = request.header(":method").unwrap_or_default();
+    let mirror = match (&release.mirror, seen.mirror) {
+        (Some(m), Some(sample)) => {
             let percent = m.threshold as f64 * 100.0 / 4_294_967_296.0;
-            let line = if !m.methods.iter().any(|x| x.as_bytes() == method) {
-                format!(
-                    "no: {} is not mirrored (methods: {})",
-                    String::from_utf8_lossy(method),
-                    m.methods.join(", ")
-                )
-            } else {
-                let sample = key.as_deref().map(|k| m.sample_hash.position(k));
-                let basis = match sample {
-                    Some(p) => format!(
-                        "the key's sampling position {p} is {} {} ({percent:.2}% of 2^32)",
-                        if a.mirror { "below" } else { "not below" },
-                        m.threshold
-                    ),
-                    None => match a.key {
-                        Some(KeyOrigin::StickyCookie | KeyOrigin::Minted) => {
-                            format!("sampling follows the sticky key; {percent:.2}% of keys are sampled")
-                        }
-                        _ => format!("no key: sampled at random, {percent:.2}% of requests"),
-                    },
-                };
-                if a.mirror {
-                    format!("yes: a copy goes to version {} ({basis})", m.version)
-                } else {
-                    format!("no ({basis})")
+            let basis = match sample {
+                MirrorSample::Method => {
+                    let method = request.header(":method").unwrap_or_default();
+                    format!(
+                        "{} is not mirrored (methods: {})",
+                        String::from_utf8_lossy(method),
+                        m.methods.join(", ")
+                    )
                 }
+                MirrorSample::Key { .. }
+                    if matches!(a.key, Some(KeyOrigin::StickyCookie | KeyOrigin::Minted)) =>
+                {
+                    format!("sampling follows the sticky key; {percent:.2}% of keys are sampled")
+                }
+                MirrorSample::Key { position, sampled } => format!(
+                    "the key's sampling position {position} is {} {} ({percent:.2}% of 2^32)",
+                    if sampled { "below" } else { "not below" },
+                    m.threshold
+                ),
+                MirrorSample::Random { .. } => {
+                    format!("no key: sampled at random, {percent:.2}% of requests")
+                }
+            };
+            let line = match (sample, a.mirror) {
+                (MirrorSample::Method, _) => format!("no: {basis}"),
+                (_, true) => format!("yes: a copy goes to version {} ({basis})", m.version),
+                (_, false) => format!("no ({basis})"),
             };
             b.line("Mirror", line);
             json!({ "configured": true, "marked": a.mirror, "version": m.version, "percent": percent })
         }
+        _ => {
+            b.line("Mirror", "no mirror in this release".into());
+            json!({ "configured": false, "marked": false })
+        }
     };
     b.set("mirror", mirror);
-    Ok(())
 }
 
-/// The variable of a secret read from the environment but not set in the CLI's.
 /// The lane decision: the member a following release read (valid, expired, wrong tag, unknown
 /// lane, fallback), and the member an issuing release writes.
-fn lane(
-    b: &mut Builder,
-    loaded: &Loaded,
-    context: &Context,
-    request: &HeaderList,
-    release: &Release,
-    a: &Assignment,
-    l: &Lanes,
-) {
+fn lane(b: &mut Builder, release: &Release, a: &Assignment, l: &Lanes, plan: Option<&LanePlan>) {
     let member = &l.member;
     let mut state = Map::new();
     state.insert("member".into(), json!(member));
@@ -657,11 +685,7 @@ fn lane(
             b.line("Lane", format!("note: the lane secret comes from the proxy's environment variable {var}, which is not set here: no member verifies (set {var} to explain with it)"));
         }
     }
-    if l.issue {
-        let plan = loaded
-            .engine
-            .plan_for(request, context, Decision::Assign(*a))
-            .lane;
+    if let Some(plan) = plan {
         let line = if matches!(a.lane, Read::Valid(_)) {
             "issues nothing: the valid member the request carries goes on untouched".to_string()
         } else if plan.counted.contains(&Some(Rejection::BaggageFull)) {
@@ -684,50 +708,33 @@ fn lane(
     b.set("lane", Value::Object(state));
 }
 
+/// The variable of a secret read from the environment but not set in the CLI's.
 fn unresolved(secret: Option<&Secret>) -> Option<&str> {
     secret.filter(|s| s.value().is_none())?.variable()
 }
 
-fn trusted_because(
-    o: &dial::core::policy::Override,
-    request: &HeaderList,
-    token: Option<&[u8]>,
-) -> String {
-    let t = &o.trust;
-    if t.anyone {
-        return "allowAnyone".into();
-    }
-    if token.is_some() && t.token.is_some() && t.allows(token, || None) {
-        return "the token matches".into();
-    }
-    match request.source_ip {
-        Some(ip) => format!("source {ip} is in sourceCidrs"),
-        None => "trusted".into(),
+/// Why the core trusted an override.
+fn trusted_because(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Anyone => "allowAnyone".into(),
+        Verdict::Token => "the token matches".into(),
+        Verdict::Source(ip) => format!("source {ip} is in sourceCidrs"),
+        Verdict::Refused { .. } => "not trusted".into(),
     }
 }
 
-fn untrusted_because(
-    o: &dial::core::policy::Override,
-    request: &HeaderList,
-    token: Option<&[u8]>,
-) -> String {
-    let t = &o.trust;
+/// Why the core did not.
+fn refused_because(token: TokenCheck, source: SourceCheck) -> String {
     let mut why = Vec::new();
-    if t.token.is_some() {
-        why.push(
-            if token.is_some() {
-                "the token does not match"
-            } else {
-                "no token"
-            }
-            .to_string(),
-        );
+    match token {
+        TokenCheck::Unused => {}
+        TokenCheck::Missing => why.push("no token".to_string()),
+        TokenCheck::Wrong => why.push("the token does not match".to_string()),
     }
-    if !t.source_cidrs.is_empty() {
-        why.push(match request.source_ip {
-            Some(ip) => format!("source {ip} is outside sourceCidrs"),
-            None => "source address unknown (--source-ip gives it)".into(),
-        });
+    match source {
+        SourceCheck::Unused => {}
+        SourceCheck::Unknown => why.push("source address unknown (--source-ip gives it)".into()),
+        SourceCheck::Outside(ip) => why.push(format!("source {ip} is outside sourceCidrs")),
     }
     if why.is_empty() {
         why.push("no way to trust it".into());
@@ -772,190 +779,127 @@ fn condition(c: &Condition, request: &HeaderList, key: Option<&[u8]>) -> String 
     }
 }
 
-/// The hash position and bucket of the key, and the subsets' intervals. When a rule or the
-/// override decided, where the split alone would have put the request.
-fn split(
-    b: &mut Builder,
-    loaded: &Loaded,
-    context: &Context,
-    request: &HeaderList,
-    release: &Release,
-    a: &Assignment,
-) -> Result<(), Failure> {
-    let tripped = context.is_tripped(a.release);
-    let now = if tripped { None } else { context.now_nanos };
-    let step = release
-        .ramp
-        .as_ref()
-        .and_then(|r| Some((r, r.step_at(now)?)));
-    if let Some((r, (k, s))) = step {
-        b.line(
-            "Split",
-            format!(
-                "ramp of {}: step {} of {} ({}% since {})",
-                subset_name(release, r.subset),
-                k + 1,
-                r.steps.len(),
-                ramp::percent(u64::from(s.share_ppm)),
-                report::instant(if k == 0 {
-                    r.start
-                } else {
-                    r.steps.get(k - 1).and_then(|p| p.until).unwrap_or(r.start)
-                })
-            ),
-        );
-    } else if let Some(r) = &release.ramp {
-        let when = if tripped {
-            "stopped: the guard is tripped".to_string()
-        } else {
-            format!("not started (starts {})", report::instant(r.start))
-        };
-        b.line(
-            "Split",
-            format!(
-                "ramp of {}: {when}; the written weights apply",
-                subset_name(release, r.subset)
-            ),
-        );
-    }
-    // Where the split puts (or would put) the request.
-    let (position, placed, hypothetical) = match (a.reason, a.position) {
-        (_, Some(p)) => (Some(p), Some(a.subset), false),
-        (Reason::HeaderRule | Reason::CookieRule | Reason::Allowlist | Reason::Override, None) => {
-            match split_alone(loaded, a.release, context, request)? {
-                Some((subset, p)) => (Some(p), Some(subset), true),
-                None => (None, None, true),
+/// The hash position and bucket of the key, and the subsets' intervals, as the core placed it.
+/// When a rule or the override decided, where the split alone would have put the request.
+fn split(b: &mut Builder, release: &Release, a: &Assignment, seen: &Seen) {
+    // The ramp's step in force, as the core found it.
+    let mut taken = None;
+    if let (Some(r), Some(state)) = (&release.ramp, seen.ramp) {
+        let ramped = subset_name(release, r.subset);
+        let line = match state {
+            RampState::Step(k) => {
+                let step = r.steps.get(k);
+                taken = step.map(|s| (r.subset, s.taken_ppm));
+                let since = match k.checked_sub(1) {
+                    None => r.start,
+                    Some(before) => r.steps.get(before).and_then(|p| p.until).unwrap_or(r.start),
+                };
+                format!(
+                    "ramp of {ramped}: step {} of {} ({}% since {})",
+                    k + 1,
+                    r.steps.len(),
+                    ramp::percent(u64::from(step.map_or(0, |s| s.share_ppm))),
+                    report::instant(since)
+                )
             }
-        }
-        _ => (None, None, false),
-    };
-    let Some(position) = position else {
+            RampState::Stopped => format!(
+                "ramp of {ramped}: stopped: the guard is tripped; the written weights apply"
+            ),
+            RampState::NotStarted => format!(
+                "ramp of {ramped}: not started (starts {}); the written weights apply",
+                report::instant(r.start)
+            ),
+            RampState::NoClock => {
+                format!("ramp of {ramped}: no clock to tell the step; the written weights apply")
+            }
+        };
+        b.line("Split", line);
+    }
+    // Where the split put the request or, when a rule or the override decided, would have.
+    let would = matches!(
+        a.reason,
+        Reason::HeaderRule | Reason::CookieRule | Reason::Allowlist | Reason::Override
+    );
+    let Some(placed) = seen.split.filter(|s| s.decided || would) else {
         if a.reason == Reason::Fallback {
             b.line("Split", "not used: no key".into());
         } else {
             b.line("Split", "not used".into());
         }
         b.set("split", Value::Null);
-        return Ok(());
+        return;
     };
+    let (position, hypothetical) = (placed.position, !placed.decided);
     let total = release.cumulative.last().copied().unwrap_or(0);
     let fraction = f64::from(position) / 4_294_967_296.0;
-    let bucket_of = bucket::bucket(position, total.max(1));
-    // Bucket and intervals are Dial's split: shown when it is the release's scheme (the
-    // policy's `bucketing`, Dial's by default) and they are what placed the key.
-    let scheme: Option<String> = serde_json::from_slice::<Value>(&loaded.text)
-        .ok()
-        .and_then(|d| {
-            d.get("releases")?
-                .get(a.release)?
-                .get("bucketing")?
-                .get("scheme")?
-                .as_str()
-                .map(str::to_string)
-        });
-    let agrees = scheme.as_deref().is_none_or(|s| s == "dial")
-        && match step {
-            Some((r, (_, s))) => ramp::pick(position, &release.cumulative, r.subset, s.taken_ppm),
-            None => bucket::pick(position, &release.cumulative),
-        } == placed;
     let lead = if hypothetical {
         "if no rule or override had decided: "
     } else {
         ""
     };
-    if !agrees {
-        // Another bucketing scheme (the policy's `bucketing`) placed the key: its hash, not
-        // Dial's buckets.
-        b.line(
+    // Buckets and intervals are Dial's split: shown when Dial's scheme placed the key.
+    match placed.bucket {
+        Some(bucket) => b.line(
+            "Split",
+            format!(
+                "{lead}position {position} of 2^32 ({fraction:.6}), bucket {bucket} of {total}"
+            ),
+        ),
+        None => b.line(
             "Split",
             format!(
                 "{lead}hash {position}, placed by the release's bucketing scheme ({})",
-                scheme.as_deref().unwrap_or("dial")
+                release.scheme.name()
             ),
-        );
-    } else {
-        b.line(
-            "Split",
-            format!(
-                "{lead}position {position} of 2^32 ({fraction:.6}), bucket {bucket_of} of {total}"
-            ),
-        );
-    }
-    // Each subset's share of [0, total): the written intervals, or with a ramp's step the top
-    // fraction of every other subset's interval given to the ramped one.
-    let taken = step.map(|(r, (_, s))| (r.subset, f64::from(s.taken_ppm) / 1e6));
-    let mut pieces: Vec<Vec<(f64, f64)>> = vec![Vec::new(); release.subsets.len()];
-    let mut low = 0f64;
-    for (i, high) in release.cumulative.iter().enumerate() {
-        let high = f64::from(*high);
-        let cut = match taken {
-            Some((ramped, f)) if ramped != i && f > 0.0 => high - (high - low) * f,
-            _ => high,
-        };
-        let mut add = |s: usize, from: f64, to: f64| {
-            if let Some(p) = pieces.get_mut(s) {
-                match p.last_mut() {
-                    Some(last) if last.1 == from => last.1 = to,
-                    _ if to > from => p.push((from, to)),
-                    _ => {}
-                }
-            }
-        };
-        add(i, low, cut);
-        if let Some((ramped, _)) = taken {
-            add(ramped, cut, high);
-        }
-        low = high;
+        ),
     }
     let mut intervals = Vec::new();
-    for (i, (s, own)) in release
-        .subsets
-        .iter()
-        .zip(&pieces)
-        .enumerate()
-        .filter(|_| agrees)
-    {
-        for (from, to) in own {
-            intervals.push(json!({ "subset": s.name, "from": from, "to": to }));
+    if placed.bucket.is_some() {
+        let pieces = ramp::intervals(&release.cumulative, taken);
+        for (i, (s, own)) in release.subsets.iter().zip(&pieces).enumerate() {
+            for (from, to) in own {
+                intervals.push(json!({ "subset": s.name, "from": from, "to": to }));
+            }
+            let spans = if own.is_empty() {
+                "nothing".to_string()
+            } else {
+                own.iter()
+                    .map(|(f, t)| format!("[{}, {})", units(*f), units(*t)))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            };
+            let here = if i == placed.subset {
+                " <- the key"
+            } else {
+                ""
+            };
+            b.line("Split", format!("  {} {spans}{here}", s.name));
         }
-        let spans = if own.is_empty() {
-            "nothing".to_string()
-        } else {
-            own.iter()
-                .map(|(f, t)| format!("[{}, {})", units(*f), units(*t)))
-                .collect::<Vec<_>>()
-                .join(" and ")
-        };
-        let here = if Some(i) == placed { " <- the key" } else { "" };
-        b.line("Split", format!("  {} {spans}{here}", s.name));
     }
-    if let Some(p) = placed {
-        b.line(
-            "Split",
-            format!(
-                "{}subset {}",
-                if hypothetical {
-                    "the split would give "
-                } else {
-                    "the split gives "
-                },
-                subset_name(release, p)
-            ),
-        );
-    }
+    b.line(
+        "Split",
+        format!(
+            "{}subset {}",
+            if hypothetical {
+                "the split would give "
+            } else {
+                "the split gives "
+            },
+            subset_name(release, placed.subset)
+        ),
+    );
     b.set(
         "split",
         json!({
             "position": position,
             "fraction": fraction,
-            "bucket": agrees.then_some(bucket_of),
+            "bucket": placed.bucket,
             "total": total,
             "intervals": intervals,
-            "subset": placed.map(|p| subset_name(release, p)),
+            "subset": subset_name(release, placed.subset),
             "decided": !hypothetical,
         }),
     );
-    Ok(())
 }
 
 /// A bound in bucket units: `90`, `67.5`.
@@ -966,35 +910,6 @@ fn units(x: f64) -> String {
     } else {
         format!("{rounded}")
     }
-}
-
-/// The subset and position the release's split alone gives the request (rules and override
-/// left out), from the release on its own.
-fn split_alone(
-    loaded: &Loaded,
-    index: usize,
-    context: &Context,
-    request: &HeaderList,
-) -> Result<Option<(usize, u32)>, Failure> {
-    let mut doc: Value = serde_json::from_slice(&loaded.text)
-        .map_err(|e| Failure::problems(format!("cannot reread the policy: {e}")))?;
-    if let Some(r) = doc
-        .get_mut("releases")
-        .and_then(|r| r.get_mut(index))
-        .and_then(Value::as_object_mut)
-    {
-        r.remove("rules");
-        r.remove("override");
-    }
-    let engine = release_alone(doc.to_string().as_bytes(), index)?;
-    let alone = Context {
-        now_nanos: context.now_nanos,
-        tripped: u64::from(context.is_tripped(index)),
-    };
-    Ok(match decide(&engine.policy, &alone, request) {
-        Decision::Assign(a) => a.position.map(|p| (a.subset, p)),
-        Decision::Pass => None,
-    })
 }
 
 /// What Dial does to the request's headers and to the response's: the exchange, run against a
@@ -1106,7 +1021,7 @@ fn many(
             Decision::Pass => (None, None, None, None, None, false),
         };
         let key = String::from_utf8_lossy(key);
-        match args.output {
+        match args.shared.output {
             Format::Json => {
                 let line = json!({
                     "key": key, "release": r, "subset": s, "version": version,
@@ -1127,7 +1042,7 @@ fn many(
             ]),
         }
     });
-    if args.output == Format::Text {
+    if args.shared.output == Format::Text {
         if let Err(e) = std::io::Write::write_all(&mut out, table.render(0).as_bytes()) {
             failed.get_or_insert(e);
         }

@@ -1,15 +1,6 @@
 //! `dial`: Dial's policy tool, built from the same core as the module, so its answers are the
 //! filter's. Check policies before Envoy refuses them, see why a request lands where it does,
 //! and measure what a change does to users before it ships.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 mod allow;
 mod common;

@@ -11,8 +11,7 @@ use dial::core::runtime::effective_weights;
 use serde_json::{json, Value};
 
 use crate::common::{
-    key_sources, load_one, parse_at, pick_releases, release_alone, tripped_bits, Format, Outcome,
-    Probe, OK,
+    key_sources, pick_releases, release_alone, tripped_bits, Format, Outcome, Probe, SharedArgs, OK,
 };
 use crate::population::{self, KeyArgs};
 use crate::report::{self, thousands, Table};
@@ -24,27 +23,24 @@ Examples:
   dial simulate envoy-config/envoy.yaml --release search --keys ids.txt -o json";
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("at", |a| a.help("The moment to simulate (a ramp's step depends on it): RFC 3339, `now`, or +DURATION")),
+    mut_arg("output", |a| a.help("`json`: the counts as one object, for tools")),
+)]
 pub struct Args {
     /// The policy: a policy JSON, an Envoy configuration or a WasmPlugin manifest
     #[arg(value_name = "FILE")]
     pub file: String,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// The moment to simulate (a ramp's step depends on it): RFC 3339, `now`, or +DURATION
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
     /// Only this release
     #[arg(long, value_name = "NAME")]
     pub release: Option<String>,
     /// Take the guard of this release as tripped (repeat it)
     #[arg(long, value_name = "RELEASE")]
     pub tripped: Vec<String>,
-    /// Which policy, when the file holds several: its number or a part of its name
-    #[arg(long, value_name = "N|NAME")]
-    pub policy: Option<String>,
-    /// `json`: the counts as one object, for tools
-    #[arg(long, short, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    #[command(flatten)]
+    pub shared: SharedArgs,
 }
 
 /// One moment the release is decided at: the `--at` moment, or a ramp's period.
@@ -130,8 +126,8 @@ fn lanes(
 }
 
 pub fn run(args: &Args) -> Outcome {
-    let loaded = load_one(&args.file, args.policy.as_deref())?;
-    let at = parse_at(args.at.as_deref())?;
+    let loaded = args.shared.load(&args.file)?;
+    let at = args.shared.at()?;
     let tripped = tripped_bits(&loaded.engine.policy, &args.tripped)?;
     let keys = args.keys.keys()?;
     let started = Instant::now();
@@ -142,12 +138,17 @@ pub fn run(args: &Args) -> Outcome {
         let Some(release) = engine.policy.releases.first() else {
             continue;
         };
-        let is_tripped = tripped & (1u64 << index.min(63)) != 0;
+        let is_tripped = Context {
+            now_nanos: None,
+            tripped,
+        }
+        .is_tripped(index);
         let context = |now: u64| Context {
             now_nanos: Some(now),
             tripped: u64::from(is_tripped),
         };
-        // The periods: `--at` alone, or a ramp's (before the start, then each step).
+        // The periods: `--at` alone, or a ramp's (before the start, then each step); a tripped
+        // guard stops the ramp (`decide` keeps the written weights), so its periods would not differ.
         let (periods, current) = match release.ramp.as_ref().filter(|_| !is_tripped) {
             Some(ramp) => {
                 let mut periods = vec![Period {
@@ -450,7 +451,7 @@ pub fn run(args: &Args) -> Outcome {
         }));
     }
     let seconds = started.elapsed().as_secs_f64();
-    match args.output {
+    match args.shared.output {
         Format::Text => {
             println!("Policy: {}, at {}", loaded.label, report::instant(at));
             println!("Users:  {}, in {seconds:.2} s", keys.describe());
@@ -459,10 +460,7 @@ pub fn run(args: &Args) -> Outcome {
         Format::Json => {
             let mut head = keys.json();
             if let Value::Object(m) = &mut head {
-                m.insert(
-                    "policy".into(),
-                    json!({ "file": loaded.file, "source": loaded.origin.to_string() }),
-                );
+                m.insert("policy".into(), loaded.source_json());
                 m.insert("at".into(), Value::String(report::instant(at)));
                 m.insert("seconds".into(), json!(seconds));
                 m.insert("releases".into(), Value::Array(releases_json));

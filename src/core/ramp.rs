@@ -129,6 +129,38 @@ pub fn pick(position: u32, cumulative: &[u32], ramped: usize, taken_ppm: u32) ->
     Some(if x >= threshold { ramped } else { written })
 }
 
+/// Each subset's part of the bucket space `[0, total weight)`, in buckets, as `pick` lays it
+/// out: the written weights' intervals, or at a ramp's step (`(ramped subset, taken_ppm)`) the
+/// top fraction of every other subset's interval given to the ramped one. For people (`dial
+/// explain`); the filter never calls it.
+pub fn intervals(cumulative: &[u32], step: Option<(usize, u32)>) -> Vec<Vec<(f64, f64)>> {
+    let taken = step.map(|(ramped, ppm)| (ramped, f64::from(ppm) / f64::from(PPM)));
+    let mut pieces: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cumulative.len()];
+    let mut low = 0f64;
+    for (i, high) in cumulative.iter().enumerate() {
+        let high = f64::from(*high);
+        let cut = match taken {
+            Some((ramped, f)) if ramped != i && f > 0.0 => high - (high - low) * f,
+            _ => high,
+        };
+        let mut add = |s: usize, from: f64, to: f64| {
+            if let Some(p) = pieces.get_mut(s) {
+                match p.last_mut() {
+                    Some(last) if last.1 == from => last.1 = to,
+                    _ if to > from => p.push((from, to)),
+                    _ => {}
+                }
+            }
+        };
+        add(i, low, cut);
+        if let Some((ramped, _)) = taken {
+            add(ramped, cut, high);
+        }
+        low = high;
+    }
+    pieces
+}
+
 /// Each subset's effective share in ppm, with the ramp's fraction applied (for the weight gauge).
 pub fn shares_ppm(weights: &[u32], ramped: Option<usize>, taken_ppm: u32) -> Vec<u32> {
     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
@@ -176,6 +208,34 @@ mod tests {
 
     fn positions(n: u32) -> impl Iterator<Item = u32> {
         (0..n).map(|i| position(b"checkout", format!("user-{i}").as_bytes()))
+    }
+
+    /// The intervals `dial explain` shows hold exactly the positions `pick` gives each subset.
+    #[test]
+    fn the_intervals_shown_are_where_pick_places_keys() {
+        for weights in [&[90u32, 10][..], &[50, 30, 20], &[0, 70, 30], &[1, 2]] {
+            let c = cumulative(weights);
+            let total = f64::from(*c.last().unwrap());
+            for ramped in 0..weights.len() {
+                for taken in [None, Some(0), Some(250_000), Some(600_000), Some(PPM)] {
+                    let layout = intervals(&c, taken.map(|t| (ramped, t)));
+                    for p in positions(2000).chain([0, u32::MAX]) {
+                        let subset = match taken {
+                            Some(t) => pick(p, &c, ramped, t),
+                            None => bucket::pick(p, &c),
+                        }
+                        .unwrap();
+                        // The position in bucket units, as the intervals are written.
+                        let x = f64::from(p) * total / 4_294_967_296.0;
+                        let held = layout[subset].iter().any(|(lo, hi)| *lo <= x && x < *hi);
+                        assert!(
+                            held,
+                            "{weights:?} {ramped} {taken:?}: {p} ({x}) in {subset}: {layout:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

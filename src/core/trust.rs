@@ -45,25 +45,91 @@ fn trim(s: &[u8]) -> &[u8] {
     s.trim_ascii()
 }
 
+/// Whether an override is believed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// `allowAnyone`.
+    Anyone,
+    /// The token offered is the release's.
+    Token,
+    /// The connection's peer is in a trusted range.
+    Source(IpAddr),
+    /// Not trusted, by either way the release allows.
+    Refused {
+        token: TokenCheck,
+        source: SourceCheck,
+    },
+}
+
+impl Verdict {
+    pub fn trusted(&self) -> bool {
+        !matches!(self, Verdict::Refused { .. })
+    }
+}
+
+/// How the token judged an untrusted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The release trusts no token.
+    Unused,
+    /// None offered.
+    Missing,
+    /// One offered, not the release's (or the release's cannot be read here).
+    Wrong,
+}
+
+/// How the trusted ranges judged an untrusted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCheck {
+    /// The release trusts no range.
+    Unused,
+    /// The connection's peer is unknown.
+    Unknown,
+    /// The peer is outside every range.
+    Outside(IpAddr),
+}
+
 impl Trust {
     /// Whether a request offering `token` from `source` may override. `source` is the
     /// connection's peer (`None`: unknown, so no range matches); it is asked only when ranges
     /// are configured (it may cost a host call).
     pub fn allows(&self, token: Option<&[u8]>, source: impl FnOnce() -> Option<IpAddr>) -> bool {
+        self.judge(token, source).trusted()
+    }
+
+    /// `allows`, with its reason: the first way that trusts the request, or how each way
+    /// refused it.
+    // Inlined, so a caller that only asks `trusted()` compiles to the plain checks of before.
+    #[inline(always)]
+    pub fn judge(&self, token: Option<&[u8]>, source: impl FnOnce() -> Option<IpAddr>) -> Verdict {
         if self.anyone {
-            return true;
+            return Verdict::Anyone;
         }
-        if let (Some(want), Some(got)) = (self.token.as_ref().and_then(Secret::value), token) {
-            if constant_time_eq(want.as_bytes(), got) {
-                return true;
+        let token = match (&self.token, token) {
+            (None, _) => TokenCheck::Unused,
+            (Some(_), None) => TokenCheck::Missing,
+            (Some(want), Some(got)) => {
+                if want
+                    .value()
+                    .is_some_and(|want| constant_time_eq(want.as_bytes(), got))
+                {
+                    return Verdict::Token;
+                }
+                TokenCheck::Wrong
             }
-        }
-        if !self.source_cidrs.is_empty() {
-            if let Some(ip) = source() {
-                return self.source_cidrs.iter().any(|c| c.contains(ip));
+        };
+        let source = if self.source_cidrs.is_empty() {
+            SourceCheck::Unused
+        } else {
+            match source() {
+                Some(ip) if self.source_cidrs.iter().any(|c| c.contains(ip)) => {
+                    return Verdict::Source(ip)
+                }
+                Some(ip) => SourceCheck::Outside(ip),
+                None => SourceCheck::Unknown,
             }
-        }
-        false
+        };
+        Verdict::Refused { token, source }
     }
 }
 

@@ -2,6 +2,9 @@
 //! a plain `Decision` value out. No host, no side effects, so the filter, tests, benchmarks and
 //! tools all get the same answer for the same request.
 //!
+//! `decide_observed` makes the same decision and tells an `Observer` why as it goes (`dial
+//! explain` prints it); `decide` passes one that costs nothing.
+//!
 //! Order for the first release whose scope fits: trusted override, then a lane the request
 //! carries (a following release), then rules in order, then the weighted split of the user key;
 //! without a key, the release's `whenNoKey`. A tripped guard then moves its subset's requests
@@ -17,8 +20,14 @@ use crate::core::ramp;
 use crate::core::request::RequestView;
 use crate::core::rules::RuleKind;
 use crate::core::scheme::{self, FlagdVersion, Scheme};
-use crate::core::sticky::{self, KEY_LEN};
+use crate::core::sticky::{self, StickyCookie, KEY_LEN};
 use crate::core::trust;
+
+mod observe;
+pub use observe::{
+    Fallback, KeyRead, MirrorSample, Observer, OverrideSeen, RampState, ScopeFit, Split,
+    Unobserved, Verdict,
+};
 
 /// What a decision may depend on besides the policy and the request. The binding reads it once
 /// per request (the clock is also the start of the exchange's duration), so a time-dependent
@@ -150,7 +159,18 @@ impl Reason {
     ];
 }
 
+/// The decision the filter makes: `decide_observed` with an observer that costs nothing.
 pub fn decide(policy: &Policy, context: &Context, request: &impl RequestView) -> Decision {
+    decide_observed(policy, context, request, &mut Unobserved)
+}
+
+/// `decide`, telling `observer` what it saw and judged on the way (see `observe`).
+pub fn decide_observed<O: Observer>(
+    policy: &Policy,
+    context: &Context,
+    request: &impl RequestView,
+    observer: &mut O,
+) -> Decision {
     // Read only what some release's scope looks at.
     let host = policy
         .releases
@@ -164,45 +184,66 @@ pub fn decide(policy: &Policy, context: &Context, request: &impl RequestView) ->
         .any(|r| !r.scope.path_prefixes.is_empty())
         .then(|| request.path())
         .flatten();
-    policy
-        .releases
-        .iter()
-        .position(|r| r.scope.matches(host, path))
+    // The first release whose scope fits (each judged whole for an observer).
+    let release = if O::ACTIVE {
+        policy.releases.iter().enumerate().position(|(i, r)| {
+            let fit = r.scope.fit(host, path);
+            observer.scope(i, fit);
+            fit.fits()
+        })
+    } else {
+        policy
+            .releases
+            .iter()
+            .position(|r| r.scope.matches(host, path))
+    };
+    release
         .and_then(|i| {
             let r = policy.releases.get(i)?;
             let tripped = context.is_tripped(i);
-            let read = r
-                .lanes
-                .as_ref()
-                .filter(|l| l.follow)
-                .map_or(Read::Absent, |l| l.read(request, context.now_nanos));
-            let (mut assignment, sampling_key) = assign(i, r, request, context, tripped, read);
+            let read = match r.lanes.as_ref().filter(|l| l.follow) {
+                Some(l) => {
+                    let read = l.read(request, context.now_nanos);
+                    observer.lane(read);
+                    read
+                }
+                None => Read::Absent,
+            };
+            let (mut assignment, sampling_key) =
+                assign(i, r, request, context, tripped, read, observer);
             assignment.lane = read;
             if let Some(g) = r.guard.as_ref().filter(|_| tripped) {
                 // Only a trusted override still reaches a tripped subset (to debug it).
                 if assignment.subset == g.subset && assignment.reason != Reason::Override {
+                    observer.guard(g.subset, g.fallback);
                     assignment.subset = g.fallback;
                     assignment.reason = Reason::Guardrail;
                 }
             }
-            assignment.mirror = sample_mirror(r, request, sampling_key.as_deref());
+            assignment.mirror = sample_mirror(r, request, sampling_key.as_deref(), observer);
             Some(Decision::Assign(assignment))
         })
         .unwrap_or(Decision::Pass)
 }
 
 /// The subset assignment, and the key (user or sticky) that mirror sampling should follow.
-fn assign<'r>(
+fn assign<'r, O: Observer>(
     index: usize,
     release: &Release,
     request: &'r impl RequestView,
     context: &Context,
     tripped: bool,
     read: Read,
+    observer: &mut O,
 ) -> (Assignment, Option<SamplingKey<'r>>) {
     // A tripped guard stops the ramp: the written weights apply.
     let now = if tripped { None } else { context.now_nanos };
-    let key = user_key(release, request);
+    if O::ACTIVE {
+        if let Some(state) = ramp_state(release, tripped, now) {
+            observer.ramp(state);
+        }
+    }
+    let key = user_key(release, request, observer);
     let origin = key.as_ref().map(|(source, _)| KeyOrigin::Source(*source));
     let key = key.map(|(_, value)| value);
     let done = |subset, reason| Assignment {
@@ -210,28 +251,31 @@ fn assign<'r>(
         ..Assignment::new(index, subset, reason)
     };
 
-    if let Some(subset) = trusted_override(release, request) {
+    if let Some(subset) = trusted_override(release, request, observer) {
+        if O::ACTIVE {
+            would_split(release, request, now, read, key.as_deref(), observer);
+        }
         return (done(subset, Reason::Override), key.map(SamplingKey::from));
     }
 
     // The lane was decided upstream: neither rules, nor the split, nor a ramp move it.
-    if let (Read::Valid(v), Some(lanes)) = (read, &release.lanes) {
-        if let Some((subset, fallback)) = lanes.subset_for(v.lane.as_str()) {
-            let reason = if fallback {
-                Reason::LaneFallback
-            } else {
-                Reason::Lane
-            };
-            return (done(subset, reason), key.map(SamplingKey::from));
-        }
+    if let Some((subset, reason)) = lane_subset(release, read) {
+        return (done(subset, reason), key.map(SamplingKey::from));
     }
 
-    if let Some((i, rule)) = release
-        .rules
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.matches(request, key.as_deref()))
-    {
+    let mut matched = None;
+    for (i, rule) in release.rules.iter().enumerate() {
+        let matches = rule.matches(request, key.as_deref());
+        observer.rule(i, matches);
+        if matches {
+            matched = Some((i, rule));
+            break;
+        }
+    }
+    if let Some((i, rule)) = matched {
+        if O::ACTIVE {
+            would_split(release, request, now, read, key.as_deref(), observer);
+        }
         let reason = match rule.kind() {
             RuleKind::Header => Reason::HeaderRule,
             RuleKind::Cookie => Reason::CookieRule,
@@ -246,43 +290,137 @@ fn assign<'r>(
 
     if let Some(key) = key {
         let assignment = match place(release, &key, now) {
-            Some((s, position)) => Assignment {
-                position: Some(position),
-                ..done(s, Reason::Hash)
-            },
-            None => fallback(index, release),
+            Some((s, position)) => {
+                report_split(observer, release, s, position, true);
+                Assignment {
+                    position: Some(position),
+                    ..done(s, Reason::Hash)
+                }
+            }
+            None => fallback(index, release, observer),
         };
         return (assignment, Some(SamplingKey::from(key)));
     }
 
     match &release.when_no_key {
-        WhenNoKey::Subset(s) => (done(*s, Reason::Fallback), None),
+        WhenNoKey::Subset(s) => {
+            observer.fallback(Fallback::NoKey);
+            (done(*s, Reason::Fallback), None)
+        }
         WhenNoKey::Sticky(cookie) => {
-            let existing = request.cookie(&cookie.name).and_then(|v| cookie.read(v));
-            // (the key to set in the response, if any; where the key came from; the key)
-            let (new_sticky_key, origin, sampling) = match existing {
-                Some(p) if p.resign => (
-                    <[u8; KEY_LEN]>::try_from(p.key).ok(),
-                    KeyOrigin::StickyCookie,
-                    SamplingKey::Borrowed(p.key),
-                ),
-                Some(p) => (None, KeyOrigin::StickyCookie, SamplingKey::Borrowed(p.key)),
-                None => {
-                    let fresh = sticky::mint_key(request.entropy());
-                    (Some(fresh), KeyOrigin::Minted, SamplingKey::Minted(fresh))
-                }
-            };
+            let (new_sticky_key, origin, sampling) = sticky_key(cookie, request);
             let assignment = match place(release, &sampling, now) {
-                Some((subset, position)) => Assignment {
-                    new_sticky_key,
-                    key: Some(origin),
-                    position: Some(position),
-                    ..Assignment::new(index, subset, Reason::StickyCookie)
-                },
-                None => fallback(index, release),
+                Some((subset, position)) => {
+                    report_split(observer, release, subset, position, true);
+                    Assignment {
+                        new_sticky_key,
+                        key: Some(origin),
+                        position: Some(position),
+                        ..Assignment::new(index, subset, Reason::StickyCookie)
+                    }
+                }
+                None => fallback(index, release, observer),
             };
             (assignment, Some(sampling))
         }
+    }
+}
+
+/// The subset a valid lane member the request carries takes it to, if the release has one.
+// Inlined (as `sticky_key`) into `assign`, where the code stood before an observer also called
+// it: the filter's module stays as small as it was.
+#[inline(always)]
+fn lane_subset(release: &Release, read: Read) -> Option<(usize, Reason)> {
+    let (Read::Valid(v), Some(lanes)) = (read, &release.lanes) else {
+        return None;
+    };
+    let (subset, fallback) = lanes.subset_for(v.lane.as_str())?;
+    Some((
+        subset,
+        if fallback {
+            Reason::LaneFallback
+        } else {
+            Reason::Lane
+        },
+    ))
+}
+
+/// The sticky key of a request without a user key: (the key to set in the response, if any;
+/// where the key came from; the key). The cookie's own when it carries a valid one (set again
+/// when signed with the previous secret), else a key minted for it.
+#[inline(always)]
+fn sticky_key<'r>(
+    cookie: &StickyCookie,
+    request: &'r impl RequestView,
+) -> (Option<[u8; KEY_LEN]>, KeyOrigin, SamplingKey<'r>) {
+    match request.cookie(&cookie.name).and_then(|v| cookie.read(v)) {
+        Some(p) if p.resign => (
+            <[u8; KEY_LEN]>::try_from(p.key).ok(),
+            KeyOrigin::StickyCookie,
+            SamplingKey::Borrowed(p.key),
+        ),
+        Some(p) => (None, KeyOrigin::StickyCookie, SamplingKey::Borrowed(p.key)),
+        None => {
+            let fresh = sticky::mint_key(request.entropy());
+            (Some(fresh), KeyOrigin::Minted, SamplingKey::Minted(fresh))
+        }
+    }
+}
+
+/// For an observer: where the split alone would have put a request the override or a rule
+/// placed, as `assign` would without them (a lane the request carries still comes first).
+fn would_split<O: Observer>(
+    release: &Release,
+    request: &impl RequestView,
+    now: Option<u64>,
+    read: Read,
+    key: Option<&[u8]>,
+    observer: &mut O,
+) {
+    if lane_subset(release, read).is_some() {
+        return;
+    }
+    let placed = match (key, &release.when_no_key) {
+        (Some(key), _) => place(release, key, now),
+        (None, WhenNoKey::Sticky(cookie)) => place(release, &sticky_key(cookie, request).2, now),
+        (None, WhenNoKey::Subset(_)) => None,
+    };
+    if let Some((subset, position)) = placed {
+        report_split(observer, release, subset, position, false);
+    }
+}
+
+/// For an observer: the state of the release's ramp, if it has one (`now` is `None` when the
+/// guard is tripped or the host could not tell the time).
+fn ramp_state(release: &Release, tripped: bool, now: Option<u64>) -> Option<RampState> {
+    let ramp = release.ramp.as_ref()?;
+    Some(match ramp.step_at(now) {
+        Some((k, _)) => RampState::Step(k),
+        None if tripped => RampState::Stopped,
+        None if now.is_none() => RampState::NoClock,
+        None => RampState::NotStarted,
+    })
+}
+
+/// Tells the observer where the split put (or would put) a key: with Dial's own scheme, the
+/// bucket too.
+fn report_split<O: Observer>(
+    observer: &mut O,
+    release: &Release,
+    subset: usize,
+    position: u32,
+    decided: bool,
+) {
+    if O::ACTIVE {
+        let total = release.cumulative.last().copied().unwrap_or(0);
+        let bucket =
+            matches!(release.scheme, Scheme::Dial).then(|| bucket::bucket(position, total.max(1)));
+        observer.split(Split {
+            subset,
+            position,
+            bucket,
+            decided,
+        });
     }
 }
 
@@ -361,22 +499,38 @@ impl std::ops::Deref for SamplingKey<'_> {
 /// Whether the request is sampled for shadow traffic. With a key the choice is consistent
 /// (the same user is always or never mirrored at a given percentage) and independent of the
 /// subset hash (another salt); without one it is random.
-fn sample_mirror(release: &Release, request: &impl RequestView, key: Option<&[u8]>) -> bool {
+fn sample_mirror<O: Observer>(
+    release: &Release,
+    request: &impl RequestView,
+    key: Option<&[u8]>,
+    observer: &mut O,
+) -> bool {
     let Some(mirror) = &release.mirror else {
         return false;
     };
     let method = request.header(":method").unwrap_or_default();
     if !mirror.methods.iter().any(|m| m.as_bytes() == method) {
+        observer.mirror(MirrorSample::Method);
         return false;
     }
-    let position = match key {
-        Some(k) => mirror.sample_hash.position(k),
-        None => request.entropy() as u32,
-    };
-    u64::from(position) < mirror.threshold
+    let below = |position: u32| u64::from(position) < mirror.threshold;
+    match key {
+        Some(k) => {
+            let position = mirror.sample_hash.position(k);
+            let sampled = below(position);
+            observer.mirror(MirrorSample::Key { position, sampled });
+            sampled
+        }
+        None => {
+            let sampled = below(request.entropy() as u32);
+            observer.mirror(MirrorSample::Random { sampled });
+            sampled
+        }
+    }
 }
 
-fn fallback(index: usize, release: &Release) -> Assignment {
+fn fallback<O: Observer>(index: usize, release: &Release, observer: &mut O) -> Assignment {
+    observer.fallback(Fallback::Unplaced);
     let subset = match release.when_no_key {
         WhenNoKey::Subset(s) => s,
         WhenNoKey::Sticky(_) => 0,
@@ -386,15 +540,25 @@ fn fallback(index: usize, release: &Release) -> Assignment {
 
 /// The first present, non-empty, reasonably sized value among the release's key sources, with
 /// the index of its source.
-fn user_key<'a>(
+fn user_key<'a, O: Observer>(
     release: &Release,
     request: &'a impl RequestView,
+    observer: &mut O,
 ) -> Option<(usize, Cow<'a, [u8]>)> {
-    release.key.iter().enumerate().find_map(|(i, source)| {
-        read_key_source(source, request)
-            .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)
-            .map(|v| (i, v))
-    })
+    for (i, source) in release.key.iter().enumerate() {
+        let value = read_key_source(source, request);
+        let read = match value.as_deref() {
+            None => KeyRead::Absent,
+            Some([]) => KeyRead::Empty,
+            Some(v) if v.len() > MAX_KEY_LEN => KeyRead::TooLong,
+            Some(_) => KeyRead::Key,
+        };
+        observer.key_source(i, value.as_deref(), read);
+        if read == KeyRead::Key {
+            return value.map(|v| (i, v));
+        }
+    }
+    None
 }
 
 /// What one key source holds in a request, as `decide` reads it (before the checks that make
@@ -410,14 +574,28 @@ pub fn read_key_source<'a>(
     }
 }
 
-fn trusted_override(release: &Release, request: &impl RequestView) -> Option<usize> {
+fn trusted_override<O: Observer>(
+    release: &Release,
+    request: &impl RequestView,
+    observer: &mut O,
+) -> Option<usize> {
     let o = release.override_.as_ref()?;
-    let asked = trust::parse_override(request.header(&o.header)?);
-    let subset = release.subset_index(asked.subset)?;
-    o.trust
-        .allows(asked.token, || request.source_ip())
-        .then_some(subset)
+    let Some(value) = request.header(&o.header) else {
+        observer.override_(OverrideSeen::Absent);
+        return None;
+    };
+    let asked = trust::parse_override(value);
+    let Some(subset) = release.subset_index(asked.subset) else {
+        observer.override_(OverrideSeen::NoSuchSubset(asked.subset));
+        return None;
+    };
+    let verdict = o.trust.judge(asked.token, || request.source_ip());
+    observer.override_(OverrideSeen::Judged { subset, verdict });
+    verdict.trusted().then_some(subset)
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod observe_tests;

@@ -3,7 +3,7 @@ use crate::core::request::HeaderList;
 use serde_json::json;
 
 /// The example policy (tests/data/checkout.json) with some of its release's fields replaced.
-fn policy(extra: serde_json::Value) -> Policy {
+pub(super) fn policy(extra: serde_json::Value) -> Policy {
     let mut doc: serde_json::Value =
         serde_json::from_str(include_str!("../../../tests/data/checkout.json")).unwrap();
     for (k, v) in extra.as_object().unwrap() {
@@ -12,7 +12,7 @@ fn policy(extra: serde_json::Value) -> Policy {
     Policy::parse(doc.to_string().as_bytes()).unwrap()
 }
 
-fn request(extra: &[(&str, &str)]) -> HeaderList {
+pub(super) fn request(extra: &[(&str, &str)]) -> HeaderList {
     let mut pairs = vec![
         (":authority", "shop.example.com"),
         (":path", "/checkout/pay"),
@@ -32,7 +32,7 @@ fn assigned(p: &Policy, r: &HeaderList) -> (String, Reason) {
 }
 
 /// A user key that the 90/10 split puts on `subset`.
-fn user_on(p: &Policy, subset: &str) -> String {
+pub(super) fn user_on(p: &Policy, subset: &str) -> String {
     (0..)
         .map(|i| format!("user-{i}"))
         .find(|u| assigned(p, &request(&[("x-user-id", u)])).0 == subset)
@@ -353,10 +353,10 @@ fn keyless_requests_are_sampled_at_random() {
     assert!(!mirrored(&p, &r));
 }
 
-const T0: u64 = 1_796_115_600_000_000_000; // 2026-12-01T09:00:00Z
-const MINUTE: u64 = 60_000_000_000;
+pub(super) const T0: u64 = 1_796_115_600_000_000_000; // 2026-12-01T09:00:00Z
+pub(super) const MINUTE: u64 = 60_000_000_000;
 
-fn ramped() -> Policy {
+pub(super) fn ramped() -> Policy {
     policy(json!({
         "ramp": { "subset": "canary", "start": "2026-12-01T09:00:00Z",
                   "steps": [ { "weight": 10, "hold": "1m" }, { "weight": 25, "hold": "1m" },
@@ -486,7 +486,7 @@ fn a_tripped_guard_stops_the_ramp() {
     assert_eq!(share(&tripped), 2000);
 }
 
-fn ramped_doc() -> serde_json::Value {
+pub(super) fn ramped_doc() -> serde_json::Value {
     let mut doc: serde_json::Value =
         serde_json::from_str(include_str!("../../../tests/data/checkout.json")).unwrap();
     doc["releases"][0]["ramp"] = json!({ "subset": "canary", "start": "2026-12-01T09:00:00Z",
