@@ -7,13 +7,13 @@
 //! returned `Exchange` until the end of the stream.
 
 use crate::core::baggage;
+use crate::core::catalog::Catalog;
 use crate::core::decide::{decide, Assignment, Context, Decision};
 use crate::core::host::{Host, MetricIndex};
 use crate::core::lane::{self, LaneName, Read, Rejection};
 use crate::core::policy::{Policy, PolicyError, WhenNoKey};
 use crate::core::request::RequestView;
 use crate::core::secret::Environment;
-use crate::core::stats::Catalog;
 
 /// A policy in force, with the metrics it defines: what every exchange reads.
 #[derive(Debug)]

@@ -13,28 +13,9 @@
 //! A failure is never a verdict: a verdict can only trip, and an answer Dial cannot read as one
 //! (or no answer) is a `Failure`, counted by reason.
 
-use crate::core::guard::{Guard, Measure};
-use crate::core::policy::json;
+use crate::core::guard::Measure;
+use crate::core::policy::{json, Fleet, Guard};
 use crate::core::stats::{RESPONSES, SLOW_RESPONSES};
-
-/// Where and how often a guard asks for the fleet's verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fleet {
-    /// The Envoy cluster of the query API.
-    pub cluster: String,
-    /// The query API's host name (the callout's `:authority`).
-    pub authority: String,
-    /// The instant-query endpoint (`/api/v1/query`, or a prefix before it).
-    pub path: String,
-    /// How often each proxy asks, in nanoseconds.
-    pub every: u64,
-    /// The range the rates are taken over, in nanoseconds.
-    pub window: u64,
-    /// How long a query may take, in nanoseconds.
-    pub timeout: u64,
-}
-
-pub const DEFAULT_PATH: &str = "/api/v1/query";
 
 /// The largest answer read: a valid one has three samples and fits in a few hundred bytes.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024;

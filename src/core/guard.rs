@@ -9,39 +9,7 @@
 
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Guard {
-    /// The guarded subset and the one its users go to when it trips (indices).
-    pub subset: usize,
-    pub fallback: usize,
-    /// The sliding window, in nanoseconds.
-    pub window: u64,
-    /// Below this many guarded responses in the window, no verdict.
-    pub min_requests: u64,
-    /// The most the guarded subset's 5xx share may exceed the fallback's.
-    pub max_error_rate: Option<f64>,
-    pub max_slow_rate: Option<SlowRate>,
-    /// Where to ask for the fleet's verdict too.
-    pub fleet: Option<crate::core::fleet::Fleet>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SlowRate {
-    /// A response slower than this counts as slow.
-    pub over_ms: u64,
-    /// The most the guarded subset's slow share may exceed the fallback's.
-    pub rate: f64,
-}
-
-impl Guard {
-    /// The most the guarded subset's rate of `what` may exceed the fallback's.
-    pub fn most_allowed(&self, what: Measure) -> f64 {
-        match what {
-            Measure::Errors => self.max_error_rate.unwrap_or(0.0),
-            Measure::Slow => self.max_slow_rate.map_or(0.0, |s| s.rate),
-        }
-    }
-}
+use crate::core::policy::Guard;
 
 /// Cumulative counts of one subset's responses (what the counters say now).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +53,14 @@ impl Measure {
         match self {
             Measure::Errors => "error rate",
             Measure::Slow => "slow rate",
+        }
+    }
+
+    /// The most `guard` lets the guarded subset's rate of this measure exceed the fallback's.
+    pub fn most_allowed(self, guard: &Guard) -> f64 {
+        match self {
+            Measure::Errors => guard.max_error_rate.unwrap_or(0.0),
+            Measure::Slow => guard.max_slow_rate.map_or(0.0, |s| s.rate),
         }
     }
 }
@@ -197,6 +173,7 @@ pub(crate) mod tests {
     }
 
     use super::*;
+    use crate::core::policy::SlowRate;
 
     const S: u64 = 1_000_000_000;
 

@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 
-/// A metric by its position in the policy's `stats::Catalog`; the binding maps it to the id the
+/// A metric by its position in the policy's `catalog::Catalog`; the binding maps it to the id the
 /// host gave the metric when it was defined.
 pub type MetricIndex = usize;
 

@@ -5,6 +5,7 @@
 
 pub mod baggage;
 pub mod bucket;
+pub mod catalog;
 pub mod configure;
 pub mod cookie;
 pub mod decide;

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::catalog::Catalog;
 use crate::core::host::{Host, MetricIndex};
 use crate::core::request::HeaderList;
-use crate::core::stats::Catalog;
 
 /// One host call, as the lifecycle made it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,13 +5,15 @@
 
 use std::fmt::{Debug, Display};
 
+use crate::core::catalog::Catalog;
 use crate::core::decide::Context;
 use crate::core::exchange::Engine;
 use crate::core::fleet::{self, Failure, FleetTrip};
-use crate::core::guard::{Counts, Guard, Trip, Window};
+use crate::core::guard::{Counts, Trip, Window};
 use crate::core::host::Host;
+use crate::core::policy::Guard;
 use crate::core::ramp::{self, PPM};
-use crate::core::stats::{Catalog, STATUS_CLASSES};
+use crate::core::stats::STATUS_CLASSES;
 
 /// How often each VM ticks. A trip reaches every worker within one tick.
 pub const TICK_MILLIS: u32 = 500;
@@ -546,7 +548,7 @@ fn log_fleet_trip(engine: &Engine, i: usize, guard: &Guard, trip: &FleetTrip) {
         trip.what.as_str(),
         ramp::percent(ppm(trip.excess)),
         trip.responses.round() as u64,
-        ramp::percent(ppm(guard.most_allowed(trip.what))),
+        ramp::percent(ppm(trip.what.most_allowed(guard))),
     );
 }
 
@@ -562,7 +564,7 @@ fn log_trip(engine: &Engine, i: usize, guard: &Guard, trip: &Trip) {
         ramp::percent(ppm(trip.fallback_rate)),
         trip.responses,
         trip.covered / 1_000_000,
-        ramp::percent(ppm(guard.most_allowed(trip.what))),
+        ramp::percent(ppm(trip.what.most_allowed(guard))),
     );
 }
 

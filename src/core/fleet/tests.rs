@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::policy::DEFAULT_FLEET_PATH;
 
 const S: u64 = 1_000_000_000;
 
@@ -6,7 +7,7 @@ fn fleet() -> Fleet {
     Fleet {
         cluster: "prometheus".into(),
         authority: "prometheus.example".into(),
-        path: DEFAULT_PATH.into(),
+        path: DEFAULT_FLEET_PATH.into(),
         every: 5 * S,
         window: 60 * S,
         timeout: S,

@@ -2,15 +2,16 @@
 //! (`validate`, phase two). A policy that fails either phase is rejected whole.
 
 mod error;
+mod guard;
 pub(crate) mod json;
 mod raw;
 mod reader;
 mod validate;
 
 pub use error::{JsonPath, PolicyError, Problem, ProblemKind, Segment};
+pub use guard::{Fleet, Guard, SlowRate, DEFAULT_FLEET_PATH};
 
 use crate::core::bucket::Salted;
-use crate::core::guard::Guard;
 use crate::core::lane::Lanes;
 use crate::core::ramp::Ramp;
 use crate::core::rules::Rule;

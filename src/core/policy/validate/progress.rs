@@ -4,9 +4,8 @@ use serde_json::Number;
 
 use super::checker::Checker;
 use super::subsets::SubsetRefs;
-use crate::core::fleet::{Fleet, DEFAULT_PATH};
-use crate::core::guard::{Guard, SlowRate};
 use crate::core::policy::error::{quote, JsonPath, ProblemKind};
+use crate::core::policy::guard::{Fleet, Guard, SlowRate, DEFAULT_FLEET_PATH};
 use crate::core::policy::raw::{RawFleet, RawGuard, RawRamp};
 use crate::core::policy::Subset;
 use crate::core::ramp::{self, Ramp, Step, PPM};
@@ -253,7 +252,7 @@ fn fleet(c: &mut Checker, path: &JsonPath, raw: RawFleet, guard_window: u64) -> 
             ),
         );
     }
-    let api_path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let api_path = raw.path.unwrap_or_else(|| DEFAULT_FLEET_PATH.to_string());
     if !(api_path.starts_with('/')
         && api_path.len() <= 1024
         && api_path.bytes().all(|b| b.is_ascii_graphic() && b != b'#'))
@@ -263,7 +262,7 @@ fn fleet(c: &mut Checker, path: &JsonPath, raw: RawFleet, guard_window: u64) -> 
             ProblemKind::InvalidValue,
             &api_path,
             format!(
-                "{} is not a path: write the instant-query endpoint, like \"{DEFAULT_PATH}\"",
+                "{} is not a path: write the instant-query endpoint, like \"{DEFAULT_FLEET_PATH}\"",
                 quote(&api_path)
             ),
         );
