@@ -6,7 +6,22 @@
 //! apply to the whole file. An exception is always printed (`allowed: ...`), never silent; a
 //! marker that excuses nothing, or cannot be read, is itself a warning.
 
-use crate::modes::KINDS;
+/// The warning kinds (`modes`' warnings and the markers' own), as `-o json` and allow markers
+/// name them. Here, not in `modes`: `modes` reads what `find` found, and `find` reads markers.
+pub const KINDS: [&str; 12] = [
+    "sticky_cookie_to_service",
+    "source_cidrs_local_peer",
+    "fail_open_at_edge",
+    "placeholder_sha256",
+    "placeholder_url",
+    "unsigned_sticky_cookie",
+    "allow_anyone",
+    "inline_secret",
+    "ramp_in_past",
+    "lanes_follow_at_edge",
+    "unused_allow",
+    "bad_allow_marker",
+];
 
 /// The comment that starts a marker.
 pub const PREFIX: &str = "dial-validate:";

@@ -5,14 +5,13 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dial::core::exchange::Engine;
-use dial::core::policy::{KeySource, Policy, PolicyError, Problem, Release};
+use dial::core::policy::{KeySource, Policy, Problem, Release};
 use dial::core::request::HeaderList;
 use dial::core::scope::HostPattern;
-use dial::core::secret::Environment;
 use dial::core::time::{parse_duration, parse_instant};
 use serde_json::Value;
 
-use crate::find::{self, Found, Issue, Origin};
+use crate::find::{self, parse_policy, Found, Issue, Origin};
 
 /// Everything went well (and, for `validate`, nothing is wrong).
 pub const OK: u8 = 0;
@@ -295,17 +294,6 @@ pub fn pick_releases(policy: &Policy, name: Option<&str>) -> Result<Vec<usize>, 
                 ))
             }),
     }
-}
-
-/// Parses a policy as the CLI sees it: away from the proxy. A `{"fromEnv": ...}` variable set
-/// in the CLI's environment is read and checked; one that is not leaves its secret unresolved
-/// (the proxy checks it when it loads the policy; `explain` says so).
-pub fn parse_policy(text: &[u8]) -> Result<Policy, PolicyError> {
-    Policy::parse_in(text, Environment::elsewhere(&cli_env))
-}
-
-fn cli_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 /// The policy with only its release `index`: the release alone, whatever the others' scopes

@@ -9,11 +9,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use dial::core::policy::{self, Policy, PolicyError, Problem, ProblemKind, Segment};
+use dial::core::secret::Environment;
 use saphyr_parser::ScalarStyle;
 
 use crate::allow::{self, Marker};
 use crate::locate;
-use crate::modes::{Mode, Placement, Setting, Site};
+use crate::placement::{Mode, Placement, Setting, Site};
 use crate::yaml::{self, Kind, Node, Position, Schema};
 
 /// One policy found in a file, parsed.
@@ -251,7 +252,7 @@ impl Scan {
                     origin: Origin::File,
                     text: bytes.to_vec(),
                     place: Place::Text,
-                    outcome: crate::common::parse_policy(bytes),
+                    outcome: parse_policy(bytes),
                     site: Site {
                         placement: Placement::new(Vec::new(), "a bare policy", None),
                         ..Site::default()
@@ -412,7 +413,7 @@ impl Scan {
         place: Place,
         site: Site,
     ) {
-        let outcome = crate::common::parse_policy(&text);
+        let outcome = parse_policy(&text);
         self.found.push(Found {
             file: context.file.into(),
             seq: self.files,
@@ -1052,6 +1053,17 @@ fn walk_yaml<'n>(node: &'n Node, path: &[Segment]) -> &'n Node {
         Segment::Index(i) => node.item(*i),
     };
     next.map_or(node, |n| walk_yaml(n, rest))
+}
+
+/// Parses a policy as the CLI sees it: away from the proxy. A `{"fromEnv": ...}` variable set
+/// in the CLI's environment is read and checked; one that is not leaves its secret unresolved
+/// (the proxy checks it when it loads the policy; `explain` says so).
+pub fn parse_policy(text: &[u8]) -> Result<Policy, PolicyError> {
+    Policy::parse_in(text, Environment::elsewhere(&cli_env))
+}
+
+fn cli_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 #[cfg(test)]

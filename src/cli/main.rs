@@ -9,6 +9,7 @@ mod explain;
 mod find;
 mod locate;
 mod modes;
+mod placement;
 mod population;
 mod report;
 mod simulate;

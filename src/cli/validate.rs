@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use crate::common::{issue_line, parse_at, problem_line, Format, Outcome, OK, PROBLEMS, USAGE};
 use crate::find::{self, Found, Issue};
-use crate::modes::{self, Mode, Placement, Warning};
+use crate::modes::{self, Warning};
+use crate::placement::{Mode, Placement};
 use crate::report;
 use crate::yaml::Position;
 
