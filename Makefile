@@ -70,9 +70,10 @@ build-native:
 # other tier first (and `make test` still fails).
 test: lint unit-test docs-test validate-policies wasm-test istio-test istio-quickstart-test gateway-test oci-test e2e-test memcheck bench-smoke fuzz-smoke
 
-# The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host.
+# The core's unit tests; the exchange's lifecycle and the VM's tick against a recording host;
+# src/'s layering (tests/layering.rs: no import cycle, the core naming no host SDK).
 unit-test:
-	cargo test --lib --test lifecycle --test lane_lifecycle --test runtime --test properties --test fuzz_corpus
+	cargo test --lib --test lifecycle --test lane_lifecycle --test runtime --test properties --test fuzz_corpus --test layering
 	cargo test --features cli --bin dial
 
 # README.md and docs/ against what ships (tests/docs.rs): policy snippets through `dial

@@ -1,0 +1,5 @@
+use crate::two::helper;
+
+pub fn run() {
+    helper();
+}

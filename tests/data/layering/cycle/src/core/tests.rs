@@ -1,0 +1,1 @@
+use crate::core::{a::Item, b::Thing, stats};

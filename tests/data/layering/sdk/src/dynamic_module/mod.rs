@@ -1,0 +1,3 @@
+use crate::{core::time, wasm::Root};
+
+mod abi;

@@ -1,0 +1,3 @@
+use crate::core::runtime::Verdict;
+
+pub fn check(_: Verdict) {}

@@ -1,0 +1,3 @@
+mod check;
+
+pub struct Policy;

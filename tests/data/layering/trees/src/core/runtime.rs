@@ -1,0 +1,3 @@
+use crate::core::policy::Policy;
+
+pub struct Verdict(pub Policy);
