@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dial::core::exchange::Engine;
 use dial::core::policy::{KeySource, Policy, PolicyError, Problem, Release};
-use dial::core::request::HeaderList;
+use dial::core::request::{HeaderList, RequestView};
 use dial::core::scope::HostPattern;
 use dial::core::secret::Environment;
 use dial::core::time::{parse_duration, parse_instant};
@@ -130,8 +130,6 @@ pub struct Loaded {
     pub file: String,
     pub label: String,
     pub origin: Origin,
-    /// The configuration bytes, as Dial receives them.
-    pub text: Vec<u8>,
     pub engine: Engine,
 }
 
@@ -198,7 +196,6 @@ pub fn load_one(file: &str, select: Option<&str>) -> Result<Loaded, Failure> {
             file: found.file,
             label,
             origin: found.origin,
-            text: found.text,
             engine: Engine::new(policy),
         }),
         Err(ref e) => {
@@ -308,24 +305,6 @@ fn cli_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The policy with only its release `index`: the release alone, whatever the others' scopes
-/// would catch first, so a key is placed exactly as that release places it.
-pub fn release_alone(text: &[u8], index: usize) -> Result<Engine, Failure> {
-    let broken = |why: String| Failure::problems(format!("cannot isolate release {index}: {why}"));
-    let mut doc: Value = serde_json::from_slice(text).map_err(|e| broken(e.to_string()))?;
-    let release = doc
-        .get("releases")
-        .and_then(|r| r.get(index))
-        .cloned()
-        .ok_or_else(|| broken("no such release".into()))?;
-    if let Some(releases) = doc.get_mut("releases") {
-        *releases = Value::Array(vec![release]);
-    }
-    parse_policy(doc.to_string().as_bytes())
-        .map(Engine::new)
-        .map_err(|e| broken(e.to_string()))
-}
-
 /// A request in a release's scope, with a slot for the user key in the release's first key
 /// source; reused for every key.
 #[derive(Clone)]
@@ -368,10 +347,16 @@ impl Probe {
                 )))
             }
         };
-        Ok(Probe {
-            request: HeaderList::new(pairs),
-            slot,
-        })
+        let request = HeaderList::new(pairs);
+        // The core judges the request written for the scope: one it would not take fails here,
+        // not as users that silently pass.
+        if !release.scope.matches(request.host(), request.path()) {
+            return Err(Failure::usage(format!(
+                "release {}: this tool cannot write a request its match accepts",
+                release.name
+            )));
+        }
+        Ok(Probe { request, slot })
     }
 
     /// Puts `key` in the key source (or, for a release without one, makes it the entropy an
