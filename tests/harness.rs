@@ -1,5 +1,6 @@
 //! The e2e harness's own readers, against what they must not get wrong: Prometheus label values
-//! with escapes (`\"`, `\\`, `\n`, and a comma), from a fixture and from a live Envoy.
+//! with escapes (`\"`, `\\`, `\n`, and a comma), from a fixture and from a live Envoy, and HTTP
+//! responses whose framing is broken, which must fail loudly rather than come back shortened.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,10 +9,14 @@
 )]
 mod support;
 
-use std::panic::catch_unwind;
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread;
 
 use serde_json::json;
 use support::prometheus::{parse, value};
+use support::raw_http::{read_request, request_bytes, Connection};
 use support::{repo_root, Backend, Client, Envoy};
 
 /// The cluster name of tests/data/envoy-stats-escaped-labels.prom: a quote, a comma, a
@@ -165,4 +170,120 @@ fn a_live_envoy_cluster_named_with_escapes() {
     );
     // The client kept its one keep-alive connection for all five.
     assert_eq!(connections(&m), before + 1.0);
+}
+
+/// What the client sends reaches the server as given: the Host, repeated names in order, and
+/// values with bytes outside ASCII.
+#[test]
+fn the_client_sends_headers_as_given() {
+    let backend = Backend::start("direct");
+    let mut client = Client::new(backend.port);
+    let r = client.send(
+        "POST",
+        "checkout.example.com",
+        "/cart?x=1",
+        [
+            ("x-user-id", &b"a"[..]),
+            ("x-user-id", b"b"),
+            ("cookie", b"uid=\xff\xfe; beta=\x80"),
+            ("baggage", b"user.id=alice,k=\"v\""),
+        ],
+        b"{}",
+    );
+    assert_eq!((r.status, r.backend()), (200, "direct"));
+    let seen = backend.seen().pop().unwrap();
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/cart?x=1")
+    );
+    assert_eq!(seen.header("host").as_deref(), Some("checkout.example.com"));
+    assert_eq!(seen.headers_named("x-user-id"), ["a", "b"]);
+    let cookie = seen.headers.iter().find(|(n, _)| n == "cookie").unwrap();
+    assert_eq!(cookie.1, b"uid=\xff\xfe; beta=\x80");
+    assert_eq!(
+        seen.header("baggage").as_deref(),
+        Some("user.id=alice,k=\"v\"")
+    );
+    // Nothing the test did not ask for, beyond the body's length.
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| !["host", "x-user-id", "cookie", "baggage", "content-length"].contains(n))
+            .count(),
+        0,
+        "{names:?}"
+    );
+}
+
+/// A server on loopback that answers every request on a connection with `response`, and then
+/// closes the connection if `response` says `connection: close`.
+fn serving(response: &'static [u8]) -> u16 {
+    let close = response.windows(17).any(|w| w == b"connection: close");
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                while let Ok(Some(_)) = read_request(&mut reader) {
+                    if writer.write_all(response).is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_broken_response_is_an_error_never_a_short_body() {
+    let good: &[u8] =
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: t\r\n\r\n";
+    let mut c = Connection::new(serving(good));
+    let r = c
+        .exchange("GET", &request_bytes("GET", "h", "/", [], b""))
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
+    // The same connection again: the whole message was read, nothing left over.
+    assert!(!c.drop_if_closed());
+    let r = c
+        .exchange("GET", &request_bytes("GET", "h", "/", [], b""))
+        .unwrap();
+    assert_eq!(r.body, b"abcde");
+
+    for (broken, why) in [
+        (
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\nde\r\n0\r\n\r\n"[..],
+            "bad chunk size line",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+            "not followed by CRLF",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nabc",
+            "cut short",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nab",
+            "cut short",
+        ),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "malformed response head"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
+            "conflicting content-lengths",
+        ),
+    ] {
+        let port = serving(broken);
+        let request = request_bytes("GET", "h", "/", [], b"");
+        let e = Connection::new(port).exchange("GET", &request).unwrap_err();
+        assert!(e.to_string().contains(why), "{:?}: {e}", String::from_utf8_lossy(broken));
+        // The client fails the test, naming the request, rather than return part of a body.
+        let outcome = catch_unwind(AssertUnwindSafe(|| Client::new(port).get("h", "/", &[])));
+        assert!(outcome.is_err(), "{:?}", String::from_utf8_lossy(broken));
+    }
 }
