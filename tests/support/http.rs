@@ -51,7 +51,8 @@ impl Response {
 
 /// An agent that sends only what the test gives it (no user-agent, accept or accept-encoding
 /// of its own), follows no redirect, takes a 4xx or 5xx as an answer, never goes through a
-/// proxy from the environment, and keeps one idle connection.
+/// proxy from the environment, and keeps one idle connection; each step of a request (connect,
+/// send, receive the head, receive the body) may take up to `timeout`.
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::new_with_config(
         Config::builder()
@@ -62,7 +63,13 @@ fn agent(timeout: Duration) -> ureq::Agent {
             .accept(AutoHeaderValue::None)
             .accept_encoding(AutoHeaderValue::None)
             .max_idle_connections_per_host(1)
-            .timeout_global(Some(timeout))
+            // Not a global or per-call timeout: with either, ureq resolves even 127.0.0.1 on a
+            // thread of its own for every request, which costs more than the request itself.
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .build(),
     )
 }
