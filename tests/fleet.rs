@@ -23,9 +23,10 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use dial::core::fleet::Failure;
 use serde_json::{json, Value};
 use support::policies::Core;
-use support::prometheus::value;
+use support::prometheus::{value, Sample};
 use support::prometheus_server::{urlencode, PrometheusServer};
 use support::{for_each_build, free_port, Backend, Build, Client, Envoy, EnvoyConfig};
 
@@ -48,10 +49,6 @@ impl Prometheus {
         Prometheus {
             server: PrometheusServer::start("fleet-prometheus", port, targets, &[]),
         }
-    }
-
-    fn stop(&mut self) {
-        self.server.stop();
     }
 
     /// The value of the sample labelled `dial="<figure>"` of a query's answer, if any.
@@ -93,9 +90,15 @@ fn policy(releases: Vec<Value>) -> String {
 }
 
 fn stat(envoy: &Envoy, name: &str, release: &str, extra: &[(&str, &str)]) -> f64 {
+    stat_in(&envoy.prometheus(), name, release, extra)
+}
+
+/// `stat` from one reading of the admin API (`Envoy::prometheus`): series compared with each
+/// other are read at the same moment.
+fn stat_in(samples: &[Sample], name: &str, release: &str, extra: &[(&str, &str)]) -> f64 {
     let mut labels = vec![("release", release), ("subset", "canary")];
     labels.extend_from_slice(extra);
-    value(&envoy.prometheus(), name, &labels).unwrap_or(0.0)
+    value(samples, name, &labels).unwrap_or(0.0)
 }
 
 // --- The proof -------------------------------------------------------------------------------
@@ -477,7 +480,9 @@ fn every_failure_is_counted_by_reason_and_is_never_a_verdict(build: Build) {
     ] {
         config.clusters.push((name.into(), port));
     }
-    let mut prometheus = Prometheus::start(prometheus_port, &[]);
+    // Kept running to the end: the `status` and `empty` releases ask it every second, and once
+    // stopped their queries would rightly fail as `unreachable`.
+    let _prometheus = Prometheus::start(prometheus_port, &[]);
     let stopped = Prometheus::start(stopped_port, &[]);
     drop(stopped);
     let envoy = Envoy::start_with_workers(&config, 2);
@@ -496,26 +501,43 @@ fn every_failure_is_counted_by_reason_and_is_never_a_verdict(build: Build) {
     let mut client = Client::new(envoy.port);
     loop {
         client.get("unreachable.example.com", PATH, &[]);
-        let missing: Vec<&str> = expected
-            .iter()
-            .filter(|(release, reason)| {
-                stat(
-                    &envoy,
-                    "dial_fleet_query_failures_total",
-                    release,
-                    &[("reason", reason)],
-                ) < 1.0
-            })
-            .map(|(r, _)| *r)
-            .collect();
+        // Every check of a round on one reading. Each query API answers every query alike from
+        // start to end, so at every reading each release has counted failures under its own
+        // reason only, and no guard has tripped; the test ends once each has counted one.
+        let samples = envoy.prometheus();
+        let failures = |release: &str, reason: Failure| {
+            stat_in(
+                &samples,
+                "dial_fleet_query_failures_total",
+                release,
+                &[("reason", reason.as_str())],
+            )
+        };
+        let mut missing = Vec::new();
+        for (release, reason) in expected {
+            for other in Failure::ALL {
+                let n = failures(release, other);
+                if other.as_str() == reason {
+                    if n < 1.0 {
+                        missing.push(release);
+                    }
+                } else {
+                    assert_eq!(n, 0.0, "{release}: {}", other.as_str());
+                }
+            }
+            assert_eq!(
+                stat_in(&samples, "dial_guard_tripped", release, &[]),
+                0.0,
+                "{release}"
+            );
+        }
         if missing.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "no failure counted for {missing:?}; counters: {:?}\n{}",
-            envoy
-                .prometheus()
+            samples
                 .iter()
                 .filter(|s| s.name == "dial_fleet_query_failures_total" && s.value > 0.0)
                 .map(|s| (s.labels.clone(), s.value))
@@ -523,29 +545,6 @@ fn every_failure_is_counted_by_reason_and_is_never_a_verdict(build: Build) {
             envoy.log()
         );
         thread::sleep(Duration::from_millis(300));
-    }
-    prometheus.stop();
-    for (release, reason) in expected {
-        // Each failure under its own reason only, and never a trip.
-        for other in dial::core::fleet::Failure::ALL {
-            let n = stat(
-                &envoy,
-                "dial_fleet_query_failures_total",
-                release,
-                &[("reason", other.as_str())],
-            );
-            assert_eq!(
-                n > 0.0,
-                other.as_str() == reason,
-                "{release}: {} = {n}",
-                other.as_str()
-            );
-        }
-        assert_eq!(
-            stat(&envoy, "dial_guard_tripped", release, &[]),
-            0.0,
-            "{release}"
-        );
     }
     // The local guard still works beside a failing fleet verdict: not exercised here (see
     // tests/guardrail.rs); the failure is logged, rate-limited.

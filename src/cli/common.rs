@@ -6,12 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dial::core::exchange::Engine;
 use dial::core::policy::{KeySource, Policy, Problem, Release};
-use dial::core::request::HeaderList;
+use dial::core::request::{HeaderList, RequestView};
 use dial::core::scope::HostPattern;
 use dial::core::time::{parse_duration, parse_instant};
 use serde_json::Value;
 
-use crate::find::{self, parse_policy, Found, Issue, Origin};
+use crate::find::{self, Found, Issue, Origin};
 
 /// Everything went well (and, for `validate`, nothing is wrong).
 pub const OK: u8 = 0;
@@ -129,8 +129,6 @@ pub struct Loaded {
     pub file: String,
     pub label: String,
     pub origin: Origin,
-    /// The configuration bytes, as Dial receives them.
-    pub text: Vec<u8>,
     pub engine: Engine,
 }
 
@@ -197,7 +195,6 @@ pub fn load_one(file: &str, select: Option<&str>) -> Result<Loaded, Failure> {
             file: found.file,
             label,
             origin: found.origin,
-            text: found.text,
             engine: Engine::new(policy),
         }),
         Err(ref e) => {
@@ -296,24 +293,6 @@ pub fn pick_releases(policy: &Policy, name: Option<&str>) -> Result<Vec<usize>, 
     }
 }
 
-/// The policy with only its release `index`: the release alone, whatever the others' scopes
-/// would catch first, so a key is placed exactly as that release places it.
-pub fn release_alone(text: &[u8], index: usize) -> Result<Engine, Failure> {
-    let broken = |why: String| Failure::problems(format!("cannot isolate release {index}: {why}"));
-    let mut doc: Value = serde_json::from_slice(text).map_err(|e| broken(e.to_string()))?;
-    let release = doc
-        .get("releases")
-        .and_then(|r| r.get(index))
-        .cloned()
-        .ok_or_else(|| broken("no such release".into()))?;
-    if let Some(releases) = doc.get_mut("releases") {
-        *releases = Value::Array(vec![release]);
-    }
-    parse_policy(doc.to_string().as_bytes())
-        .map(Engine::new)
-        .map_err(|e| broken(e.to_string()))
-}
-
 /// A request in a release's scope, with a slot for the user key in the release's first key
 /// source; reused for every key.
 #[derive(Clone)]
@@ -356,10 +335,16 @@ impl Probe {
                 )))
             }
         };
-        Ok(Probe {
-            request: HeaderList::new(pairs),
-            slot,
-        })
+        let request = HeaderList::new(pairs);
+        // The core judges the request written for the scope: one it would not take fails here,
+        // not as users that silently pass.
+        if !release.scope.matches(request.host(), request.path()) {
+            return Err(Failure::usage(format!(
+                "release {}: this tool cannot write a request its match accepts",
+                release.name
+            )));
+        }
+        Ok(Probe { request, slot })
     }
 
     /// Puts `key` in the key source (or, for a release without one, makes it the entropy an

@@ -7,13 +7,13 @@
 
 use std::time::Instant;
 
-use dial::core::decide::{decide, Context, Decision, Reason};
+use dial::core::decide::{decide_release, Context, Decision, Reason};
 use dial::core::policy::{Policy, Release};
 use dial::core::runtime::effective_weights;
 use serde_json::{json, Value};
 
 use crate::common::{
-    key_sources, release_alone, Failure, Format, Loaded, Outcome, Probe, SharedArgs, OK, PROBLEMS,
+    key_sources, Failure, Format, Loaded, Outcome, Probe, SharedArgs, OK, PROBLEMS,
 };
 use crate::population::{self, KeyArgs};
 use crate::report::{self, thousands, Table};
@@ -181,8 +181,8 @@ fn release_diff(
     keys: &population::Keys,
     notes: &mut Vec<String>,
 ) -> Result<(ReleaseResult, Value), Failure> {
-    let (oe, ne) = (release_alone(&old.text, oi)?, release_alone(&new.text, ni)?);
-    let (Some(or), Some(nr)) = (oe.policy.releases.first(), ne.policy.releases.first()) else {
+    let (op, np) = (&old.engine.policy, &new.engine.policy);
+    let (Some(or), Some(nr)) = (op.releases.get(oi), np.releases.get(ni)) else {
         return Err(Failure::problems("a release vanished"));
     };
     let name = or.name.clone();
@@ -225,9 +225,9 @@ fn release_diff(
         }
     }
     let at = context.now_nanos.unwrap_or(0);
-    let share = |engine: &dial::core::exchange::Engine, map: &[usize]| -> Vec<u64> {
+    let share = |loaded: &Loaded, index: usize, map: &[usize]| -> Vec<u64> {
         let mut out = vec![0u64; names.len()];
-        for (i, bps) in effective_weights(engine, 0, at, false)
+        for (i, bps) in effective_weights(&loaded.engine, index, at, false)
             .into_iter()
             .enumerate()
         {
@@ -237,9 +237,8 @@ fn release_diff(
         }
         out
     };
-    let (old_share, new_share) = (share(&oe, &omap), share(&ne, &nmap));
+    let (old_share, new_share) = (share(old, oi, &omap), share(new, ni, &nmap));
     let n = names.len();
-    let (op, np) = (&oe.policy, &ne.policy);
     let (oprobe, nprobe) = (Probe::new(or)?, Probe::new(nr)?);
     let tallies = population::run(
         keys,
@@ -254,8 +253,8 @@ fn release_diff(
             t.old.set_key(key);
             t.new.set_key(key);
             let (Decision::Assign(a), Decision::Assign(b)) = (
-                decide(op, context, &t.old.request),
-                decide(np, context, &t.new.request),
+                decide_release(op, oi, context, &t.old.request),
+                decide_release(np, ni, context, &t.new.request),
             ) else {
                 return;
             };

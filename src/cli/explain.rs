@@ -583,7 +583,7 @@ fn assigned(
     // The mirror.
     let mirror = match (&release.mirror, seen.mirror) {
         (Some(m), Some(sample)) => {
-            let percent = m.threshold as f64 * 100.0 / 4_294_967_296.0;
+            let percent = m.percent();
             let basis = match sample {
                 MirrorSample::Method => {
                     let method = request.header(":method").unwrap_or_default();
@@ -790,10 +790,7 @@ fn split(b: &mut Builder, release: &Release, a: &Assignment, seen: &Seen) {
             RampState::Step(k) => {
                 let step = r.steps.get(k);
                 taken = step.map(|s| (r.subset, s.taken_ppm));
-                let since = match k.checked_sub(1) {
-                    None => r.start,
-                    Some(before) => r.steps.get(before).and_then(|p| p.until).unwrap_or(r.start),
-                };
+                let since = r.step_start(k);
                 format!(
                     "ramp of {ramped}: step {} of {} ({}% since {})",
                     k + 1,

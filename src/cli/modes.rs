@@ -208,11 +208,7 @@ pub fn check(found: &Found, placement: &Placement, now: u64) -> Vec<Warning> {
                 .map_or("the ramped subset", |s| s.name.as_str());
             let in_force = match ramp.step_at(Some(now)) {
                 Some((k, step)) => {
-                    let since = k
-                        .checked_sub(1)
-                        .and_then(|p| ramp.steps.get(p))
-                        .and_then(|s| s.until)
-                        .unwrap_or(ramp.start);
+                    let since = ramp.step_start(k);
                     format!(
                         "in force at {} is step {} of {} ({subset} {}% since {}{})",
                         report::instant(now),

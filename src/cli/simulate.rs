@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use dial::core::decide::{decide, Context, Decision, Reason};
-use dial::core::lane::Lanes;
+use dial::core::decide::{decide_release, Context, Decision, Reason};
+use dial::core::lane::{Lanes, Reach};
 use dial::core::policy::Release;
 use dial::core::runtime::effective_weights;
 use serde_json::{json, Value};
 
 use crate::common::{
-    key_sources, pick_releases, release_alone, tripped_bits, Format, Outcome, Probe, SharedArgs, OK,
+    key_sources, pick_releases, tripped_bits, Format, Outcome, Probe, SharedArgs, OK,
 };
 use crate::population::{self, KeyArgs};
 use crate::report::{self, thousands, Table};
@@ -69,8 +69,8 @@ fn reason_index(r: Reason) -> usize {
 }
 
 /// A release's lanes: the lane an issuing release writes for each subset (and for how many of
-/// the users), and the subset each lane reaches at a following release (the subsets' own lanes,
-/// the declared `names`, and any other lane).
+/// the users), and the subset each lane reaches at a following release, as the core's
+/// `Lanes::reaches` tells it.
 fn lanes(
     text: &mut String,
     l: &Lanes,
@@ -99,27 +99,23 @@ fn lanes(
     }
     let mut reach = Vec::new();
     if l.follow {
-        let mut known: Vec<&str> = l.subset_lanes.iter().map(String::as_str).collect();
-        for n in l.names.iter().flatten() {
-            if !known.contains(&n.as_str()) {
-                known.push(n);
-            }
-        }
+        // ` -> stable (lane)`, with the lane's entry in `reach`; or `: refused (unknown_lane)`.
+        let mut reached = |lane: Option<&str>, r: Option<Reach>| {
+            let (s, reason) = match r {
+                Some(Reach::Subset(s)) => (s, Reason::Lane.as_str()),
+                Some(Reach::Base(s)) => (s, Reason::LaneFallback.as_str()),
+                Some(Reach::Refused(why)) => return format!(": refused ({})", why.as_str()),
+                None => return ": assigned as without a lane".to_string(),
+            };
+            reach.push(json!({ "lane": lane, "subset": subset(s), "reason": reason }));
+            format!(" -> {} ({reason})", subset(s))
+        };
+        let map = l.reaches();
         text.push_str(&format!("  follows lanes ({}):", l.member));
-        for lane in known {
-            if let Some((s, fallback)) = l.subset_for(lane) {
-                let reason = if fallback { "lane_fallback" } else { "lane" };
-                text.push_str(&format!(" lane {lane} -> {} ({reason});", subset(s)));
-                reach.push(json!({ "lane": lane, "subset": subset(s), "reason": reason }));
-            }
+        for (lane, r) in map.known {
+            text.push_str(&format!(" lane {lane}{};", reached(Some(lane), Some(r))));
         }
-        match (&l.names, l.base) {
-            (None, Some(b)) => {
-                text.push_str(&format!(" any other lane -> {} (lane_fallback)", subset(b)));
-                reach.push(json!({ "lane": null, "subset": subset(b), "reason": "lane_fallback" }));
-            }
-            _ => text.push_str(" any other lane: refused (unknown_lane)"),
-        }
+        text.push_str(&format!(" any other lane{}", reached(None, map.other)));
         text.push('\n');
     }
     json!({ "member": l.member, "issue": l.issue, "follow": l.follow, "issued": issued, "reach": reach })
@@ -133,9 +129,9 @@ pub fn run(args: &Args) -> Outcome {
     let started = Instant::now();
     let mut releases_json = Vec::new();
     let mut text = String::new();
-    for index in pick_releases(&loaded.engine.policy, args.release.as_deref())? {
-        let engine = release_alone(&loaded.text, index)?;
-        let Some(release) = engine.policy.releases.first() else {
+    let policy = &loaded.engine.policy;
+    for index in pick_releases(policy, args.release.as_deref())? {
+        let Some(release) = policy.releases.get(index) else {
             continue;
         };
         let is_tripped = Context {
@@ -145,7 +141,7 @@ pub fn run(args: &Args) -> Outcome {
         .is_tripped(index);
         let context = |now: u64| Context {
             now_nanos: Some(now),
-            tripped: u64::from(is_tripped),
+            tripped,
         };
         // The periods: `--at` alone, or a ramp's (before the start, then each step); a tripped
         // guard stops the ramp (`decide` keeps the written weights), so its periods would not differ.
@@ -157,15 +153,14 @@ pub fn run(args: &Args) -> Outcome {
                     hold: None,
                     context: context(ramp.start.saturating_sub(1)),
                 }];
-                let mut from = ramp.start;
                 for (k, step) in ramp.steps.iter().enumerate() {
+                    let from = ramp.step_start(k);
                     periods.push(Period {
                         label: (k + 1).to_string(),
                         from: Some(from),
                         hold: step.until.map(|u| u.saturating_sub(from)),
                         context: context(from),
                     });
-                    from = step.until.unwrap_or(from);
                 }
                 let current = ramp.step_at(Some(at)).map_or(0, |(k, _)| k + 1);
                 (periods, current)
@@ -184,7 +179,6 @@ pub fn run(args: &Args) -> Outcome {
         let subsets = release.subsets.len();
         let probe = Probe::new(release)?;
         let keyed = probe.keyed();
-        let policy = &engine.policy;
         let tallies = population::run(
             &keys,
             &format!("simulate {}", release.name),
@@ -201,7 +195,7 @@ pub fn run(args: &Args) -> Outcome {
                 t.probe.set_key(key);
                 let mut previous = None;
                 for (p, period) in periods.iter().enumerate() {
-                    match decide(policy, &period.context, &t.probe.request) {
+                    match decide_release(policy, index, &period.context, &t.probe.request) {
                         Decision::Assign(a) => {
                             if let Some(c) = t.counts.get_mut(p).and_then(|c| c.get_mut(a.subset)) {
                                 if let Some(n) = c.get_mut(reason_index(a.reason)) {
@@ -261,7 +255,12 @@ pub fn run(args: &Args) -> Outcome {
         }
         let total = keys.len();
         let expected = |p: &Period| {
-            effective_weights(&engine, 0, p.context.now_nanos.unwrap_or(at), is_tripped)
+            effective_weights(
+                &loaded.engine,
+                index,
+                p.context.now_nanos.unwrap_or(at),
+                is_tripped,
+            )
         };
         let users_of = |p: usize, s: usize| -> u64 {
             counts
@@ -269,12 +268,7 @@ pub fn run(args: &Args) -> Outcome {
                 .and_then(|c| c.get(s))
                 .map_or(0, |r| r.iter().sum())
         };
-        let name = &loaded
-            .engine
-            .policy
-            .releases
-            .get(index)
-            .map_or("?", |r| r.name.as_str());
+        let name = &release.name;
 
         // Text: the table at `--at`, then the ramp's.
         text.push_str(&format!(
@@ -363,7 +357,7 @@ pub fn run(args: &Args) -> Outcome {
                 m.version,
                 thousands(mirrored_now),
                 report::share(mirrored_now, total),
-                m.threshold as f64 * 100.0 / 4_294_967_296.0,
+                m.percent(),
                 m.methods.join(", ")
             ));
         }

@@ -2,7 +2,7 @@
 //! source. OpenTelemetry propagates baggage across services, so every hop of a call chain can
 //! bucket the same user alike. The rules are those of OpenTelemetry's W3C baggage propagators
 //! (Python's and JS's, proven against both by tests/baggage_otel.rs; where they differ, the one
-//! Dial follows and why is in README, "Keys from baggage"):
+//! Dial follows and why is in docs/flags.md, "Keys from baggage"):
 //! - the `baggage` headers are one list, read in order; a malformed member costs only itself;
 //! - key and value are percent-decoded, and a decoded value that is not UTF-8 is read with
 //!   U+FFFD replacement (W3C Baggage), so the key is the string an application's SDK holds;

@@ -6,7 +6,7 @@
 //!
 //! The rule is the local guard's (`guard::judge`): the guarded subset's rate minus the
 //! fallback's, the fallback counting as 0% below `minRequests`, no verdict below `minRequests`
-//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`: the README,
+//! guarded responses; only counted fleet-wide. The excess rate is `excess_rate`: docs/ramps-and-guard.md,
 //! the shipped alert rule (`DialCanaryErrorRateAboveStable`) and the Grafana dashboard show the
 //! same text (tests/fleet.rs compares them), so an operator sees what the proxies saw.
 //!
@@ -120,7 +120,7 @@ fn literal(value: &str) -> String {
 /// share counts as 0 below `min` fallback responses. `scope` is matchers every selector starts
 /// with (`release="checkout", `, or empty for every release).
 ///
-/// The README, the alert rule and the dashboard show this text (tests/fleet.rs compares them),
+/// docs/ramps-and-guard.md, the alert rule and the dashboard show this text (tests/fleet.rs compares them),
 /// so keep its layout: it is what an operator reads.
 pub fn excess_rate(
     scope: &str,

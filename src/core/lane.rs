@@ -229,6 +229,27 @@ pub struct Verified {
     pub previous: bool,
 }
 
+/// Where a following release puts a request by the lane of the verified member it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The subset whose lane it is (reason `lane`).
+    Subset(usize),
+    /// No subset here has the lane: the base subset (reason `lane_fallback`).
+    Base(usize),
+    /// The member is refused (a lane outside the declared `names`): the request is assigned as
+    /// without a lane.
+    Refused(Rejection),
+}
+
+/// A following release's lanes, as `Lanes::reaches` tells them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneMap<'a> {
+    /// The lanes the release knows, in order, with where each reaches.
+    pub known: Vec<(&'a str, Reach)>,
+    /// Where any other lane reaches (`None`: nowhere, assigned as without a lane).
+    pub other: Option<Reach>,
+}
+
 /// What a following release read from a request's baggage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
@@ -276,6 +297,53 @@ impl Lanes {
         match self.subset_lanes.iter().position(|l| l == lane) {
             Some(s) => Some((s, false)),
             None => self.base.map(|b| (b, true)),
+        }
+    }
+
+    /// Whether `lane` is one of the mesh's lanes (any lane, when `names` declares none): the
+    /// check `verify` makes (`reach`'s test holds the two together).
+    fn declared(&self, lane: &[u8]) -> bool {
+        match &self.names {
+            Some(names) => names.iter().any(|n| n.as_bytes() == lane),
+            None => true,
+        }
+    }
+
+    /// What a following release does with a member of `lane` whose tag and age verify: the
+    /// lane check of `verify`, then `subset_for`. `None`: no subset has the lane and there is
+    /// no base (a following release always has one).
+    pub fn reach(&self, lane: &str) -> Option<Reach> {
+        let subset = self.subset_lanes.iter().position(|l| l == lane);
+        self.reached(self.declared(lane.as_bytes()), subset)
+    }
+
+    /// What a following release does with every lane a request may carry (`dial simulate`
+    /// prints it): each lane it knows (its subsets', then the other declared `names`) that
+    /// reaches something, and what any other lane gets.
+    pub fn reaches(&self) -> LaneMap<'_> {
+        let mut lanes: Vec<&str> = self.subset_lanes.iter().map(String::as_str).collect();
+        for n in self.names.iter().flatten() {
+            if !lanes.contains(&n.as_str()) {
+                lanes.push(n);
+            }
+        }
+        LaneMap {
+            known: lanes
+                .into_iter()
+                .filter_map(|l| Some((l, self.reach(l)?)))
+                .collect(),
+            // A lane no subset has: declared only when `names` declares none.
+            other: self.reached(self.names.is_none(), None),
+        }
+    }
+
+    fn reached(&self, declared: bool, subset: Option<usize>) -> Option<Reach> {
+        if !declared {
+            return Some(Reach::Refused(Rejection::UnknownLane));
+        }
+        match subset {
+            Some(s) => Some(Reach::Subset(s)),
+            None => self.base.map(Reach::Base),
         }
     }
 
@@ -393,6 +461,7 @@ impl Lanes {
                 return Err(Rejection::Expired);
             }
         }
+        // `declared`, written out: a call here makes the module larger.
         if let Some(names) = &self.names {
             if !names.iter().any(|n| n.as_bytes() == lane) {
                 return Err(Rejection::UnknownLane);

@@ -48,6 +48,16 @@ impl Ramp {
             .enumerate()
             .find(|(_, s)| s.until.is_none_or(|until| now < until))
     }
+
+    /// When step `k` (an index into `steps`) begins: the start for the first, else when the
+    /// step before ends. For people (`dial explain`, `simulate`, `validate`); the filter only
+    /// needs `step_at`.
+    pub fn step_start(&self, k: usize) -> u64 {
+        k.checked_sub(1)
+            .and_then(|before| self.steps.get(before))
+            .and_then(|s| s.until)
+            .unwrap_or(self.start)
+    }
 }
 
 /// A share in ppm as a percentage with up to two decimals (`12.5`, `0.01`, `100`), written
@@ -374,5 +384,14 @@ mod tests {
         assert_eq!(at(Some(1_999)), Some(1));
         assert_eq!(at(Some(2_000)), Some(2));
         assert_eq!(at(Some(u64::MAX)), Some(2));
+        // Each step begins where `step_at` first finds it.
+        let starts: Vec<u64> = (0..3).map(|k| ramp.step_start(k)).collect();
+        assert_eq!(starts, [1_000, 1_600, 2_000]);
+        for (k, start) in starts.into_iter().enumerate() {
+            assert_eq!(
+                (at(Some(start - 1)), at(Some(start))),
+                (k.checked_sub(1), Some(k))
+            );
+        }
     }
 }

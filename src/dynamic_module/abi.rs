@@ -9,8 +9,8 @@
 //! Envoy 1.40's own (the connection's peer address: no older one gives it), so it is no import:
 //! it is looked up once at run time (`peer_source`), and where Envoy lacks it (1.39) the
 //! `source.address` attribute stands in. Every import here is checked against what Envoy's
-//! binary exports, and exercised by the end-to-end suite on 1.40 and 1.39 (README, "Native
-//! build").
+//! binary exports, and exercised by the end-to-end suite on 1.40 and 1.39 (docs/envoy.md, "Envoy
+//! versions").
 //!
 //! Every exported hook runs its body inside `super::shield`, which catches a panic: native code
 //! that unwinds into Envoy's C++ frames, or aborts, would take every connection down with it.
@@ -196,7 +196,7 @@ extern "C" {
 
     // The fleet verdict's: a callout from the configuration (on the main thread), and a
     // scheduler that brings a worker's "a query is due" there. Envoy 1.39 and 1.40 both export
-    // all four (checked with `nm -D` on both binaries; README, "Native build").
+    // all four (checked with `nm -D` on both binaries; docs/envoy.md, "Envoy versions").
     fn envoy_dynamic_module_callback_http_filter_config_http_callout(
         config: *mut c_void,
         callout_id: *mut u64,

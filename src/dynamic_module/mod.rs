@@ -96,8 +96,8 @@ fn write(severity: Severity, line: &str) {
 fn program_init() {
     logging::install(&LOGGER);
     log::info!("dial {VERSION} (git {GIT_REVISION}) started, native");
-    // Once per process: which address `sourceCidrs` judges in this Envoy (README, "Override
-    // trust"). Tests read these lines.
+    // Once per process: which address `sourceCidrs` judges in this Envoy (docs/security.md,
+    // "Override trust"). Tests read these lines.
     match abi::peer_source() {
         abi::PeerSource::DirectRemoteAddress(_) => log::info!(
             "dial: sourceCidrs judge the connection's peer from Envoy's direct remote address"

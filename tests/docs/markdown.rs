@@ -23,6 +23,30 @@ impl Block {
     }
 }
 
+/// A table cell: its text (inline code without its backticks) and its inline code spans.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub text: String,
+    pub code: Vec<String>,
+}
+
+/// A table: its header cells and its rows, each with its line.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub line: usize,
+    pub header: Vec<Cell>,
+    pub rows: Vec<(usize, Vec<Cell>)>,
+}
+
+impl Table {
+    /// The column whose header reads `name` (case-insensitive).
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.header
+            .iter()
+            .position(|c| c.text.trim().eq_ignore_ascii_case(name))
+    }
+}
+
 /// A link or an image, as written (reference links resolved).
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -50,6 +74,7 @@ pub struct Page {
     pub anchors: Vec<String>,
     /// Bullet lists: per item, its first inline code span if the item starts with one.
     pub bullet_lists: Vec<Vec<Option<String>>>,
+    pub tables: Vec<Table>,
 }
 
 impl Page {
@@ -119,6 +144,9 @@ pub fn parse(text: &str) -> Page {
     // content yet.
     let mut lists: Vec<(bool, Vec<Option<String>>)> = Vec::new();
     let mut item_open = false;
+    // The table being read, and the cell being read in it.
+    let mut table: Option<Table> = None;
+    let mut cell: Option<Cell> = None;
 
     for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
         let line = line_of(range.start);
@@ -175,6 +203,18 @@ pub fn parse(text: &str) -> Page {
                         image: true,
                     }),
                     Tag::List(start) => lists.push((start.is_none(), Vec::new())),
+                    Tag::Table(_) => {
+                        table = Some(Table {
+                            line,
+                            ..Table::default()
+                        })
+                    }
+                    Tag::TableRow => {
+                        if let Some(t) = table.as_mut() {
+                            t.rows.push((line, Vec::new()));
+                        }
+                    }
+                    Tag::TableCell => cell = Some(Cell::default()),
                     Tag::Item => {
                         if let Some((_, items)) = lists.last_mut() {
                             items.push(None);
@@ -211,6 +251,15 @@ pub fn parse(text: &str) -> Page {
                             }
                         }
                     }
+                    TagEnd::TableCell => {
+                        if let (Some(t), Some(c)) = (table.as_mut(), cell.take()) {
+                            match t.rows.last_mut() {
+                                Some((_, cells)) => cells.push(c),
+                                None => t.header.push(c),
+                            }
+                        }
+                    }
+                    TagEnd::Table => page.tables.extend(table.take()),
                     TagEnd::List(_) => {
                         if let Some((bullets, items)) = lists.pop() {
                             if bullets {
@@ -222,6 +271,9 @@ pub fn parse(text: &str) -> Page {
                 }
             }
             Event::Text(t) => {
+                if let Some(c) = cell.as_mut() {
+                    c.text.push_str(&t);
+                }
                 if let Some(block) = code.as_mut() {
                     block.text.push_str(&t);
                 } else if let Some(h) = heading.as_mut() {
@@ -232,6 +284,10 @@ pub fn parse(text: &str) -> Page {
                 }
             }
             Event::Code(c) => {
+                if let Some(cell) = cell.as_mut() {
+                    cell.text.push_str(&c);
+                    cell.code.push(c.to_string());
+                }
                 if let Some(h) = heading.as_mut() {
                     h.push_str(&c);
                 }
@@ -329,5 +385,21 @@ mod tests {
                 ("other.md", false)
             ]
         );
+    }
+
+    #[test]
+    fn tables_with_their_code_spans() {
+        let page =
+            parse("Text.\n\n| Field | Type |\n|---|---|\n| `a.b` | string |\n| *x* | `c`, `d` |\n");
+        assert_eq!(page.tables.len(), 1);
+        let t = &page.tables[0];
+        assert_eq!(t.line, 3);
+        assert_eq!(t.column("type"), Some(1));
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[0].0, 5);
+        assert_eq!(t.rows[0].1[0].code, ["a.b"]);
+        assert_eq!(t.rows[1].1[0].text, "x");
+        assert_eq!(t.rows[1].1[1].text, "c, d");
+        assert_eq!(t.rows[1].1[1].code, ["c", "d"]);
     }
 }

@@ -392,18 +392,6 @@ impl Drop for Envoy {
 
 /// A GET on the admin API at `port`; None if it is not answering (yet), or not with 200.
 pub fn admin_get(port: u16, path: &str) -> Option<String> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = std::io::BufReader::new(s);
-    let (status, headers) = super::http::read_head(&mut reader).ok()??;
-    let body = super::http::read_body(&mut reader, &headers).ok()?;
-    status
-        .starts_with("HTTP/1.1 200")
-        .then(|| String::from_utf8_lossy(&body).into_owned())
+    let (status, body) = super::http::get_once(port, path)?;
+    (status == 200).then_some(body)
 }

@@ -1,18 +1,24 @@
-//! A minimal HTTP/1.1 client and backend over std::net: enough to drive Envoy and to see what
-//! reached the upstream, with keep-alive so thousands of requests take seconds.
+//! HTTP for the end-to-end tests: requests to Envoy through ureq, a maintained blocking client
+//! (each `Client` one agent whose pooled keep-alive connection carries thousands of requests),
+//! and the backends that answer for the upstreams and record what reached them. Raw sockets
+//! only where no client would do (tests/support/raw_http.rs).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ureq::config::{AutoHeaderValue, Config};
+
+use super::raw_http::{self, Connection};
+
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    /// Lower-case names, in order, repeated names kept.
+    /// Lower-case names; a repeated name's values in the order they came.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -43,80 +49,106 @@ impl Response {
     }
 }
 
-/// Header pairs as read off the wire: lower-case name, raw value.
-pub type RawHeaders = Vec<(String, Vec<u8>)>;
-
-/// Reads one HTTP/1.1 message head: the start line and the header pairs.
-pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, RawHeaders)>> {
-    let mut line = Vec::new();
-    if reader.read_until(b'\n', &mut line)? == 0 {
-        return Ok(None);
-    }
-    let start = String::from_utf8_lossy(&line).trim_end().to_string();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_until(b'\n', &mut line)?;
-        let l = line.strip_suffix(b"\n").unwrap_or(&line);
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        if l.is_empty() {
-            break;
-        }
-        if let Some(colon) = l.iter().position(|&b| b == b':') {
-            let name = String::from_utf8_lossy(&l[..colon])
-                .trim()
-                .to_ascii_lowercase();
-            let value = l[colon + 1..].trim_ascii().to_vec();
-            headers.push((name, value));
-        }
-    }
-    Ok(Some((start, headers)))
+/// An agent that sends only what the test gives it (no user-agent, accept or accept-encoding
+/// of its own), follows no redirect, takes a 4xx or 5xx as an answer, never goes through a
+/// proxy from the environment, and keeps one idle connection; each step of a request (connect,
+/// send, receive the head, receive the body) may take up to `timeout`.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        Config::builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .user_agent(AutoHeaderValue::None)
+            .accept(AutoHeaderValue::None)
+            .accept_encoding(AutoHeaderValue::None)
+            .max_idle_connections_per_host(1)
+            // Not a global or per-call timeout: with either, ureq resolves even 127.0.0.1 on a
+            // thread of its own for every request, which costs more than the request itself.
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .build(),
+    )
 }
 
-fn content_length(headers: &[(String, Vec<u8>)]) -> usize {
-    headers
+/// One request with `agent` to 127.0.0.1:`port`, with `host` as its Host header.
+fn request<'a>(
+    agent: &ureq::Agent,
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    body: &[u8],
+) -> Result<Response, ureq::Error> {
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host);
+    for (n, v) in headers {
+        builder = builder.header(n, v);
+    }
+    let mut response = if body.is_empty() {
+        agent.run(builder.body(())?)?
+    } else {
+        agent.run(builder.body(body)?)?
+    };
+    let headers = response
+        .headers()
         .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
-        .unwrap_or(0)
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Response {
+        status: response.status().as_u16(),
+        headers,
+        body: response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?,
+    })
 }
 
-pub fn read_body(
-    reader: &mut impl BufRead,
-    headers: &[(String, Vec<u8>)],
-) -> std::io::Result<Vec<u8>> {
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case(b"chunked"));
-    if !chunked {
-        let mut body = vec![0; content_length(headers)];
-        reader.read_exact(&mut body)?;
-        return Ok(body);
-    }
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        reader.read_line(&mut size_line)?;
-        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-            .unwrap_or(0);
-        let mut chunk = vec![0; size + 2];
-        reader.read_exact(&mut chunk)?;
-        if size == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(&chunk[..size]);
-    }
+/// A GET of `path` on 127.0.0.1:`port` on a connection of its own (admin APIs, Prometheus):
+/// the status and body; None if nothing answers, or not with a whole response.
+pub fn get_once(port: u16, path: &str) -> Option<(u16, String)> {
+    let host = format!("127.0.0.1:{port}");
+    let r = request(
+        &agent(Duration::from_secs(10)),
+        port,
+        "GET",
+        &host,
+        path,
+        [],
+        b"",
+    )
+    .ok()?;
+    Some((r.status, r.text()))
 }
 
-/// A keep-alive HTTP/1.1 connection to Envoy's listener.
+/// A client of Envoy's listener on 127.0.0.1:`port`.
 pub struct Client {
     port: u16,
-    conn: Option<(TcpStream, BufReader<TcpStream>)>,
+    agent: ureq::Agent,
+    /// The one connection of `try_get` and `drop_if_closed` (not the agent's).
+    owned: Connection,
 }
 
 impl Client {
     pub fn new(port: u16) -> Client {
-        Client { port, conn: None }
+        Client {
+            port,
+            agent: agent(Duration::from_secs(30)),
+            owned: Connection::new(port),
+        }
     }
 
     /// One GET per user (`x-user-id: user-<i>` for i in 0..n); the backend that answered each.
@@ -140,7 +172,11 @@ impl Client {
         )
     }
 
-    /// Sends a request with raw header values (any bytes) and returns the response.
+    /// Sends a request with `headers` (values any bytes but control characters, a repeated
+    /// name's values in order; for anything else, `raw_http::Connection`) and returns the
+    /// response. Fails the test if no whole response comes, after one retry on a new
+    /// connection when the pooled one failed (Envoy may close an idle keep-alive connection
+    /// just as it is reused).
     pub fn send<'a>(
         &mut self,
         method: &str,
@@ -149,154 +185,56 @@ impl Client {
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
         body: &[u8],
     ) -> Response {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n").into_bytes();
-        for (n, v) in headers {
-            req.extend_from_slice(n.as_bytes());
-            req.extend_from_slice(b": ");
-            req.extend_from_slice(v);
-            req.extend_from_slice(b"\r\n");
+        let headers: Vec<(&str, &[u8])> = headers.into_iter().collect();
+        let mut result = request(
+            &self.agent,
+            self.port,
+            method,
+            host,
+            path,
+            headers.iter().copied(),
+            body,
+        );
+        if let Err(ureq::Error::Io(_)) = result {
+            self.agent = agent(Duration::from_secs(30));
+            result = request(
+                &self.agent,
+                self.port,
+                method,
+                host,
+                path,
+                headers.iter().copied(),
+                body,
+            );
         }
-        req.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-        req.extend_from_slice(body);
-        // One retry on a fresh connection: Envoy may close an idle keep-alive connection.
-        for attempt in 0..2 {
-            if self.conn.is_none() {
-                let stream = TcpStream::connect(("127.0.0.1", self.port))
-                    .unwrap_or_else(|e| panic!("connect to Envoy on port {}: {e}", self.port));
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(30)))
-                    .unwrap();
-                stream.set_nodelay(true).unwrap();
-                let reader = BufReader::new(stream.try_clone().unwrap());
-                self.conn = Some((stream, reader));
-            }
-            let (stream, reader) = self.conn.as_mut().unwrap();
-            let result = stream.write_all(&req).and_then(|_| {
-                let (status_line, headers) = read_head(reader)?.ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")
-                })?;
-                let body = if method == "HEAD" {
-                    Vec::new()
-                } else {
-                    read_body(reader, &headers)?
-                };
-                Ok((status_line, headers, body))
-            });
-            match result {
-                Ok((status_line, headers, body)) => {
-                    let status = status_line
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-                    if headers
-                        .iter()
-                        .any(|(n, v)| n == "connection" && v == b"close")
-                    {
-                        self.conn = None;
-                    }
-                    return Response {
-                        status,
-                        headers: headers
-                            .into_iter()
-                            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-                            .collect(),
-                        body,
-                    };
-                }
-                Err(e) if attempt == 0 => {
-                    let _ = e;
-                    self.conn = None;
-                }
-                Err(e) => panic!("request {method} {path} failed: {e}"),
-            }
-        }
-        unreachable!()
+        result
+            .unwrap_or_else(|e| panic!("{method} {path} (host {host}) on port {}: {e}", self.port))
     }
-}
 
-impl Client {
-    /// One GET on the open connection (or a new one), without the retry `get` makes: an I/O
-    /// error, or the connection closing before a response, is returned, and the connection is
-    /// dropped. A response with `connection: close` drops it too (the next request reconnects).
+    /// One GET on this client's own keep-alive connection (opened if there is none), without
+    /// a retry: an I/O error, the connection closing before a response, or a malformed response
+    /// is returned, and the connection is dropped. A response with `connection: close` drops it
+    /// too (the next request reconnects). For tests that watch what happens to a connection.
     pub fn try_get(
         &mut self,
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
     ) -> std::io::Result<Response> {
-        let mut req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n").into_bytes();
-        for (n, v) in headers {
-            req.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-        }
-        req.extend_from_slice(b"content-length: 0\r\n\r\n");
-        if self.conn.is_none() {
-            let stream = TcpStream::connect(("127.0.0.1", self.port))?;
-            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-            stream.set_nodelay(true)?;
-            let reader = BufReader::new(stream.try_clone()?);
-            self.conn = Some((stream, reader));
-        }
-        let Some((stream, reader)) = self.conn.as_mut() else {
-            unreachable!()
-        };
-        let result = stream.write_all(&req).and_then(|_| {
-            let (status_line, headers) = read_head(reader)?.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed before a response",
-                )
-            })?;
-            let body = read_body(reader, &headers)?;
-            let status = status_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("bad status line {status_line:?}"),
-                    )
-                })?;
-            Ok(Response {
-                status,
-                headers: headers
-                    .into_iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-                    .collect(),
-                body,
-            })
-        });
-        match &result {
-            Ok(r) if r.header("connection") != Some("close") => {}
-            _ => self.conn = None,
-        }
-        result
+        let request = raw_http::request_bytes(
+            "GET",
+            host,
+            path,
+            headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+            b"",
+        );
+        self.owned.exchange("GET", &request)
     }
 
-    /// What an HTTP client does before reusing an idle keep-alive connection: if the server has
-    /// closed it meanwhile (end of stream, or a reset), drop it so the next request opens a new
-    /// one. Returns whether it was closed.
+    /// Before reusing `try_get`'s idle connection: if Envoy has closed it meanwhile, drop it
+    /// so the next request opens a new one. Returns whether it was closed.
     pub fn drop_if_closed(&mut self) -> bool {
-        let Some((stream, reader)) = self.conn.as_mut() else {
-            return false;
-        };
-        if !reader.buffer().is_empty() {
-            // Bytes nobody asked for: the connection is out of step; never reuse it.
-            self.conn = None;
-            return true;
-        }
-        let mut byte = [0u8; 1];
-        let closed = stream.set_nonblocking(true).is_err()
-            || match stream.peek(&mut byte) {
-                Ok(_) => true,
-                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            };
-        if closed || stream.set_nonblocking(false).is_err() {
-            self.conn = None;
-            return true;
-        }
-        false
+        self.owned.drop_if_closed()
     }
 }
 
@@ -433,13 +371,24 @@ fn serve(
         Err(_) => return,
     };
     let mut reader = BufReader::new(stream);
-    while let Ok(Some((start, headers))) = read_head(&mut reader) {
-        if read_body(&mut reader, &headers).is_err() {
-            return;
-        }
-        let mut parts = start.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
+    loop {
+        let request = match raw_http::read_request(&mut reader) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            // A malformed request: Envoy then answers 503 for this upstream; say why beside
+            // the test's failure. (A reset is Envoy closing an idle upstream connection.)
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) => {
+                eprintln!("backend {name}: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let raw_http::RawRequest {
+            method,
+            path,
+            headers,
+            ..
+        } = request;
         let mut body = format!("{name}\n");
         for (n, v) in &headers {
             body.push_str(&format!("{n}: {}\n", String::from_utf8_lossy(v)));

@@ -11,6 +11,7 @@ pub mod http;
 pub mod policies;
 pub mod prometheus;
 pub mod prometheus_server;
+pub mod raw_http;
 pub mod relay;
 pub mod yaml;
 

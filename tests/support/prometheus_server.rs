@@ -2,8 +2,6 @@
 //! admin APIs every second: the tests of the shipped PromQL (tests/prometheus.rs) and of the
 //! fleet verdict (tests/fleet.rs) start it the same way.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -150,27 +148,5 @@ pub fn urlencode(s: &str) -> String {
 
 /// A GET on 127.0.0.1:`port`: the status and body; None if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = std::io::BufReader::new(stream);
-    let (status_line, headers) = super::http::read_head(&mut reader).ok()??;
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    let framed = headers
-        .iter()
-        .any(|(n, _)| n == "content-length" || n == "transfer-encoding");
-    let body = if framed {
-        super::http::read_body(&mut reader, &headers).ok()?
-    } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body).ok()?;
-        body
-    };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
+    super::http::get_once(port, path)
 }

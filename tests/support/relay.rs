@@ -4,13 +4,14 @@
 //! of the request (no user id, no Dial header). It answers with its name, the next hop's
 //! `x-dial-assignment` and the next hop's body, so a client reads the whole chain's route.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use super::http::{read_body, read_head, Client};
+use super::http::Client;
+use super::raw_http::read_request;
 
 pub struct Relay {
     pub name: String,
@@ -68,11 +69,17 @@ fn serve(stream: TcpStream, name: &str, next_port: u16, failing: &AtomicU16) {
     let mut reader = BufReader::new(stream);
     // One keep-alive connection to the next hop per inbound connection.
     let mut next = Client::new(next_port);
-    while let Ok(Some((start, headers))) = read_head(&mut reader) {
-        if read_body(&mut reader, &headers).is_err() {
-            return;
-        }
-        let path = start.split_whitespace().nth(1).unwrap_or("/").to_string();
+    loop {
+        let request = match read_request(&mut reader) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) => {
+                eprintln!("relay {name}: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let (path, headers) = (request.path, request.headers);
         let host = headers
             .iter()
             .find(|(n, _)| n == "host")

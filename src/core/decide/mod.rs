@@ -198,32 +198,60 @@ pub fn decide_observed<O: Observer>(
             .position(|r| r.scope.matches(host, path))
     };
     release
-        .and_then(|i| {
-            let r = policy.releases.get(i)?;
-            let tripped = context.is_tripped(i);
-            let read = match r.lanes.as_ref().filter(|l| l.follow) {
-                Some(l) => {
-                    let read = l.read(request, context.now_nanos);
-                    observer.lane(read);
-                    read
-                }
-                None => Read::Absent,
-            };
-            let (mut assignment, sampling_key) =
-                assign(i, r, request, context, tripped, read, observer);
-            assignment.lane = read;
-            if let Some(g) = r.guard.as_ref().filter(|_| tripped) {
-                // Only a trusted override still reaches a tripped subset (to debug it).
-                if assignment.subset == g.subset && assignment.reason != Reason::Override {
-                    observer.guard(g.subset, g.fallback);
-                    assignment.subset = g.fallback;
-                    assignment.reason = Reason::Guardrail;
-                }
-            }
-            assignment.mirror = sample_mirror(r, request, sampling_key.as_deref(), observer);
-            Some(Decision::Assign(assignment))
-        })
+        .and_then(|i| decide_in(policy, i, context, request, observer))
         .unwrap_or(Decision::Pass)
+}
+
+/// The decision of release `index` alone, for a request in its scope (else `Pass`): the
+/// releases before it, whatever their scopes would catch, take no part. How `dial simulate` and
+/// `dial diff` place a key by one release.
+pub fn decide_release(
+    policy: &Policy,
+    index: usize,
+    context: &Context,
+    request: &impl RequestView,
+) -> Decision {
+    policy
+        .releases
+        .get(index)
+        .filter(|r| r.scope.matches(request.host(), request.path()))
+        .and_then(|_| decide_in(policy, index, context, request, &mut Unobserved))
+        .unwrap_or(Decision::Pass)
+}
+
+/// The decision of release `i`, whose scope fits the request.
+// Inlined into `decide_observed`, where it stood before `decide_release` shared it: the filter's
+// module stays as it was.
+#[inline(always)]
+fn decide_in<O: Observer>(
+    policy: &Policy,
+    i: usize,
+    context: &Context,
+    request: &impl RequestView,
+    observer: &mut O,
+) -> Option<Decision> {
+    let r = policy.releases.get(i)?;
+    let tripped = context.is_tripped(i);
+    let read = match r.lanes.as_ref().filter(|l| l.follow) {
+        Some(l) => {
+            let read = l.read(request, context.now_nanos);
+            observer.lane(read);
+            read
+        }
+        None => Read::Absent,
+    };
+    let (mut assignment, sampling_key) = assign(i, r, request, context, tripped, read, observer);
+    assignment.lane = read;
+    if let Some(g) = r.guard.as_ref().filter(|_| tripped) {
+        // Only a trusted override still reaches a tripped subset (to debug it).
+        if assignment.subset == g.subset && assignment.reason != Reason::Override {
+            observer.guard(g.subset, g.fallback);
+            assignment.subset = g.fallback;
+            assignment.reason = Reason::Guardrail;
+        }
+    }
+    assignment.mirror = sample_mirror(r, request, sampling_key.as_deref(), observer);
+    Some(Decision::Assign(assignment))
 }
 
 /// The subset assignment, and the key (user or sticky) that mirror sampling should follow.

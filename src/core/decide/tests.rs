@@ -265,6 +265,56 @@ fn the_first_fitting_release_applies_with_its_own_salt() {
     assert!((400..600).contains(&differ), "{differ}");
 }
 
+/// `decide_release` decides as the policy of that one release would, whatever the releases
+/// before it catch, with the tripped bit of its own index.
+#[test]
+fn one_release_decides_as_the_policy_of_it_alone() {
+    let a = json!({ "name": "a", "key": [{ "header": "x-user-id" }],
+        "subsets": [{ "name": "s", "version": "1", "weight": 50 }, { "name": "c", "version": "2", "weight": 50 }] });
+    let b = json!({ "name": "b", "match": { "pathPrefixes": ["/b"] }, "key": [{ "header": "x-user-id" }],
+        "subsets": [{ "name": "s", "version": "1", "weight": 70 }, { "name": "c", "version": "2", "weight": 30 }],
+        "guard": { "subset": "c", "fallback": "s", "window": "10s", "minRequests": 20, "maxErrorRate": 0.05 } });
+    let parse = |releases: serde_json::Value| {
+        Policy::parse(json!({ "releases": releases }).to_string().as_bytes()).unwrap()
+    };
+    let (both, alone) = (parse(json!([a, b])), parse(json!([b])));
+    for (both_tripped, alone_tripped) in [(0, 0), (0b10, 0b1)] {
+        let (c, ca) = (
+            Context {
+                now_nanos: None,
+                tripped: both_tripped,
+            },
+            Context {
+                now_nanos: None,
+                tripped: alone_tripped,
+            },
+        );
+        for i in 0..300 {
+            let r = HeaderList::from_strs(&[(":path", "/b/x"), ("x-user-id", &format!("u{i}"))]);
+            let (Decision::Assign(got), Decision::Assign(want)) =
+                (decide_release(&both, 1, &c, &r), decide(&alone, &ca, &r))
+            else {
+                panic!("passed");
+            };
+            assert_eq!(
+                (got.release, got.subset, got.reason),
+                (1, want.subset, want.reason)
+            );
+            // The policy whole gives the request to release a, which catches every path.
+            assert!(matches!(decide(&both, &c, &r), Decision::Assign(x) if x.release == 0));
+        }
+    }
+    let outside = HeaderList::from_strs(&[(":path", "/a"), ("x-user-id", "u1")]);
+    assert_eq!(
+        decide_release(&both, 1, &Context::default(), &outside),
+        Decision::Pass
+    );
+    assert_eq!(
+        decide_release(&both, 2, &Context::default(), &outside),
+        Decision::Pass
+    );
+}
+
 fn mirrored(p: &Policy, r: &HeaderList) -> bool {
     match decide(p, &Context::default(), r) {
         Decision::Assign(a) => a.mirror,

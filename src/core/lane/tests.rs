@@ -151,6 +151,54 @@ fn an_undeclared_lane_is_unknown_and_one_with_no_subset_falls_back() {
     );
 }
 
+/// `reach` and `reaches` state what `verify` and `subset_for` do with a member of each lane.
+#[test]
+fn each_lane_reaches_what_a_following_release_makes_of_its_member() {
+    let open = lanes(SECRET, None, None);
+    let declared = Lanes {
+        names: Some(vec!["stable".into(), "canary".into(), "qa".into()]),
+        ..open.clone()
+    };
+    for l in [&open, &declared] {
+        for lane in ["stable", "canary", "qa", "beta"] {
+            let member = l.issue_value(lane, NOW).unwrap();
+            let made = match l.verify(member.as_bytes(), at(NOW)) {
+                Ok(v) => l.subset_for(v.lane.as_str()).map(|(s, base)| match base {
+                    true => Reach::Base(s),
+                    false => Reach::Subset(s),
+                }),
+                Err(why) => Some(Reach::Refused(why)),
+            };
+            assert_eq!(l.reach(lane), made, "{lane} under {:?}", l.names);
+        }
+    }
+    assert_eq!(
+        open.reaches(),
+        LaneMap {
+            known: vec![("stable", Reach::Subset(0)), ("canary", Reach::Subset(1))],
+            other: Some(Reach::Base(0)),
+        }
+    );
+    assert_eq!(
+        declared.reaches(),
+        LaneMap {
+            known: vec![
+                ("stable", Reach::Subset(0)),
+                ("canary", Reach::Subset(1)),
+                ("qa", Reach::Base(0)),
+            ],
+            other: Some(Reach::Refused(Rejection::UnknownLane)),
+        }
+    );
+    // Without a base (an issuing release only), a lane no subset has reaches nothing.
+    let no_base = Lanes {
+        base: None,
+        ..open.clone()
+    };
+    assert_eq!(no_base.reach("qa"), None);
+    assert_eq!(no_base.reaches().other, None);
+}
+
 #[test]
 fn the_member_is_read_from_baggage_and_duplicates_must_agree() {
     let l = lanes(SECRET, None, Some(3600));

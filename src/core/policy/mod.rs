@@ -166,5 +166,13 @@ impl Release {
     }
 }
 
+impl Mirror {
+    /// The share of eligible requests sampled, in percent, as `threshold` holds it (for people;
+    /// the filter compares positions with `threshold`).
+    pub fn percent(&self) -> f64 {
+        self.threshold as f64 * 100.0 / 4_294_967_296.0
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -372,3 +372,19 @@ fn deeply_nested_json_is_rejected_not_a_stack_overflow() {
         }
     }
 }
+
+#[test]
+fn a_mirror_tells_the_percent_its_threshold_samples() {
+    for (written, shown) in [
+        (12.5, "12.50"),
+        (0.5, "0.50"),
+        (0.0, "0.00"),
+        (100.0, "100.00"),
+    ] {
+        let mut doc: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        doc["releases"][0]["mirror"] = json!({ "version": "v9", "percent": written });
+        let p = Policy::parse(doc.to_string().as_bytes()).unwrap();
+        let percent = p.releases[0].mirror.as_ref().unwrap().percent();
+        assert_eq!(format!("{percent:.2}"), shown, "{written}");
+    }
+}

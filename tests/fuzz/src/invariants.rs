@@ -285,7 +285,7 @@ pub fn check_decision(
     }
 }
 
-/// The release's user key for a request, as README describes it: the first present, non-empty
+/// The release's user key for a request, as docs/policy.md describes `releases[].key`: the first present, non-empty
 /// source of at most `MAX_KEY_LEN` bytes.
 pub fn user_key<'a>(
     r: &dial::core::policy::Release,
