@@ -94,6 +94,27 @@ fn runnable(config: &str, backends: &BTreeMap<String, Backend>) -> Value {
     bootstrap
 }
 
+/// The demo's backends, and Envoy running `config` against them with `secrets` in its
+/// environment, as `make demo` starts them.
+fn start_demo(
+    name: &str,
+    config: &str,
+    secrets: &[(String, String)],
+) -> (BTreeMap<String, Backend>, Envoy) {
+    let backends: BTreeMap<String, Backend> = [
+        "checkout-v1",
+        "checkout-v2",
+        "search-a",
+        "search-b",
+        "checkout-v3-shadow",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Backend::start(n)))
+    .collect();
+    let envoy = Envoy::start_yaml_with_env(name, &runnable(config, &backends).to_string(), secrets);
+    (backends, envoy)
+}
+
 fn demo_lines_hold(config_file: &str) {
     let shipped = std::fs::read_to_string(repo_root().join(config_file)).unwrap();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -120,21 +141,7 @@ fn demo_lines_hold(config_file: &str) {
         .unwrap();
     let cases = showcase::cases(checkout, &user, "stable", "canary", Some(&token));
 
-    let backends: BTreeMap<String, Backend> = [
-        "checkout-v1",
-        "checkout-v2",
-        "search-a",
-        "search-b",
-        "checkout-v3-shadow",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), Backend::start(n)))
-    .collect();
-    let envoy = Envoy::start_yaml_with_env(
-        "demo-safety",
-        &runnable(&config, &backends).to_string(),
-        &secrets,
-    );
+    let (_backends, envoy) = start_demo("demo-safety", &config, &secrets);
     let mut client = Client::new(envoy.port);
     let outcomes: Vec<showcase::Outcome> = cases
         .iter()
@@ -230,21 +237,7 @@ fn the_readme_shows_what_the_demo_prints() {
     let config = prepare::with_ramp_from_now(&shipped, now.as_secs());
     let secrets = prepare::fresh_secrets();
     let policy_text = embedded_policy(&config);
-    let backends: BTreeMap<String, Backend> = [
-        "checkout-v1",
-        "checkout-v2",
-        "search-a",
-        "search-b",
-        "checkout-v3-shadow",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), Backend::start(n)))
-    .collect();
-    let envoy = Envoy::start_yaml_with_env(
-        "demo-output",
-        &runnable(&config, &backends).to_string(),
-        &secrets,
-    );
+    let (backends, envoy) = start_demo("demo-output", &config, &secrets);
     let started = Instant::now();
     let mut printed = format!("{}\n", first_part::header(&envoy_binary(), &module_path()));
     let target = first_part::Target {
