@@ -15,7 +15,7 @@ use std::process::Command;
 
 use dial::core::policy::{Policy, Segment};
 use serde_json::{json, Value};
-use support::policies::{checkout, checkout_with, Core, CHECKOUT, HOST, PATH};
+use support::policies::{checkout, checkout_with, lane_member, Core, CHECKOUT, HOST, PATH};
 use support::{bad_policies, repo_root, scratch_dir, Backend, Client, Envoy, EnvoyConfig};
 
 struct Run {
@@ -133,35 +133,24 @@ fn position_of(text: &str, needle: &str) -> (usize, usize) {
 
 #[test]
 fn help_shows_examples_and_usage_errors_exit_2() {
-    let examples: &[&str] = &["Examples:"];
-    check_runs(&[
-        Expect {
-            stdout: &[
-                "validate",
-                "explain",
-                "simulate",
-                "diff",
-                "Examples:",
-                "Exit codes",
-            ],
-            ..command(&["--help"])
-        },
-        Expect {
-            stdout: examples,
-            ..command(&["validate", "--help"])
-        },
-        Expect {
-            stdout: examples,
-            ..command(&["explain", "--help"])
-        },
-        Expect {
-            stdout: examples,
-            ..command(&["simulate", "--help"])
-        },
-        Expect {
-            stdout: examples,
-            ..command(&["diff", "--help"])
-        },
+    let mut runs = vec![Expect {
+        stdout: &[
+            "validate",
+            "explain",
+            "simulate",
+            "diff",
+            "Examples:",
+            "Exit codes",
+        ],
+        ..command(&["--help"])
+    }];
+    for subcommand in ["validate", "explain", "simulate", "diff"] {
+        runs.push(Expect {
+            stdout: &["Examples:"],
+            ..command(&[subcommand, "--help"])
+        });
+    }
+    runs.extend([
         Expect {
             code: 2,
             ..command(&["frobnicate"])
@@ -181,6 +170,7 @@ fn help_shows_examples_and_usage_errors_exit_2() {
             ..command(&["simulate", "tests/data/checkout.json", "--at", "tomorrow"])
         },
     ]);
+    check_runs(&runs);
 }
 
 #[test]
@@ -458,8 +448,6 @@ fn explain_json(args: &[&str]) -> Value {
 /// expired, wrong tag, unknown lane, fallback) as the core makes it.
 #[test]
 fn explain_tells_the_lane_decision_for_a_baggage_header() {
-    use dial::core::lane::Lanes;
-    use dial::core::secret::Secret;
     let secret = "lane-secret-current-0123";
     let policy = json!({ "releases": [{
         "name": "pricing", "whenNoKey": { "subset": "stable" },
@@ -472,21 +460,7 @@ fn explain_tells_the_lane_decision_for_a_baggage_header() {
     let file = write(&dir, "follow.json", &policy.to_string());
     let at = 1_796_596_815u64;
     let issue = |secret: &str, lane: &str, when: u64| {
-        let l = Lanes::new(
-            "dial-lane".into(),
-            Secret::inline(secret),
-            None,
-            true,
-            false,
-            None,
-            None,
-            vec![],
-            None,
-        );
-        format!(
-            "baggage: a=1,dial-lane={}",
-            l.issue_value(lane, when).unwrap()
-        )
+        format!("baggage: a=1,{}", lane_member(secret, lane, when))
     };
     let bad_lane = issue(secret, "beta", at);
     for (baggage, read, subset, reason) in [

@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dial::core::lane::Lanes;
-use dial::core::secret::Secret;
 use serde_json::{json, Value};
+use support::policies::lane_member;
 use support::prometheus::value;
 use support::relay::Relay;
 use support::{for_each_build, Backend, Build, Client, Envoy, EnvoyConfig};
@@ -233,22 +232,6 @@ fn now_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// A member as an issuer with `secret` would write it.
-fn issue(secret: &str, lane: &str, at: u64) -> String {
-    let lanes = Lanes::new(
-        "dial-lane".into(),
-        Secret::inline(secret),
-        None,
-        true,
-        false,
-        None,
-        None,
-        vec![],
-        None,
-    );
-    format!("dial-lane={}", lanes.issue_value(lane, at).unwrap())
 }
 
 for_each_build!(
@@ -554,9 +537,12 @@ fn forged_and_tampered_lanes_fail_closed_and_are_counted(build: Build) {
         // The lane name alone, as an unauthenticated lane system would write it.
         ("dial-lane=canary".to_string(), "malformed"),
         // A tag under another secret.
-        (issue("some-other-lane-secret-0", "canary", now), "bad_tag"),
+        (
+            lane_member("some-other-lane-secret-0", "canary", now),
+            "bad_tag",
+        ),
         // Issued two hours ago under the right secret.
-        (issue(SECRET, "canary", now - 7200), "expired"),
+        (lane_member(SECRET, "canary", now - 7200), "expired"),
         // Two members that disagree.
         (format!("{canary},dial-lane={stable_value}"), "conflict"),
         (format!("{stable},x=1,{canary}"), "conflict"),
@@ -602,8 +588,8 @@ fn a_rotation_honours_the_previous_secret_until_it_is_dropped(build: Build) {
     let canary = Backend::start("b-canary");
     let backends = [("stable", stable.port), ("canary", canary.port)];
     let now = now_seconds();
-    let before = issue(OLD_SECRET, "canary", now);
-    let after = issue(SECRET, "canary", now);
+    let before = lane_member(OLD_SECRET, "canary", now);
+    let after = lane_member(SECRET, "canary", now);
     let rotating = json!({
         "secret": { "fromEnv": "DIAL_LANE_SECRET" },
         "previousSecret": { "fromEnv": "DIAL_LANE_SECRET_PREVIOUS" },

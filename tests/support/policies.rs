@@ -173,3 +173,20 @@ impl Core {
         users
     }
 }
+
+/// A release lane's baggage member (`dial-lane=v1.<lane>.<issued>.<tag>`) as an issuer with
+/// `secret` writes it at `at` (seconds since the epoch), through the core's own issuer.
+pub fn lane_member(secret: &str, lane: &str, at: u64) -> String {
+    let lanes = dial::core::lane::Lanes::new(
+        "dial-lane".into(),
+        dial::core::secret::Secret::inline(secret),
+        None,
+        true,
+        false,
+        None,
+        None,
+        vec![],
+        None,
+    );
+    format!("dial-lane={}", lanes.issue_value(lane, at).unwrap())
+}
